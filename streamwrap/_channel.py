@@ -1,0 +1,235 @@
+"""The state a response shares with the producer that fills it from the runtime thread.
+
+The producer (on the library's event-loop thread) appends batches of deltas; consumers
+(any thread, any async library) read them by index. The buffer holds deltas, never
+``text_so_far`` snapshots, so memory stays linear in the response size, and any number of
+consumers can replay it from the start. A consumer that finds nothing new registers a
+one-shot waker; the producer fires the registered wakers once per batch, so a consumer is
+woken at most once per network read and only when it is actually waiting.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Literal
+
+from ._delta import Delta, Finish, Metadata, ReasoningDelta, TextDelta, ToolCallDelta, UsageReport
+from ._errors import StreamError, StreamwrapError
+from ._tools import ToolCallAssembler
+from ._usage import Usage
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable
+
+__all__ = ["Channel", "State", "async_waiter", "thread_waiter"]
+
+State = Literal["pending", "open", "done", "failed", "cancelled"]
+_TERMINAL = frozenset(("done", "failed", "cancelled"))
+
+
+class Channel:
+    """Deltas, their running aggregates, and the terminal state of one response."""
+
+    def __init__(self, *, provider: str, streaming: bool, input_chars: int) -> None:
+        self.provider = provider
+        self.streaming = streaming
+        self.input_chars = input_chars
+        self.items: list[Delta] = []
+        self.state: State = "pending"
+        self.error: BaseException | None = None
+        self._lock = threading.Lock()
+        self._waiters: list[Callable[[], None]] = []
+        self._terminal = threading.Event()
+        # Running aggregates, updated by the producer as batches arrive.
+        self.text_parts: list[str] = []
+        self.reasoning_parts: list[str] = []
+        self.tools = ToolCallAssembler()
+        self.usage: Usage | None = None
+        self.finish_raw: str | None = None
+        self.provider_id: str | None = None
+        self.model: str | None = None
+        self.chunk_count = 0
+        self.started_at = time.monotonic()
+        self.first_token_at: float | None = None
+        self.last_content_at = self.started_at
+        self.opened = False
+        self.ended_at: float | None = None
+        self.attempts: list[dict[str, Any]] = []
+        # Set by the runtime once the producer task exists; used to cancel it.
+        self.cancel_upstream: Callable[[], None] | None = None
+        self.cancel_requested = False
+
+    # -- producer side (runtime thread) -------------------------------------------------
+
+    def push(self, batch: list[Delta]) -> None:
+        """Append a batch of deltas and wake whoever waits for them."""
+        content = 0
+        for d in batch:
+            cls = d.__class__
+            if cls is TextDelta:
+                self.text_parts.append(d)  # type: ignore[arg-type]
+                content += 1
+            elif cls is ReasoningDelta:
+                self.reasoning_parts.append(d)  # type: ignore[arg-type]
+                content += 1
+            elif cls is ToolCallDelta:
+                self.tools.add(d)  # type: ignore[arg-type]
+                content += 1
+            elif cls is UsageReport:
+                self.usage = d.usage  # type: ignore[union-attr]
+            elif cls is Finish:
+                self.finish_raw = d.raw  # type: ignore[union-attr]
+            elif cls is Metadata:
+                self.provider_id = d.provider_id or self.provider_id  # type: ignore[union-attr]
+                self.model = d.model or self.model  # type: ignore[union-attr]
+        if content:
+            # Only content counts as progress for the idle timeout; usage, ids and
+            # keep-alives do not.
+            self.chunk_count += content
+            self.last_content_at = now = time.monotonic()
+            if self.first_token_at is None:
+                self.first_token_at = now
+        with self._lock:
+            self.items.extend(batch)
+            waiters, self._waiters = self._waiters, []
+        _fire(waiters)
+
+    def open(self) -> None:
+        self.opened = True
+        self._transition("open")
+
+    def finish(self) -> None:
+        if self.usage is None:
+            # Only where the provider reported nothing: a local estimate, marked as such.
+            out = sum(map(len, self.text_parts)) + sum(map(len, self.reasoning_parts))
+            self.usage = Usage.estimate(self.input_chars, out)
+        self._transition("done")
+
+    def fail(self, error: BaseException) -> None:
+        if isinstance(error, StreamError):
+            error.partial_text = "".join(self.text_parts)
+            error.partial_reasoning = "".join(self.reasoning_parts)
+        self.error = error
+        self._transition("failed")
+
+    def cancelled(self) -> None:
+        self._transition("cancelled")
+
+    def _transition(self, state: State) -> None:
+        with self._lock:
+            if self.state in _TERMINAL:
+                return
+            self.state = state
+            if state in _TERMINAL:
+                self.ended_at = time.monotonic()
+            waiters, self._waiters = self._waiters, []
+        if state in _TERMINAL:
+            self._terminal.set()
+        _fire(waiters)
+
+    # -- consumer side (any thread) ------------------------------------------------------
+
+    @property
+    def terminal(self) -> bool:
+        return self.state in _TERMINAL
+
+    def request_cancel(self) -> None:
+        """Ask the producer to stop and close the upstream connection; returns at once."""
+        if self.terminal or self.cancel_requested:
+            return
+        self.cancel_requested = True
+        cancel = self.cancel_upstream
+        if cancel is not None:
+            cancel()
+
+    def add_waiter(self, waker: Callable[[], None], seen: int, state: State) -> bool:
+        """Register ``waker`` unless there is already news for a consumer that has seen
+        ``seen`` items in ``state``; returns whether it was registered."""
+        with self._lock:
+            if len(self.items) != seen or self.state != state:
+                return False
+            self._waiters.append(waker)
+            return True
+
+    def remove_waiter(self, waker: Callable[[], None]) -> None:
+        with self._lock:
+            try:
+                self._waiters.remove(waker)
+            except ValueError:
+                pass
+
+    def wait_terminal(self, timeout: float | None = None) -> bool:
+        return self._terminal.wait(timeout)
+
+
+def _fire(waiters: list[Callable[[], None]]) -> None:
+    for wake in waiters:
+        try:
+            wake()
+        except RuntimeError:
+            # The consumer's event loop has closed (its program moved on): nothing to wake.
+            pass
+
+
+def thread_waiter() -> tuple[Callable[[], None], Callable[[], None]]:
+    """A (wake, wait) pair for a blocking consumer thread."""
+    event = threading.Event()
+
+    def wait() -> None:
+        # A timeout loop keeps Ctrl-C deliverable on the main thread.
+        while not event.wait(0.5):
+            pass
+
+    return event.set, wait
+
+
+def async_waiter() -> tuple[Callable[[], None], Callable[[], Awaitable[None]]]:
+    """A (wake, wait) pair for the running async library: asyncio or trio.
+
+    ``wake`` may be called from any thread; ``wait`` is awaited by the consumer.
+    """
+    # If asyncio was never imported, no asyncio loop can be running: skip importing it.
+    asyncio: Any = sys.modules.get("asyncio")
+    try:
+        loop = asyncio.get_running_loop() if asyncio else None
+    except RuntimeError:
+        loop = None
+    if loop is None:
+        return _trio_waiter()
+    future = loop.create_future()
+
+    def resolve() -> None:
+        if not future.done():
+            future.set_result(None)
+
+    def wake() -> None:
+        loop.call_soon_threadsafe(resolve)
+
+    async def wait() -> None:
+        await future
+
+    return wake, wait
+
+
+def _trio_waiter() -> tuple[Callable[[], None], Callable[[], Awaitable[None]]]:
+    trio: Any = sys.modules.get("trio")
+    if trio is None:
+        raise StreamwrapError("no running event loop: use asyncio or trio, or the *_sync methods")
+    try:
+        token = trio.lowlevel.current_trio_token()
+    except RuntimeError:
+        raise StreamwrapError(
+            "no running event loop: use asyncio or trio, or the *_sync methods"
+        ) from None
+    event = trio.Event()
+
+    def wake() -> None:
+        try:
+            token.run_sync_soon(event.set)
+        except trio.RunFinishedError:
+            pass
+
+    return wake, event.wait

@@ -1,0 +1,53 @@
+"""Normalising the providers' finish reasons to one small vocabulary."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+__all__ = ["FinishReason", "normalize_finish_reason"]
+
+FinishReason = Literal["stop", "length", "tool_calls", "content_filter", "error", "cancelled"]
+
+# One table for every provider (OpenAI and compatibles, Gemini, Ollama, DashScope, Anthropic):
+# a new provider adds rows here rather than a branch in its adapter. Keys are lower-cased.
+_TABLE: dict[str, FinishReason] = {
+    "stop": "stop",
+    "end_turn": "stop",
+    "stop_sequence": "stop",
+    "eos": "stop",
+    "eos_token": "stop",
+    "finish_reason_unspecified": "stop",
+    "length": "length",
+    "max_tokens": "length",
+    "model_context_window_exceeded": "length",
+    "tool_calls": "tool_calls",
+    "function_call": "tool_calls",
+    "tool_use": "tool_calls",
+    "content_filter": "content_filter",
+    "safety": "content_filter",
+    "recitation": "content_filter",
+    "blocklist": "content_filter",
+    "prohibited_content": "content_filter",
+    "spii": "content_filter",
+    "image_safety": "content_filter",
+    "refusal": "content_filter",
+    "sensitive": "content_filter",
+    "malformed_function_call": "error",
+    "error": "error",
+    "other": "stop",
+    "cancelled": "cancelled",
+}
+
+
+def normalize_finish_reason(raw: str | None) -> FinishReason | None:
+    """Map a provider's finish reason to the normalised vocabulary.
+
+    Unknown non-empty values map to ``"stop"`` (the stream did finish); the raw value is
+    kept on the response as ``finish_reason_raw`` so nothing is lost.
+    """
+    if raw is None:
+        return None
+    key = raw.lower()
+    if key in ("", "null", "none"):
+        return None
+    return _TABLE.get(key, "stop")

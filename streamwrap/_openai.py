@@ -1,0 +1,135 @@
+"""``openai_chat``: OpenAI, and every OpenAI-compatible server through ``base_url``.
+
+The official ``openai`` client builds, authenticates and sends the request (so its auth,
+headers, proxies and ``client_args`` all apply); the response body is decoded by
+streamwrap's own SSE decoder and wire mapper, not by the SDK's per-chunk objects.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import orjson
+
+from ._errors import MissingDependencyError, ProviderConnectionError, ProviderHTTPError, StreamProtocolError
+from ._http import http_error
+from ._openai_wire import OpenAIStreamMapper, completion_deltas
+from ._upstream import BodyUpstream, StaticUpstream
+from ._wrapper import ChatRequest, ModelWrapper, Upstream
+
+__all__ = ["OpenAIChatWrapper"]
+
+# Endpoints that refused `stream_options` once: asked without it from then on.
+_NO_STREAM_OPTIONS: set[str] = set()
+_create_params: frozenset[str] | None = None
+
+
+def _known_create_params(create: Any) -> frozenset[str]:
+    """Parameters the installed SDK's ``create()`` accepts; others go in ``extra_body``."""
+    global _create_params
+    if _create_params is None:
+        import inspect
+
+        _create_params = frozenset(inspect.signature(create).parameters)
+    return _create_params
+
+
+class OpenAIChatWrapper(ModelWrapper):
+    """Chat completions over the OpenAI wire format.
+
+    ``base_url`` points it at any compatible server (vLLM, llama.cpp, Ollama's ``/v1``,
+    DeepSeek, OpenRouter, Groq, ...). Without ``api_key`` it reads ``OPENAI_API_KEY``; with
+    a ``base_url`` and no key at all it sends a placeholder, as local servers expect.
+    """
+
+    model_type: ClassVar[str] = "openai_chat"
+    provider: ClassVar[str] = "openai"
+    extra: ClassVar[str] = "openai"
+    api_key_env: ClassVar[tuple[str, ...]] = ("OPENAI_API_KEY",)
+    base_url_env: ClassVar[tuple[str, ...]] = ("OPENAI_BASE_URL",)
+
+    def _make_client(self) -> Any:
+        try:
+            import openai
+        except ImportError:
+            raise MissingDependencyError("openai", self.extra) from None
+        args: dict[str, Any] = {
+            "api_key": self._api_key.reveal() if self._api_key else "not-needed",
+            "base_url": self.base_url,
+            # streamwrap retries itself (before the first token only), so the SDK must not.
+            "max_retries": 0,
+            "timeout": self.timeout,
+        }
+        args.update(self.client_args)
+        return openai.AsyncOpenAI(**args)
+
+    def _endpoint(self) -> str:
+        return self.base_url or "https://api.openai.com/v1"
+
+    async def _open(self, request: ChatRequest) -> Upstream:
+        params: dict[str, Any] = dict(request.params)
+        if request.tools:
+            params["tools"] = request.tools
+        ask_usage = (
+            request.stream
+            and "stream_options" not in params
+            and self._endpoint() not in _NO_STREAM_OPTIONS
+        )
+        if ask_usage:
+            params["stream_options"] = {"include_usage": True}
+        try:
+            return await self._send(request, params)
+        except ProviderHTTPError as exc:
+            if not (ask_usage and exc.status_code in (400, 422)):
+                raise
+        # Some compatible servers reject `stream_options`: ask once more without it, and
+        # remember that for this endpoint. Usage then falls back to a marked estimate.
+        del params["stream_options"]
+        upstream = await self._send(request, params)
+        _NO_STREAM_OPTIONS.add(self._endpoint())
+        return upstream
+
+    async def _send(self, request: ChatRequest, params: dict[str, Any]) -> Upstream:
+        import openai
+
+        client = self._client()
+        create = client.chat.completions.with_streaming_response.create
+        known = _known_create_params(client.chat.completions.create)
+        kwargs: dict[str, Any] = {}
+        extra_body: dict[str, Any] = dict(params.pop("extra_body", None) or {})
+        for key, value in params.items():
+            if key in known:
+                kwargs[key] = value
+            else:
+                extra_body[key] = value  # server-specific parameters (top_k, min_p, ...)
+        if extra_body:
+            kwargs["extra_body"] = extra_body
+        context = create(model=request.model_name, messages=request.messages, stream=request.stream, **kwargs)
+        try:
+            raw = await context.__aenter__()
+        except openai.APIStatusError as exc:
+            raise http_error(
+                provider=self.provider,
+                status_code=exc.status_code,
+                body=exc.body if exc.body is not None else exc.response.content,
+                headers=exc.response.headers,
+                secret=self._api_key,
+            ) from None
+        except openai.APIConnectionError as exc:
+            raise ProviderConnectionError(
+                f"cannot reach {self._endpoint()}: {exc.__cause__ or exc}", provider=self.provider
+            ) from None
+        http = raw.http_response
+        if not request.stream:
+            try:
+                body = await http.aread()
+            finally:
+                await http.aclose()
+            try:
+                obj = orjson.loads(body)
+            except orjson.JSONDecodeError:
+                raise StreamProtocolError(
+                    f"the response body is not JSON: {body[:120]!r}", provider=self.provider
+                ) from None
+            return StaticUpstream(completion_deltas(obj, self.provider))
+        return BodyUpstream(http.aiter_bytes(), OpenAIStreamMapper(self.provider), http.aclose, self.provider)

@@ -1,0 +1,190 @@
+"""The OpenAI chat-completions wire format, shared by every OpenAI-compatible server
+(OpenAI, DeepSeek, OpenRouter, Groq, vLLM, llama.cpp, DashScope and Zhipu compatible modes,
+LiteLLM's proxy): SSE chunk JSON → normalised deltas, and the non-streaming body too.
+
+Pure functions over bytes and dicts, no SDK: the SDK's pydantic chunk objects are where its
+per-chunk time goes, so streamwrap decodes the raw bytes itself.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import orjson
+
+from ._delta import Delta, Finish, Metadata, ReasoningDelta, TextDelta, ToolCallDelta, UsageReport
+from ._errors import ProviderStreamError, StreamInterruptedError, StreamProtocolError
+from ._sse import SSEDecoder
+from ._usage import Usage
+
+__all__ = ["OpenAIStreamMapper", "completion_deltas", "usage_from_openai"]
+
+# Reasoning text arrives as `reasoning_content` (DeepSeek, Qwen, GLM, vLLM) or `reasoning`
+# (OpenRouter, newer vLLM, Ollama's compatible API); a server that sends both sends the same.
+_REASONING_FIELDS = ("reasoning_content", "reasoning")
+
+
+def usage_from_openai(raw: Mapping[str, Any]) -> Usage:
+    prompt_details = raw.get("prompt_tokens_details") or {}
+    completion_details = raw.get("completion_tokens_details") or {}
+    cached = prompt_details.get("cached_tokens") if isinstance(prompt_details, Mapping) else None
+    if cached is None:
+        cached = raw.get("prompt_cache_hit_tokens")  # DeepSeek's name
+    reasoning = completion_details.get("reasoning_tokens") if isinstance(completion_details, Mapping) else None
+    inp = raw.get("prompt_tokens")
+    out = raw.get("completion_tokens")
+    total = raw.get("total_tokens")
+    if total is None and isinstance(inp, int) and isinstance(out, int):
+        total = inp + out
+    return Usage(
+        input_tokens=inp,
+        output_tokens=out,
+        total_tokens=total,
+        reasoning_tokens=reasoning,
+        cached_tokens=cached,
+        source="provider",
+        raw=raw,
+    )
+
+
+def _error_fields(err: Any) -> tuple[str, str | None]:
+    if isinstance(err, Mapping):
+        message = err.get("message") or err.get("msg") or orjson.dumps(err).decode()
+        code = err.get("code") or err.get("type")
+        return str(message), None if code is None else str(code)
+    return str(err), None
+
+
+class OpenAIStreamMapper:
+    """Feeds SSE bytes of a ``chat.completion.chunk`` stream; returns deltas.
+
+    ``done`` is set by ``data: [DONE]``; ``finished`` when a choice carried a finish
+    reason. Either counts as a proper end; neither, at the end of the body, is a cut stream.
+    Only the first choice (index 0) is followed.
+    """
+
+    __slots__ = ("_decoder", "_provider", "_seen_meta", "done", "finished")
+
+    def __init__(self, provider: str) -> None:
+        self._decoder = SSEDecoder()
+        self._provider = provider
+        self._seen_meta = False
+        self.done = False
+        self.finished = False
+
+    @property
+    def comments(self) -> int:
+        return self._decoder.comments
+
+    def feed(self, chunk: bytes) -> list[Delta]:
+        events = self._decoder.feed(chunk)
+        if not events:
+            return []
+        out: list[Delta] = []
+        for event in events:
+            self._event(event.data, event.event, out)
+        return out
+
+    def end(self) -> list[Delta]:
+        out: list[Delta] = []
+        for event in self._decoder.close():
+            self._event(event.data, event.event, out)
+        if not (self.done or self.finished):
+            raise StreamInterruptedError(
+                "the stream ended before the provider finished (no finish_reason, no [DONE])",
+                provider=self._provider,
+            )
+        return out
+
+    def _event(self, data: bytes, event: str | None, out: list[Delta]) -> None:
+        if self.done:
+            return  # nothing after [DONE] belongs to the response
+        if data == b"[DONE]":
+            self.done = True
+            return
+        if not data.strip():
+            return  # an empty data line carries nothing (some proxies send them)
+        try:
+            obj = orjson.loads(data)
+        except orjson.JSONDecodeError as exc:
+            raise StreamProtocolError(
+                f"malformed JSON in the stream: {exc} (data: {data[:120]!r})", provider=self._provider
+            ) from None
+        if event == "error" or (type(obj) is dict and obj.get("error")):
+            err = obj.get("error", obj) if type(obj) is dict else obj
+            message, code = _error_fields(err)
+            raise ProviderStreamError(message, provider=self._provider, code=code)
+        if type(obj) is not dict:
+            raise StreamProtocolError(
+                f"expected a JSON object in the stream, got {type(obj).__name__}", provider=self._provider
+            )
+        if not self._seen_meta:
+            self._seen_meta = True
+            out.append(Metadata(obj.get("id"), obj.get("model")))
+        choices = obj.get("choices")
+        if choices:
+            choice = choices[0]
+            delta = choice.get("delta")
+            if delta:
+                content = delta.get("content")
+                if content:
+                    out.append(TextDelta(content))
+                for name in _REASONING_FIELDS:
+                    reasoning = delta.get(name)
+                    if reasoning:
+                        out.append(ReasoningDelta(reasoning))
+                        break
+                tool_calls = delta.get("tool_calls")
+                if tool_calls:
+                    _tool_deltas(tool_calls, out)
+            reason = choice.get("finish_reason")
+            if reason:
+                self.finished = True
+                out.append(Finish(reason))
+        usage = obj.get("usage")
+        if usage:
+            out.append(UsageReport(usage_from_openai(usage)))
+
+
+def _tool_deltas(tool_calls: list[Any], out: list[Delta]) -> None:
+    for n, call in enumerate(tool_calls):
+        fn = call.get("function") or {}
+        index = call.get("index")
+        out.append(
+            ToolCallDelta(
+                index if isinstance(index, int) else n,
+                call.get("id") or None,
+                fn.get("name") or None,
+                fn.get("arguments") or "",
+            )
+        )
+
+
+def completion_deltas(obj: Any, provider: str) -> list[Delta]:
+    """Deltas of a non-streaming ``chat.completion`` body (already parsed)."""
+    if type(obj) is not dict:
+        raise StreamProtocolError(
+            f"expected a JSON object, got {type(obj).__name__}", provider=provider
+        )
+    if obj.get("error"):
+        message, code = _error_fields(obj["error"])
+        raise ProviderStreamError(message, provider=provider, code=code)
+    out: list[Delta] = [Metadata(obj.get("id"), obj.get("model"))]
+    choices = obj.get("choices") or []
+    if choices:
+        choice = choices[0]
+        message = choice.get("message") or {}
+        for name in _REASONING_FIELDS:
+            if message.get(name):
+                out.append(ReasoningDelta(message[name]))
+                break
+        if message.get("content"):
+            out.append(TextDelta(message["content"]))
+        if message.get("tool_calls"):
+            _tool_deltas(message["tool_calls"], out)
+        if choice.get("finish_reason"):
+            out.append(Finish(choice["finish_reason"]))
+    if obj.get("usage"):
+        out.append(UsageReport(usage_from_openai(obj["usage"])))
+    return out

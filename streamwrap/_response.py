@@ -1,0 +1,447 @@
+"""``ModelResponse``: what every wrapper returns, streaming or not."""
+
+from __future__ import annotations
+
+import sys
+import uuid
+import warnings
+import weakref
+from collections.abc import AsyncGenerator, Generator
+from types import TracebackType
+from typing import Any, NamedTuple, Union
+
+from ._channel import Channel, State, async_waiter, thread_waiter
+from ._delta import Delta, ReasoningDelta, TextDelta, ToolCallDelta
+from ._errors import StreamwrapError
+from ._finish import FinishReason, normalize_finish_reason
+from ._runtime import runtime
+from ._tools import ToolCall
+from ._usage import Usage
+
+__all__ = ["ModelResponse", "StreamChunk", "StreamDelta"]
+
+StreamDelta = Union[TextDelta, ReasoningDelta, ToolCallDelta]
+
+
+class StreamChunk(NamedTuple):
+    """One item of ``response.stream``: unpacks as ``is_last, text_so_far``."""
+
+    is_last: bool
+    text_so_far: str
+
+
+class BlockingReadWarning(RuntimeWarning):
+    """``response.text`` (or another final field) blocked a running event loop."""
+
+
+_warned_blocking = False
+
+
+class _Cursor:
+    """One consumer's position in a channel. ``step()`` returns what is new since the
+    last step, and whether the consumer must wait before there is more."""
+
+    __slots__ = ("ch", "idx", "finished", "state")
+
+    def __init__(self, ch: Channel) -> None:
+        self.ch = ch
+        self.idx = 0
+        self.finished = False
+        self.state: State = "pending"
+
+    def step(self) -> list[Any]:
+        ch = self.ch
+        # Read the state before the length: a terminal state seen here guarantees that
+        # every item was appended before it, so nothing can be missed.
+        state = self.state = ch.state
+        n = len(ch.items)
+        if self.idx < n:
+            out = self.render(ch.items, self.idx, n)
+            self.idx = n
+            if out:
+                return out
+        if state == "done" or state == "cancelled":
+            self.finished = True
+            return self.final()
+        if state == "failed":
+            self.finished = True
+            assert ch.error is not None
+            raise ch.error
+        return []
+
+    def render(self, items: list[Delta], start: int, stop: int) -> list[Any]:
+        raise NotImplementedError
+
+    def final(self) -> list[Any]:
+        return []
+
+
+class _TextCursor(_Cursor):
+    __slots__ = ("text",)
+
+    def __init__(self, ch: Channel) -> None:
+        super().__init__(ch)
+        self.text = ""
+
+    def render(self, items: list[Delta], start: int, stop: int) -> list[Any]:
+        if not self.ch.streaming:
+            return []  # a non-streaming response offers exactly one, final, item
+        out = []
+        text = self.text
+        for i in range(start, stop):
+            d = items[i]
+            if d.__class__ is TextDelta:
+                text += d  # type: ignore[operator]
+                out.append(StreamChunk(False, text))
+        self.text = text
+        return out
+
+    def final(self) -> list[Any]:
+        if not self.ch.streaming:
+            self.text = "".join(self.ch.text_parts)
+        return [StreamChunk(True, self.text)]
+
+
+class _DeltaCursor(_Cursor):
+    __slots__ = ()
+
+    def render(self, items: list[Delta], start: int, stop: int) -> list[Any]:
+        return [d for d in items[start:stop] if d.__class__ in _PUBLIC_DELTAS]
+
+
+_PUBLIC_DELTAS = frozenset((TextDelta, ReasoningDelta, ToolCallDelta))
+
+
+class ModelResponse:
+    """The result of ``await model(...)``.
+
+    ``stream`` replays the response as ``(is_last, text_so_far)`` tuples, for any number
+    of consumers at any time; ``text`` (and ``reasoning``, ``tool_calls``, ``usage``,
+    ``finish_reason``) wait for the end, draining the stream if nobody consumed it, so code
+    written for non-streaming responses keeps working. The network reads run on the
+    library's own thread, so this works from sync code, worker threads and ``async def``
+    alike; inside ``async def`` prefer ``await response.aread()``, which does not block the
+    event loop.
+
+    Leaving a ``stream`` loop early, cancelling the consuming task, ``aclose()``, leaving
+    ``async with``, or dropping the last reference closes the upstream connection; the
+    response then reports ``finish_reason == "cancelled"`` with what had arrived.
+    """
+
+    def __init__(self, channel: Channel, *, model_name: str, response_id: str | None = None) -> None:
+        self._ch = channel
+        self.id: str = response_id or f"swr-{uuid.uuid4().hex}"
+        self._model_name = model_name
+        # Dropping an unconsumed response closes its connection (the finalizer holds the
+        # channel, never the response, so it does not keep the response alive).
+        self._finalizer = weakref.finalize(self, channel.request_cancel)
+        self._finalizer.atexit = False
+
+    def __repr__(self) -> str:
+        return (
+            f"<ModelResponse id={self.id!r} provider={self._ch.provider!r} "
+            f"model={self.model!r} state={self._ch.state!r}>"
+        )
+
+    # -- identity and progress ------------------------------------------------------------
+
+    @property
+    def provider(self) -> str:
+        return self._ch.provider
+
+    @property
+    def model(self) -> str:
+        """The model that answered, as the provider reported it (else the one requested)."""
+        return self._ch.model or self._model_name
+
+    @property
+    def provider_id(self) -> str | None:
+        """The provider's own id for this response (e.g. ``chatcmpl-...``), once known."""
+        return self._ch.provider_id
+
+    @property
+    def streaming(self) -> bool:
+        return self._ch.streaming
+
+    @property
+    def done(self) -> bool:
+        """True once the response has ended: finished, failed or cancelled."""
+        return self._ch.terminal
+
+    @property
+    def partial_text(self) -> str:
+        """The text received so far, without waiting."""
+        return "".join(self._ch.text_parts)
+
+    @property
+    def time_to_first_token(self) -> float | None:
+        """Seconds from sending the request to the first text, reasoning or tool-call delta."""
+        ch = self._ch
+        return None if ch.first_token_at is None else ch.first_token_at - ch.started_at
+
+    @property
+    def duration(self) -> float | None:
+        """Seconds from sending the request to the end of the response."""
+        ch = self._ch
+        return None if ch.ended_at is None else ch.ended_at - ch.started_at
+
+    @property
+    def chunk_count(self) -> int:
+        """Number of content deltas (text, reasoning, tool-call fragments) received."""
+        return self._ch.chunk_count
+
+    @property
+    def attempts(self) -> list[dict[str, Any]]:
+        """One entry per HTTP attempt made for this response (retries included)."""
+        return list(self._ch.attempts)
+
+    # -- consuming ----------------------------------------------------------------------
+
+    @property
+    def stream(self) -> AsyncGenerator[StreamChunk, None]:
+        """A fresh async generator of ``(is_last, text_so_far)``, replaying from the start.
+
+        Exactly one item has ``is_last=True``: the last, carrying the full text. A failed
+        stream raises its error after the items that arrived; it never ends as if complete.
+        """
+        return self._drive_async(_TextCursor(self._ch))
+
+    def stream_sync(self) -> Generator[StreamChunk, None, None]:
+        """The same items as :attr:`stream`, for synchronous code."""
+        return self._drive_sync(_TextCursor(self._ch))
+
+    def deltas(self) -> AsyncGenerator[StreamDelta, None]:
+        """A fresh async generator of the raw deltas (``TextDelta``, ``ReasoningDelta``,
+        ``ToolCallDelta``), replaying from the start: the cheapest way to follow a stream."""
+        return self._drive_async(_DeltaCursor(self._ch))
+
+    def deltas_sync(self) -> Generator[StreamDelta, None, None]:
+        return self._drive_sync(_DeltaCursor(self._ch))
+
+    async def _drive_async(self, cursor: _Cursor) -> AsyncGenerator[Any, None]:
+        ch = self._ch
+        try:
+            while True:
+                out = cursor.step()
+                for item in out:
+                    yield item
+                if cursor.finished:
+                    return
+                if not out:
+                    await _wait_async(ch, cursor.idx, cursor.state)
+        finally:
+            # Left early (break, cancellation, an error in the consumer's loop body):
+            # nobody is reading, so close the upstream rather than leak it.
+            if not cursor.finished:
+                ch.request_cancel()
+
+    def _drive_sync(self, cursor: _Cursor) -> Generator[Any, None, None]:
+        ch = self._ch
+        _refuse_runtime_thread()
+        try:
+            while True:
+                out = cursor.step()
+                yield from out
+                if cursor.finished:
+                    return
+                if not out:
+                    wake, wait = thread_waiter()
+                    if ch.add_waiter(wake, cursor.idx, cursor.state):
+                        wait()
+        finally:
+            if not cursor.finished:
+                ch.request_cancel()
+
+    async def aread(self) -> str:
+        """Wait for the end without blocking the event loop; return the full text."""
+        await self.await_done()
+        return self.text
+
+    async def await_done(self) -> None:
+        """Wait until the response has ended (finished, failed or cancelled)."""
+        ch = self._ch
+        try:
+            while not ch.terminal:
+                await _wait_async(ch, len(ch.items), ch.state)
+        except BaseException:
+            if not ch.terminal:
+                ch.request_cancel()
+            raise
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Block until the response has ended; returns False on timeout."""
+        _refuse_runtime_thread()
+        if self._ch.terminal:
+            return True
+        return self._ch.wait_terminal(timeout)
+
+    def _final(self) -> Channel:
+        ch = self._ch
+        if not ch.terminal:
+            _warn_if_blocking_a_loop()
+            _refuse_runtime_thread()
+            while not ch.wait_terminal(0.5):
+                pass
+        return ch
+
+    def _raise_if_failed(self, ch: Channel) -> None:
+        if ch.state == "failed":
+            assert ch.error is not None
+            raise ch.error
+
+    @property
+    def text(self) -> str:
+        """The full text; waits for (drains) the stream. Raises the stream's error if it
+        failed. After a cancel, the text that had arrived (``finish_reason == "cancelled"``)."""
+        ch = self._final()
+        self._raise_if_failed(ch)
+        return "".join(ch.text_parts)
+
+    @property
+    def reasoning(self) -> str | None:
+        """The reasoning ("thinking") text, or None if the model sent none; waits like ``text``."""
+        ch = self._final()
+        self._raise_if_failed(ch)
+        return "".join(ch.reasoning_parts) if ch.reasoning_parts else None
+
+    @property
+    def tool_calls(self) -> list[ToolCall]:
+        """Complete tool calls, assembled from the streamed fragments; waits like ``text``."""
+        ch = self._final()
+        self._raise_if_failed(ch)
+        return ch.tools.calls()
+
+    @property
+    def usage(self) -> Usage:
+        """Token usage with provenance; waits for the end but never raises: after a failure
+        or cancel it is what the provider had reported, else ``source="unknown"``."""
+        ch = self._final()
+        return ch.usage or Usage()
+
+    @property
+    def finish_reason(self) -> FinishReason:
+        """``stop``, ``length``, ``tool_calls``, ``content_filter``, ``error`` or ``cancelled``;
+        waits for the end but never raises."""
+        ch = self._final()
+        if ch.state == "failed":
+            return "error"
+        if ch.state == "cancelled":
+            return "cancelled"
+        return normalize_finish_reason(ch.finish_raw) or (
+            "tool_calls" if ch.tools else "stop"
+        )
+
+    @property
+    def finish_reason_raw(self) -> str | None:
+        """The provider's own finish reason, as sent."""
+        return self._final().finish_raw
+
+    @property
+    def error(self) -> BaseException | None:
+        """The error the stream failed with, if it did (without waiting)."""
+        return self._ch.error
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    async def aclose(self) -> None:
+        """Close the upstream connection now (if still open) and wait until it is closed."""
+        ch = self._ch
+        if ch.terminal:
+            return
+        ch.request_cancel()
+        await self.await_done()
+
+    def close(self) -> None:
+        """Synchronous :meth:`aclose`."""
+        ch = self._ch
+        if ch.terminal:
+            return
+        ch.request_cancel()
+        self.wait()
+
+    async def __aenter__(self) -> ModelResponse:
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.aclose()
+
+    def __enter__(self) -> ModelResponse:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready summary of the finished response (waits for the end)."""
+        ch = self._final()
+        return {
+            "id": self.id,
+            "provider": self.provider,
+            "provider_id": self.provider_id,
+            "model": self.model,
+            "text": "".join(ch.text_parts),
+            "reasoning": "".join(ch.reasoning_parts) or None,
+            "tool_calls": [tc.to_openai() for tc in ch.tools.calls()],
+            "usage": self.usage.as_dict(),
+            "finish_reason": self.finish_reason,
+            "finish_reason_raw": ch.finish_raw,
+            "time_to_first_token": self.time_to_first_token,
+            "duration": self.duration,
+            "chunk_count": ch.chunk_count,
+            "error": None if ch.error is None else str(ch.error),
+        }
+
+
+async def _wait_async(ch: Channel, seen: int, state: State) -> None:
+    wake, wait = async_waiter()
+    if not ch.add_waiter(wake, seen, state):
+        return
+    try:
+        await wait()
+    except BaseException:
+        ch.remove_waiter(wake)
+        raise
+
+
+def _refuse_runtime_thread() -> None:
+    if runtime.in_runtime_thread():
+        raise StreamwrapError(
+            "cannot wait for a response on streamwrap's own I/O thread "
+            "(it would wait for itself): iterate `response.stream` or `await response.aread()`"
+        )
+
+
+def _warn_if_blocking_a_loop() -> None:
+    global _warned_blocking
+    if _warned_blocking or not _on_event_loop_thread():
+        return
+    _warned_blocking = True
+    warnings.warn(
+        "reading response.text (or another final field) before the stream ended blocks this "
+        "event loop until it ends; use `await response.aread()` instead. "
+        "(This warning is shown once.)",
+        BlockingReadWarning,
+        stacklevel=4,
+    )
+
+
+def _on_event_loop_thread() -> bool:
+    asyncio: Any = sys.modules.get("asyncio")
+    if asyncio is not None:
+        try:
+            asyncio.get_running_loop()
+            return True
+        except RuntimeError:
+            pass
+    trio: Any = sys.modules.get("trio")
+    if trio is None:
+        return False
+    try:
+        trio.lowlevel.current_task()
+        return True
+    except RuntimeError:
+        return False

@@ -1,0 +1,151 @@
+"""The library's private event loop, running in a daemon thread.
+
+All provider I/O runs here. That is what lets ``response.text`` drain a stream from any
+context (a property cannot await; a thread can wait while this loop keeps reading), gives
+a synchronous API over the same objects, lets trio programs use asyncio-only SDKs, and
+keeps every stream's reads going while a caller's own loop is blocked.
+
+The loop starts on first use, restarts in a forked child, and shuts down at interpreter
+exit after cancelling its producers, so that their HTTP connections are closed.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextvars
+import os
+import threading
+import weakref
+from collections.abc import Callable, Coroutine
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import asyncio
+
+__all__ = ["Runtime", "runtime"]
+
+
+class Runtime:
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._tasks: set[asyncio.Task[Any]] = set()
+        # Bumped on fork and restart: SDK clients made for an older loop are unusable.
+        self.generation = 0
+        self._closers: weakref.WeakSet[Any] = weakref.WeakSet()
+
+    @property
+    def thread(self) -> threading.Thread | None:
+        return self._thread
+
+    def in_runtime_thread(self) -> bool:
+        return self._thread is not None and threading.current_thread() is self._thread
+
+    def loop(self) -> asyncio.AbstractEventLoop:
+        loop = self._loop
+        if loop is not None:
+            return loop
+        with self._lock:
+            if self._loop is None:
+                self._start()
+            assert self._loop is not None
+            return self._loop
+
+    def _start(self) -> None:
+        # asyncio is imported on first use, not with streamwrap: it is ~25 ms of import.
+        import asyncio
+
+        loop = asyncio.new_event_loop()
+        ready = threading.Event()
+
+        def run() -> None:
+            asyncio.set_event_loop(loop)
+            loop.call_soon(ready.set)
+            loop.run_forever()
+
+        thread = threading.Thread(target=run, name="streamwrap-runtime", daemon=True)
+        thread.start()
+        ready.wait()
+        self._loop = loop
+        self._thread = thread
+        self.generation += 1
+
+    def spawn(
+        self,
+        coro_factory: Callable[[], Coroutine[Any, Any, None]],
+        context: contextvars.Context,
+        on_task: Callable[[Callable[[], None]], None],
+    ) -> None:
+        """Start ``coro_factory()`` as a task on the runtime loop, in ``context``.
+
+        ``on_task`` receives a thread-safe function that cancels the task.
+        """
+        loop = self.loop()
+
+        def start() -> None:
+            task = loop.create_task(coro_factory(), context=context)
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+            def cancel() -> None:
+                if threading.current_thread() is self._thread:
+                    task.cancel()
+                else:
+                    try:
+                        loop.call_soon_threadsafe(task.cancel)
+                    except RuntimeError:
+                        pass  # the loop is closed: the task is gone already
+
+            on_task(cancel)
+
+        loop.call_soon_threadsafe(start)
+
+    def register_closer(self, obj: Any) -> None:
+        """Remember an object whose ``_aclose_clients()`` must run at shutdown."""
+        self._closers.add(obj)
+
+    def shutdown(self, timeout: float = 2.0) -> None:
+        """Cancel every producer, close SDK clients, stop the loop. Idempotent."""
+        with self._lock:
+            loop, thread = self._loop, self._thread
+            self._loop = None
+            self._thread = None
+        if loop is None or thread is None or not thread.is_alive():
+            return
+        import asyncio
+
+        async def drain() -> None:
+            tasks = [t for t in self._tasks if not t.done()]
+            for task in tasks:
+                task.cancel()
+            if tasks:
+                await asyncio.wait(tasks, timeout=timeout)
+            for obj in list(self._closers):
+                try:
+                    await obj._aclose_clients()
+                except Exception:
+                    pass
+
+        try:
+            asyncio.run_coroutine_threadsafe(drain(), loop).result(timeout + 1.0)
+        except Exception:
+            pass
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(timeout)
+        if not thread.is_alive():
+            loop.close()
+
+    def _after_fork(self) -> None:
+        # The thread does not exist in the child; start afresh on next use.
+        self._lock = threading.Lock()
+        self._loop = None
+        self._thread = None
+        self._tasks = set()
+        self.generation += 1
+
+
+runtime = Runtime()
+atexit.register(runtime.shutdown)
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=runtime._after_fork)

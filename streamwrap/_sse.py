@@ -1,0 +1,110 @@
+"""A sans-I/O decoder for Server-Sent Events (the WHATWG ``text/event-stream`` format).
+
+Bytes go in as the network delivers them, complete events come out; no I/O, no event
+loop, so every provider and every test can drive it the same way. Handles LF, CRLF and
+bare CR line endings (also a CRLF split across two reads), comment lines (``: keep-alive``),
+multi-line ``data``, a leading UTF-8 BOM, and ``event``/``id``/``retry`` fields. Event data
+stays ``bytes``: orjson parses bytes directly, so nothing is decoded twice.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+__all__ = ["SSEDecoder", "ServerSentEvent"]
+
+_BOM = b"\xef\xbb\xbf"
+
+
+class ServerSentEvent(NamedTuple):
+    data: bytes
+    event: str | None = None
+    id: str | None = None
+    retry: int | None = None
+
+
+class SSEDecoder:
+    """Feed bytes with :meth:`feed`, call :meth:`close` at the end of the body.
+
+    ``comments`` counts comment lines seen (keep-alives); ``events`` counts events.
+    """
+
+    __slots__ = ("_tail", "_data", "_event", "_id", "_retry", "_started", "comments", "events")
+
+    def __init__(self) -> None:
+        self._tail = b""
+        self._data: list[bytes] = []
+        self._event: str | None = None
+        self._id: str | None = None
+        self._retry: int | None = None
+        self._started = False
+        self.comments = 0
+        self.events = 0
+
+    def feed(self, chunk: bytes) -> list[ServerSentEvent]:
+        """Decode one network read; returns the events it completed (often none or one)."""
+        buf = self._tail + chunk if self._tail else chunk
+        if not self._started:
+            if len(buf) < 3 and _BOM.startswith(buf):
+                self._tail = buf  # could still be the start of a BOM
+                return []
+            self._started = True
+            if buf.startswith(_BOM):
+                buf = buf[3:]
+        hold = b""
+        if b"\r" in buf:
+            # A trailing CR may be the first half of a CRLF whose LF is in the next read:
+            # keep it back so that the pair is not taken for two line endings.
+            if buf.endswith(b"\r"):
+                hold = b"\r"
+                buf = buf[:-1]
+            buf = buf.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+        lines = buf.split(b"\n")
+        self._tail = lines.pop() + hold
+        out: list[ServerSentEvent] = []
+        for line in lines:
+            self._line(line, out)
+        return out
+
+    def close(self) -> list[ServerSentEvent]:
+        """End of body: completes a last event whose terminating blank line never came."""
+        out: list[ServerSentEvent] = []
+        tail, self._tail = self._tail, b""
+        if tail:
+            tail = tail.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+            for line in tail.split(b"\n"):
+                self._line(line, out)
+        self._line(b"", out)
+        return out
+
+    def _line(self, line: bytes, out: list[ServerSentEvent]) -> None:
+        if line.startswith(b"data:"):
+            # The hot path: one ``data: {...}`` line per event.
+            value = line[5:]
+            self._data.append(value[1:] if value.startswith(b" ") else value)
+            return
+        if not line:
+            if self._data:
+                data = self._data[0] if len(self._data) == 1 else b"\n".join(self._data)
+                out.append(ServerSentEvent(data, self._event, self._id, self._retry))
+                self.events += 1
+                self._data = []
+            self._event = None
+            return
+        if line[0] == 0x3A:  # ':' starts a comment
+            self.comments += 1
+            return
+        field, sep, value = line.partition(b":")
+        if sep and value.startswith(b" "):
+            value = value[1:]
+        if field == b"event":
+            self._event = value.decode("utf-8", "replace")
+        elif field == b"id":
+            if b"\0" not in value:
+                self._id = value.decode("utf-8", "replace")
+        elif field == b"retry":
+            if value.isdigit():
+                self._retry = int(value)
+        elif field == b"data":  # "data" with no colon: an empty data line
+            self._data.append(value)
+        # Other field names are ignored, as the specification requires.

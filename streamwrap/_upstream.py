@@ -1,0 +1,76 @@
+"""An open provider response as the producer consumes it: body bytes → decoder → wire
+mapper → batches of deltas, one batch per network read."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, Protocol
+
+from ._delta import Delta
+from ._errors import StreamInterruptedError, StreamwrapError
+
+__all__ = ["BodyUpstream", "StaticUpstream", "WireMapper"]
+
+
+class WireMapper(Protocol):
+    """Maps one provider's decoded events to deltas (see ``_openai_wire`` for an example)."""
+
+    def feed(self, chunk: bytes) -> list[Delta]:
+        """Decode one network read; return the deltas it completed."""
+        ...
+
+    def end(self) -> list[Delta]:
+        """End of body: return the last deltas, or raise if the stream was cut short."""
+        ...
+
+
+class BodyUpstream:
+    """Reads an HTTP response body (httpx-style ``aiter_bytes``) through a mapper."""
+
+    def __init__(
+        self,
+        chunks: AsyncIterator[bytes],
+        mapper: WireMapper,
+        close: Callable[[], Awaitable[Any]],
+        provider: str,
+    ) -> None:
+        self._chunks = chunks
+        self._mapper = mapper
+        self._close = close
+        self._provider = provider
+
+    async def __aiter__(self) -> AsyncIterator[list[Delta]]:
+        mapper = self._mapper
+        try:
+            async for chunk in self._chunks:
+                batch = mapper.feed(chunk)
+                if batch:
+                    yield batch
+        except StreamwrapError:
+            raise
+        except Exception as exc:
+            # Whatever the HTTP library raised mid-body (reset, incomplete chunked read,
+            # read timeout), the caller sees one type, with the partial text attached.
+            raise StreamInterruptedError(
+                f"connection lost mid-stream ({type(exc).__name__}: {exc})", provider=self._provider
+            ) from exc
+        batch = mapper.end()
+        if batch:
+            yield batch
+
+    async def aclose(self) -> None:
+        await self._close()
+
+
+class StaticUpstream:
+    """A response that is already complete (non-streaming calls): one batch."""
+
+    def __init__(self, batch: list[Delta]) -> None:
+        self._batch = batch
+
+    async def __aiter__(self) -> AsyncIterator[list[Delta]]:
+        if self._batch:
+            yield self._batch
+
+    async def aclose(self) -> None:
+        return None

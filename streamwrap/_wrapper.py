@@ -1,0 +1,454 @@
+"""The base of every provider wrapper: the call shape, and the producer that runs a request
+on the runtime thread and pumps its deltas into the response.
+
+A provider subclass implements one thing, :meth:`ModelWrapper._open`: send the request,
+check the status, and return an :class:`Upstream` that yields batches of normalised deltas.
+Everything else (retries, timeouts, cancellation, accumulation, replay) lives here and in
+the response, once for all providers.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import os
+import random
+import time
+from collections.abc import AsyncIterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Protocol
+
+from ._channel import Channel, thread_waiter
+from ._config import DEFAULTS, check_options
+from ._delta import Delta
+from ._errors import (
+    ConfigError,
+    InputError,
+    ProviderConnectionError,
+    ProviderHTTPError,
+    StreamError,
+    StreamInterruptedError,
+    StreamTimeoutError,
+    StreamwrapError,
+)
+from ._response import ModelResponse, _wait_async
+from ._runtime import runtime
+from ._secret import Secret
+from ._tools import normalize_tools
+
+__all__ = ["ChatRequest", "ModelWrapper", "Upstream"]
+
+_ROLES = frozenset(("system", "developer", "user", "assistant", "tool", "function"))
+# Call parameters that the wrapper owns; passing them in generate_args is a mistake.
+_RESERVED_ARGS = frozenset(("model", "messages", "stream"))
+# Statuses worth retrying before the first content: the request may succeed next time.
+_RETRY_STATUSES = frozenset((408, 409, 429, 500, 502, 503, 504))
+_BACKOFF_BASE = 0.5
+_BACKOFF_MAX = 8.0
+_RETRY_AFTER_MAX = 60.0
+
+
+@dataclass
+class ChatRequest:
+    """One call, validated: what a provider adapter turns into its wire request."""
+
+    model_name: str
+    messages: list[dict[str, Any]]
+    stream: bool
+    tools: list[dict[str, Any]] | None = None
+    params: dict[str, Any] = field(default_factory=dict)
+
+
+class Upstream(Protocol):
+    """An open provider response: iterate for batches of deltas, then ``aclose()``.
+
+    Iteration raises a :class:`StreamError` for a broken stream, and yields only batches
+    that hold content or state (keep-alives are swallowed), so that the idle timeout sees
+    real progress only.
+    """
+
+    def __aiter__(self) -> AsyncIterator[list[Delta]]: ...
+
+    async def aclose(self) -> None: ...
+
+
+class ModelWrapper:
+    """Base class of the wrappers. Construct one directly or through ``load_model(config)``.
+
+    ``await model(prompt)`` sends the request and checks its HTTP status before returning
+    a :class:`ModelResponse`; ``stream=`` overrides the configured mode for one call.
+    """
+
+    model_type: ClassVar[str] = ""
+    provider: ClassVar[str] = ""
+    #: pip extra that installs the provider SDK
+    extra: ClassVar[str] = ""
+    #: environment variables consulted, in order, when no api_key is configured
+    api_key_env: ClassVar[tuple[str, ...]] = ()
+    #: environment variables consulted when no base_url is configured
+    base_url_env: ClassVar[tuple[str, ...]] = ()
+    #: whether the provider can work without any API key (e.g. a local server)
+    api_key_optional: ClassVar[bool] = False
+    #: extra config keys a wrapper accepts: key -> (types, description)
+    config_keys: ClassVar[Mapping[str, tuple[tuple[type, ...], str]]] = {}
+
+    def __init__(
+        self,
+        model_name: str,
+        *,
+        stream: bool | None = None,
+        api_key: str | None = None,
+        base_url: str | None = None,
+        client_args: Mapping[str, Any] | None = None,
+        generate_args: Mapping[str, Any] | None = None,
+        config_name: str | None = None,
+        max_retries: int | None = None,
+        timeout: float | None = None,
+        first_token_timeout: float | None = None,
+        idle_timeout: float | None = None,
+        **extra: Any,
+    ) -> None:
+        options = {
+            "model_name": model_name,
+            "stream": stream,
+            "api_key": api_key,
+            "base_url": base_url,
+            "client_args": client_args,
+            "generate_args": generate_args,
+            "config_name": config_name,
+            "max_retries": max_retries,
+            "timeout": timeout,
+            "first_token_timeout": first_token_timeout,
+            "idle_timeout": idle_timeout,
+            **extra,
+        }
+        check_options(type(self), options, config_name=config_name)
+        self.model_name = model_name
+        self.config_name = config_name
+        self.stream: bool = DEFAULTS["stream"] if stream is None else stream
+        self.base_url = base_url or _first_env(self.base_url_env)
+        key = api_key or _first_env(self.api_key_env)
+        if not key and not self.api_key_optional and not self.base_url:
+            raise ConfigError(
+                f"no API key for {self.provider}: set 'api_key' in the config"
+                + (f" or the {' / '.join(self.api_key_env)} environment variable" if self.api_key_env else "")
+                + ".",
+                key="api_key",
+                config_name=config_name,
+            )
+        self._api_key: Secret | None = Secret(key) if key else None
+        self.client_args: dict[str, Any] = dict(client_args or {})
+        generate = dict(generate_args or {})
+        _check_generate_args(generate, "generate_args")
+        self.generate_args = generate
+        self.max_retries: int = DEFAULTS["max_retries"] if max_retries is None else max_retries
+        self.timeout: float = DEFAULTS["timeout"] if timeout is None else float(timeout)
+        self.first_token_timeout: float = (
+            DEFAULTS["first_token_timeout"] if first_token_timeout is None else float(first_token_timeout)
+        )
+        self.idle_timeout: float = DEFAULTS["idle_timeout"] if idle_timeout is None else float(idle_timeout)
+        self.extra_options = {k: v for k, v in extra.items() if v is not None}
+        self._clients: dict[str, Any] = {}
+        self._client_generation = -1
+
+    def __repr__(self) -> str:
+        name = f" config_name={self.config_name!r}" if self.config_name else ""
+        base = f" base_url={self.base_url!r}" if self.base_url else ""
+        return f"<{type(self).__name__}{name} model_name={self.model_name!r}{base} stream={self.stream}>"
+
+    # -- calling ------------------------------------------------------------------------
+
+    async def __call__(
+        self,
+        prompt: Any,
+        stream: bool | None = None,
+        tools: Sequence[Mapping[str, Any]] | None = None,
+        **generate_args: Any,
+    ) -> ModelResponse:
+        """Send the request; return once its HTTP status is known (streaming) or the whole
+        response has arrived (non-streaming). HTTP errors raise here."""
+        response = self._start(prompt, stream, tools, generate_args)
+        ch = response._ch
+        try:
+            while ch.state == "pending":
+                await _wait_async(ch, len(ch.items), "pending")
+        except BaseException:
+            ch.request_cancel()
+            raise
+        _raise_if_failed_before_open(ch)
+        return response
+
+    def call_sync(
+        self,
+        prompt: Any,
+        stream: bool | None = None,
+        tools: Sequence[Mapping[str, Any]] | None = None,
+        **generate_args: Any,
+    ) -> ModelResponse:
+        """The same call from synchronous code: returns the same :class:`ModelResponse`
+        (iterate it with ``response.stream_sync()``, or read ``response.text``)."""
+        response = self._start(prompt, stream, tools, generate_args)
+        ch = response._ch
+        try:
+            while ch.state == "pending":
+                wake, wait = thread_waiter()
+                if ch.add_waiter(wake, len(ch.items), "pending"):
+                    wait()
+        except BaseException:
+            ch.request_cancel()
+            raise
+        _raise_if_failed_before_open(ch)
+        return response
+
+    def _start(
+        self,
+        prompt: Any,
+        stream: bool | None,
+        tools: Sequence[Mapping[str, Any]] | None,
+        generate_args: dict[str, Any],
+    ) -> ModelResponse:
+        if stream is not None and not isinstance(stream, bool):
+            raise InputError(f"stream must be True, False or None, got {type(stream).__name__}")
+        _check_generate_args(generate_args, "call arguments")
+        messages, input_chars = normalize_messages(prompt)
+        request = ChatRequest(
+            model_name=self.model_name,
+            messages=messages,
+            stream=self.stream if stream is None else stream,
+            tools=normalize_tools(tools),
+            params={**self.generate_args, **generate_args},
+        )
+        ch = Channel(provider=self.provider, streaming=request.stream, input_chars=input_chars)
+        response = ModelResponse(ch, model_name=self.model_name)
+
+        def on_task(cancel: Any) -> None:
+            ch.cancel_upstream = cancel
+            if ch.cancel_requested:
+                cancel()
+
+        runtime.spawn(lambda: self._pump(request, ch), contextvars.copy_context(), on_task)
+        return response
+
+    # -- the producer (runs on the runtime loop) ----------------------------------------
+
+    async def _pump(self, request: ChatRequest, ch: Channel) -> None:
+        import asyncio  # (already loaded: this runs on the runtime's asyncio loop)
+
+        loop = asyncio.get_running_loop()
+        task = asyncio.current_task()
+        assert task is not None
+        timed_out: list[str] = []
+
+        def watchdog() -> None:
+            # One timer per stream, re-armed from timestamps rather than per chunk: the
+            # hot path only records when content last arrived.
+            now = time.monotonic()
+            if ch.first_token_at is None:
+                limit, kind = ch.started_at + self.first_token_timeout, "first_token_timeout"
+            else:
+                limit, kind = ch.last_content_at + self.idle_timeout, "idle_timeout"
+            if now >= limit:
+                timed_out.append(kind)
+                task.cancel()
+            else:
+                handle[0] = loop.call_later(limit - now, watchdog)
+
+        handle = [loop.call_later(self.first_token_timeout, watchdog)]
+        upstream: Upstream | None = None
+        try:
+            upstream = await self._open_with_retries(request, ch)
+            if request.stream:
+                ch.open()
+            async for batch in upstream:
+                ch.push(batch)
+            ch.finish()
+        except asyncio.CancelledError:
+            if timed_out:
+                limit = self.first_token_timeout if timed_out[0] == "first_token_timeout" else self.idle_timeout
+                ch.fail(
+                    StreamTimeoutError(
+                        f"no {'first token' if timed_out[0] == 'first_token_timeout' else 'new token'} "
+                        f"within {limit:g} s ({timed_out[0]})",
+                        provider=self.provider,
+                        code=timed_out[0],
+                    )
+                )
+            else:
+                ch.cancelled()
+            # Our own cancellation ends this task; nothing above us awaits it.
+        except StreamwrapError as exc:
+            ch.fail(exc)
+        except Exception as exc:
+            ch.fail(self._unexpected_error(exc, opened=ch.state == "open"))
+        finally:
+            handle[0].cancel()
+            if upstream is not None:
+                try:
+                    await upstream.aclose()
+                except BaseException:
+                    pass
+
+    async def _open_with_retries(self, request: ChatRequest, ch: Channel) -> Upstream:
+        import asyncio
+
+        attempt = 0
+        while True:
+            attempt += 1
+            started = time.monotonic()
+            try:
+                upstream = await self._open(request)
+            except (ProviderConnectionError, ProviderHTTPError) as exc:
+                status = getattr(exc, "status_code", None)
+                ch.attempts.append(
+                    {"attempt": attempt, "status": status, "error": type(exc).__name__,
+                     "seconds": round(time.monotonic() - started, 4)}
+                )
+                retryable = status is None or status in _RETRY_STATUSES
+                if not retryable or attempt > self.max_retries:
+                    raise
+                await asyncio.sleep(_backoff(attempt, getattr(exc, "retry_after", None)))
+                continue
+            ch.attempts.append(
+                {"attempt": attempt, "status": 200, "error": None, "seconds": round(time.monotonic() - started, 4)}
+            )
+            return upstream
+
+    def _unexpected_error(self, exc: Exception, *, opened: bool) -> StreamwrapError:
+        """Wrap an error the adapter did not translate, so callers only see our types."""
+        message = f"{type(exc).__name__}: {exc}"
+        if opened:
+            err: StreamwrapError = StreamInterruptedError(message, provider=self.provider)
+        else:
+            err = ProviderConnectionError(message, provider=self.provider)
+        err.__cause__ = exc
+        return err
+
+    async def _open(self, request: ChatRequest) -> Upstream:
+        """Send ``request``; raise :class:`ProviderHTTPError`/:class:`ProviderConnectionError`
+        on failure; return the open stream. Implemented by each provider."""
+        raise NotImplementedError
+
+    # -- SDK clients (created on the runtime loop, one per wrapper) ----------------------
+
+    def _client(self, key: str = "default") -> Any:
+        if self._client_generation != runtime.generation:
+            # A client is bound to the loop it was first used on: after a fork, start over.
+            self._clients = {}
+            self._client_generation = runtime.generation
+        client = self._clients.get(key)
+        if client is None:
+            client = self._clients[key] = self._make_client()
+            runtime.register_closer(self)
+        return client
+
+    def _make_client(self) -> Any:
+        raise NotImplementedError
+
+    async def _aclose_clients(self) -> None:
+        import asyncio
+
+        clients, self._clients = self._clients, {}
+        for client in clients.values():
+            close = getattr(client, "close", None) or getattr(client, "aclose", None)
+            if close is not None:
+                result = close()
+                if asyncio.iscoroutine(result):
+                    await result
+
+    async def aclose(self) -> None:
+        """Close the wrapper's SDK clients (their connection pools)."""
+        if self._clients:
+            import asyncio
+
+            fut = asyncio.run_coroutine_threadsafe(self._aclose_clients(), runtime.loop())
+            await asyncio.wrap_future(fut)
+
+    def close(self) -> None:
+        """Synchronous :meth:`aclose`."""
+        if self._clients:
+            import asyncio
+
+            asyncio.run_coroutine_threadsafe(self._aclose_clients(), runtime.loop()).result()
+
+
+def _backoff(attempt: int, retry_after: float | None) -> float:
+    if retry_after is not None and retry_after >= 0:
+        return min(retry_after, _RETRY_AFTER_MAX)
+    # Exponential backoff with full jitter: spreads retries of many clients apart.
+    return random.uniform(0, min(_BACKOFF_MAX, _BACKOFF_BASE * 2 ** (attempt - 1)))
+
+
+def _raise_if_failed_before_open(ch: Channel) -> None:
+    # Errors before the stream opened (HTTP status, connection, first-token timeout, or any
+    # error of a non-streaming call) are raised by the call itself; later ones by iteration.
+    if ch.state == "failed" and not ch.opened:
+        assert ch.error is not None
+        raise ch.error
+
+
+def _first_env(names: tuple[str, ...]) -> str | None:
+    for name in names:
+        value = os.environ.get(name)
+        if value:
+            return value
+    return None
+
+
+def _check_generate_args(args: Mapping[str, Any], where: str) -> None:
+    bad = sorted(_RESERVED_ARGS & set(args))
+    if bad:
+        raise ConfigError(
+            f"{bad[0]!r} cannot be set in {where}: the wrapper sets it "
+            "(use 'model_name' in the config, the prompt argument, and stream=).",
+            key=bad[0],
+        )
+
+
+def normalize_messages(prompt: Any) -> tuple[list[dict[str, Any]], int]:
+    """Turn a prompt (a string, one message, or a list of messages) into chat messages.
+
+    Messages are dicts with ``role`` and ``content``, or objects with those attributes
+    (AgentScope's ``Msg``). Returns the messages and their total text length (for usage
+    estimates).
+    """
+    if isinstance(prompt, str):
+        if not prompt.strip():
+            raise InputError("the prompt is empty")
+        return [{"role": "user", "content": prompt}], len(prompt)
+    if isinstance(prompt, Mapping) or hasattr(prompt, "role"):
+        prompt = [prompt]
+    if not isinstance(prompt, Sequence) or isinstance(prompt, (bytes, bytearray)):
+        raise InputError(
+            f"prompt must be a string or a list of messages, got {type(prompt).__name__}"
+        )
+    if not prompt:
+        raise InputError("the message list is empty")
+    messages: list[dict[str, Any]] = []
+    chars = 0
+    for i, msg in enumerate(prompt):
+        if isinstance(msg, Mapping):
+            message = dict(msg)
+        elif hasattr(msg, "role") and hasattr(msg, "content"):
+            message = {"role": msg.role, "content": msg.content}
+            name = getattr(msg, "name", None)
+            if isinstance(name, str) and name and msg.role not in ("system",):
+                message["name"] = name
+        else:
+            raise InputError(f"messages[{i}] must be a dict with 'role' and 'content', got {type(msg).__name__}")
+        role = message.get("role")
+        if role not in _ROLES:
+            raise InputError(
+                f"messages[{i}]: 'role' must be one of {', '.join(sorted(_ROLES))}; got {role!r}"
+            )
+        content = message.get("content")
+        if content is None and not message.get("tool_calls"):
+            raise InputError(f"messages[{i}] ({role}) has no 'content'")
+        if isinstance(content, str):
+            chars += len(content)
+        elif isinstance(content, list):
+            chars += sum(len(p.get("text", "")) for p in content if isinstance(p, Mapping))
+        elif content is not None:
+            raise InputError(
+                f"messages[{i}]: 'content' must be a string or a list of content parts, got {type(content).__name__}"
+            )
+        messages.append(message)
+    return messages, chars
