@@ -10,21 +10,18 @@ woken at most once per network read and only when it is actually waiting.
 
 from __future__ import annotations
 
-import sys
 import threading
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 from ._delta import Delta, Finish, Metadata, ReasoningDelta, TextDelta, ToolCallDelta, UsageReport
-from ._errors import StreamError, StreamwrapError
+from ._errors import StreamError
 from ._tools import ToolCallAssembler
 from ._usage import Usage
+from ._waiters import fire
 
-if TYPE_CHECKING:
-    from collections.abc import Awaitable
-
-__all__ = ["Channel", "State", "async_waiter", "thread_waiter"]
+__all__ = ["Channel", "State"]
 
 State = Literal["pending", "open", "done", "failed", "cancelled"]
 _TERMINAL = frozenset(("done", "failed", "cancelled"))
@@ -95,7 +92,7 @@ class Channel:
         with self._lock:
             self.items.extend(batch)
             waiters, self._waiters = self._waiters, []
-        _fire(waiters)
+        fire(waiters)
 
     def open(self) -> None:
         self.opened = True
@@ -128,7 +125,7 @@ class Channel:
             waiters, self._waiters = self._waiters, []
         if state in _TERMINAL:
             self._terminal.set()
-        _fire(waiters)
+        fire(waiters)
 
     # -- consumer side (any thread) ------------------------------------------------------
 
@@ -163,73 +160,3 @@ class Channel:
 
     def wait_terminal(self, timeout: float | None = None) -> bool:
         return self._terminal.wait(timeout)
-
-
-def _fire(waiters: list[Callable[[], None]]) -> None:
-    for wake in waiters:
-        try:
-            wake()
-        except RuntimeError:
-            # The consumer's event loop has closed (its program moved on): nothing to wake.
-            pass
-
-
-def thread_waiter() -> tuple[Callable[[], None], Callable[[], None]]:
-    """A (wake, wait) pair for a blocking consumer thread."""
-    event = threading.Event()
-
-    def wait() -> None:
-        # A timeout loop keeps Ctrl-C deliverable on the main thread.
-        while not event.wait(0.5):
-            pass
-
-    return event.set, wait
-
-
-def async_waiter() -> tuple[Callable[[], None], Callable[[], Awaitable[None]]]:
-    """A (wake, wait) pair for the running async library: asyncio or trio.
-
-    ``wake`` may be called from any thread; ``wait`` is awaited by the consumer.
-    """
-    # If asyncio was never imported, no asyncio loop can be running: skip importing it.
-    asyncio: Any = sys.modules.get("asyncio")
-    try:
-        loop = asyncio.get_running_loop() if asyncio else None
-    except RuntimeError:
-        loop = None
-    if loop is None:
-        return _trio_waiter()
-    future = loop.create_future()
-
-    def resolve() -> None:
-        if not future.done():
-            future.set_result(None)
-
-    def wake() -> None:
-        loop.call_soon_threadsafe(resolve)
-
-    async def wait() -> None:
-        await future
-
-    return wake, wait
-
-
-def _trio_waiter() -> tuple[Callable[[], None], Callable[[], Awaitable[None]]]:
-    trio: Any = sys.modules.get("trio")
-    if trio is None:
-        raise StreamwrapError("no running event loop: use asyncio or trio, or the *_sync methods")
-    try:
-        token = trio.lowlevel.current_trio_token()
-    except RuntimeError:
-        raise StreamwrapError(
-            "no running event loop: use asyncio or trio, or the *_sync methods"
-        ) from None
-    event = trio.Event()
-
-    def wake() -> None:
-        try:
-            token.run_sync_soon(event.set)
-        except trio.RunFinishedError:
-            pass
-
-    return wake, event.wait

@@ -83,6 +83,7 @@ def check_options(
 ) -> None:
     """Validate a wrapper's options (config keys other than ``model_type``)."""
     accepted = {**_COMMON, **wrapper_cls.config_keys}
+    value: Any
     for key, value in options.items():
         if not isinstance(key, str) or key not in accepted:
             raise ConfigError(
@@ -104,6 +105,7 @@ def check_options(
                 key=key,
                 config_name=config_name,
             )
+        value = options[key]  # (isinstance above narrowed it to `object` for the checker)
         if key == "model_name" and not value.strip():
             raise ConfigError("'model_name' must be a non-empty string.", key=key, config_name=config_name)
         if key == "max_retries" and value < 0:

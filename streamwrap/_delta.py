@@ -7,7 +7,8 @@ subclasses so that accumulating them is plain string concatenation.
 
 from __future__ import annotations
 
-from typing import NamedTuple, Union
+from dataclasses import dataclass
+from typing import NamedTuple
 
 from ._usage import Usage
 
@@ -34,9 +35,11 @@ class ReasoningDelta(str):
     __slots__ = ()
 
 
-class ToolCallDelta(NamedTuple):
+@dataclass(frozen=True, slots=True)
+class ToolCallDelta:
     """A fragment of a tool call. Fragments with the same ``index`` belong to one call;
-    ``id`` and ``name`` usually come only with the first fragment."""
+    ``id`` and ``name`` usually come only with the first fragment. ``extra`` carries
+    provider data to keep with the call (e.g. Gemini's thought signature)."""
 
     index: int
     id: str | None
@@ -65,4 +68,4 @@ class Metadata(NamedTuple):
     model: str | None
 
 
-Delta = Union[TextDelta, ReasoningDelta, ToolCallDelta, UsageReport, Finish, Metadata]
+Delta = TextDelta | ReasoningDelta | ToolCallDelta | UsageReport | Finish | Metadata

@@ -34,6 +34,13 @@ def _known_create_params(create: Any) -> frozenset[str]:
     return _create_params
 
 
+def _mentions_stream_options(body: Any) -> bool:
+    # Only a rejection that is about stream_options is retried: any other 400 would fail
+    # again, and must not make us stop asking this endpoint for usage.
+    text = body if isinstance(body, str) else orjson.dumps(body, default=str).decode()
+    return "stream_options" in text or "include_usage" in text
+
+
 class OpenAIChatWrapper(ModelWrapper):
     """Chat completions over the OpenAI wire format.
 
@@ -80,7 +87,7 @@ class OpenAIChatWrapper(ModelWrapper):
         try:
             return await self._send(request, params)
         except ProviderHTTPError as exc:
-            if not (ask_usage and exc.status_code in (400, 422)):
+            if not (ask_usage and exc.status_code in (400, 422) and _mentions_stream_options(exc.body)):
                 raise
         # Some compatible servers reject `stream_options`: ask once more without it, and
         # remember that for this endpoint. Usage then falls back to a marked estimate.
@@ -108,10 +115,16 @@ class OpenAIChatWrapper(ModelWrapper):
         try:
             raw = await context.__aenter__()
         except openai.APIStatusError as exc:
+            # The SDK has read the body; its `exc.body` is only the inner "error" object, so
+            # keep the whole body as the server sent it.
+            try:
+                body: Any = exc.response.content
+            except Exception:
+                body = exc.body
             raise http_error(
                 provider=self.provider,
                 status_code=exc.status_code,
-                body=exc.body if exc.body is not None else exc.response.content,
+                body=body,
                 headers=exc.response.headers,
                 secret=self._api_key,
             ) from None

@@ -82,14 +82,20 @@ class OpenAIStreamMapper:
         if not events:
             return []
         out: list[Delta] = []
-        for event in events:
-            self._event(event.data, event.event, out)
+        try:
+            for event in events:
+                self._event(event.data, event.event, out)
+        except _SHAPE_ERRORS as exc:
+            raise _shape_error(exc, self._provider) from None
         return out
 
     def end(self) -> list[Delta]:
         out: list[Delta] = []
-        for event in self._decoder.close():
-            self._event(event.data, event.event, out)
+        try:
+            for event in self._decoder.close():
+                self._event(event.data, event.event, out)
+        except _SHAPE_ERRORS as exc:
+            raise _shape_error(exc, self._provider) from None
         if not (self.done or self.finished):
             raise StreamInterruptedError(
                 "the stream ended before the provider finished (no finish_reason, no [DONE])",
@@ -129,11 +135,11 @@ class OpenAIStreamMapper:
             if delta:
                 content = delta.get("content")
                 if content:
-                    out.append(TextDelta(content))
+                    out.append(TextDelta(_text(content)))
                 for name in _REASONING_FIELDS:
                     reasoning = delta.get(name)
                     if reasoning:
-                        out.append(ReasoningDelta(reasoning))
+                        out.append(ReasoningDelta(_text(reasoning)))
                         break
                 tool_calls = delta.get("tool_calls")
                 if tool_calls:
@@ -145,6 +151,25 @@ class OpenAIStreamMapper:
         usage = obj.get("usage")
         if usage:
             out.append(UsageReport(usage_from_openai(usage)))
+
+
+# A chunk of valid JSON but the wrong shape (a list where an object belongs, ...) makes the
+# mapping code raise one of these; callers see it as a protocol error, never a bare
+# AttributeError. Catching around the whole batch keeps the per-chunk path free of checks.
+_SHAPE_ERRORS = (AttributeError, TypeError, KeyError, IndexError, ValueError)
+
+
+def _shape_error(exc: Exception, provider: str) -> StreamProtocolError:
+    return StreamProtocolError(
+        f"a stream chunk does not have the OpenAI chunk shape ({type(exc).__name__}: {exc})",
+        provider=provider,
+    )
+
+
+def _text(value: Any) -> str:
+    if type(value) is not str:
+        raise TypeError(f"expected text, got {type(value).__name__}")
+    return value
 
 
 def _tool_deltas(tool_calls: list[Any], out: list[Delta]) -> None:
@@ -163,13 +188,20 @@ def _tool_deltas(tool_calls: list[Any], out: list[Delta]) -> None:
 
 def completion_deltas(obj: Any, provider: str) -> list[Delta]:
     """Deltas of a non-streaming ``chat.completion`` body (already parsed)."""
+    try:
+        return _completion_deltas(obj, provider)
+    except _SHAPE_ERRORS as exc:
+        raise _shape_error(exc, provider) from None
+
+
+def _completion_deltas(obj: Any, provider: str) -> list[Delta]:
     if type(obj) is not dict:
         raise StreamProtocolError(
             f"expected a JSON object, got {type(obj).__name__}", provider=provider
         )
     if obj.get("error"):
-        message, code = _error_fields(obj["error"])
-        raise ProviderStreamError(message, provider=provider, code=code)
+        error_message, code = _error_fields(obj["error"])
+        raise ProviderStreamError(error_message, provider=provider, code=code)
     out: list[Delta] = [Metadata(obj.get("id"), obj.get("model"))]
     choices = obj.get("choices") or []
     if choices:
@@ -177,10 +209,10 @@ def completion_deltas(obj: Any, provider: str) -> list[Delta]:
         message = choice.get("message") or {}
         for name in _REASONING_FIELDS:
             if message.get(name):
-                out.append(ReasoningDelta(message[name]))
+                out.append(ReasoningDelta(_text(message[name])))
                 break
         if message.get("content"):
-            out.append(TextDelta(message["content"]))
+            out.append(TextDelta(_text(message["content"])))
         if message.get("tool_calls"):
             _tool_deltas(message["tool_calls"], out)
         if choice.get("finish_reason"):

@@ -8,9 +8,10 @@ import warnings
 import weakref
 from collections.abc import AsyncGenerator, Generator
 from types import TracebackType
-from typing import Any, NamedTuple, Union
+from typing import Any, NamedTuple
 
-from ._channel import Channel, State, async_waiter, thread_waiter
+from ._channel import Channel, State
+from ._waiters import async_waiter, thread_waiter
 from ._delta import Delta, ReasoningDelta, TextDelta, ToolCallDelta
 from ._errors import StreamwrapError
 from ._finish import FinishReason, normalize_finish_reason
@@ -20,7 +21,7 @@ from ._usage import Usage
 
 __all__ = ["ModelResponse", "StreamChunk", "StreamDelta"]
 
-StreamDelta = Union[TextDelta, ReasoningDelta, ToolCallDelta]
+StreamDelta = TextDelta | ReasoningDelta | ToolCallDelta
 
 
 class StreamChunk(NamedTuple):
@@ -41,7 +42,7 @@ class _Cursor:
     """One consumer's position in a channel. ``step()`` returns what is new since the
     last step, and whether the consumer must wait before there is more."""
 
-    __slots__ = ("ch", "idx", "finished", "state")
+    __slots__ = ("ch", "finished", "idx", "state")
 
     def __init__(self, ch: Channel) -> None:
         self.ch = ch

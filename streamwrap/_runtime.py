@@ -14,6 +14,7 @@ from __future__ import annotations
 import atexit
 import contextvars
 import os
+import sys
 import threading
 import weakref
 from collections.abc import Callable, Coroutine
@@ -82,6 +83,12 @@ class Runtime:
         ``on_task`` receives a thread-safe function that cancels the task.
         """
         loop = self.loop()
+        # The caller's context travels with the task (tracing, the default output sink),
+        # except the caller's event-loop identity: a trio caller's context says "trio" to
+        # sniffio, and the SDKs on this asyncio loop would believe it.
+        sniffio: Any = sys.modules.get("sniffio")
+        if sniffio is not None:
+            context.run(sniffio.current_async_library_cvar.set, None)
 
         def start() -> None:
             task = loop.create_task(coro_factory(), context=context)
@@ -100,6 +107,28 @@ class Runtime:
             on_task(cancel)
 
         loop.call_soon_threadsafe(start)
+
+    async def run(self, coro: Coroutine[Any, Any, Any]) -> Any:
+        """Run ``coro`` on the runtime loop; await its result from asyncio or trio."""
+        import asyncio
+
+        from ._waiters import async_waiter
+
+        future = asyncio.run_coroutine_threadsafe(coro, self.loop())
+        wake, wait = async_waiter()
+        future.add_done_callback(lambda _: wake())
+        try:
+            await wait()
+        except BaseException:
+            future.cancel()
+            raise
+        return future.result()
+
+    def run_sync(self, coro: Coroutine[Any, Any, Any]) -> Any:
+        """Run ``coro`` on the runtime loop and block until it is done."""
+        import asyncio
+
+        return asyncio.run_coroutine_threadsafe(coro, self.loop()).result()
 
     def register_closer(self, obj: Any) -> None:
         """Remember an object whose ``_aclose_clients()`` must run at shutdown."""

@@ -29,7 +29,7 @@ class SSEDecoder:
     ``comments`` counts comment lines seen (keep-alives); ``events`` counts events.
     """
 
-    __slots__ = ("_tail", "_data", "_event", "_id", "_retry", "_started", "comments", "events")
+    __slots__ = ("_data", "_event", "_id", "_retry", "_started", "_tail", "comments", "events")
 
     def __init__(self) -> None:
         self._tail = b""
@@ -103,7 +103,8 @@ class SSEDecoder:
             if b"\0" not in value:
                 self._id = value.decode("utf-8", "replace")
         elif field == b"retry":
-            if value.isdigit():
+            # Bounded: a 5000-digit "retry" would make int() itself raise.
+            if value.isdigit() and len(value) < 16:
                 self._retry = int(value)
         elif field == b"data":  # "data" with no colon: an empty data line
             self._data.append(value)

@@ -63,7 +63,7 @@ class ToolCall:
 
 
 class _Slot:
-    __slots__ = ("id", "index", "name", "parts", "extra")
+    __slots__ = ("extra", "id", "index", "name", "parts")
 
     def __init__(self, index: int) -> None:
         self.index = index

@@ -17,7 +17,8 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol
 
-from ._channel import Channel, thread_waiter
+from ._channel import Channel
+from ._waiters import thread_waiter
 from ._config import DEFAULTS, check_options
 from ._delta import Delta
 from ._errors import (
@@ -25,7 +26,6 @@ from ._errors import (
     InputError,
     ProviderConnectionError,
     ProviderHTTPError,
-    StreamError,
     StreamInterruptedError,
     StreamTimeoutError,
     StreamwrapError,
@@ -252,7 +252,8 @@ class ModelWrapper:
             else:
                 handle[0] = loop.call_later(limit - now, watchdog)
 
-        handle = [loop.call_later(self.first_token_timeout, watchdog)]
+        # Firing early is harmless (it re-arms); firing late would miss an idle stall.
+        handle = [loop.call_later(min(self.first_token_timeout, self.idle_timeout), watchdog)]
         upstream: Upstream | None = None
         try:
             upstream = await self._open_with_retries(request, ch)
@@ -357,17 +358,12 @@ class ModelWrapper:
     async def aclose(self) -> None:
         """Close the wrapper's SDK clients (their connection pools)."""
         if self._clients:
-            import asyncio
-
-            fut = asyncio.run_coroutine_threadsafe(self._aclose_clients(), runtime.loop())
-            await asyncio.wrap_future(fut)
+            await runtime.run(self._aclose_clients())
 
     def close(self) -> None:
         """Synchronous :meth:`aclose`."""
         if self._clients:
-            import asyncio
-
-            asyncio.run_coroutine_threadsafe(self._aclose_clients(), runtime.loop()).result()
+            runtime.run_sync(self._aclose_clients())
 
 
 def _backoff(attempt: int, retry_after: float | None) -> float:
@@ -399,7 +395,7 @@ def _check_generate_args(args: Mapping[str, Any], where: str) -> None:
         raise ConfigError(
             f"{bad[0]!r} cannot be set in {where}: the wrapper sets it "
             "(use 'model_name' in the config, the prompt argument, and stream=).",
-            key=bad[0],
+            key="generate_args" if where == "generate_args" else bad[0],
         )
 
 

@@ -36,6 +36,14 @@ def emu(emulator: Emulator) -> Iterator[Emulator]:
 
 
 @pytest.fixture
+def own_emu() -> Iterator[Emulator]:
+    """An emulator of the test's own, for tests that count open connections (the shared
+    one also holds the idle keep-alive connections of earlier tests' clients)."""
+    with Emulator() as emu:
+        yield emu
+
+
+@pytest.fixture
 def model(emu: Emulator) -> streamwrap.ModelWrapper:
     """A streaming ``openai_chat`` model pointed at the emulator, without retries."""
     return streamwrap.load_model(
