@@ -1,0 +1,247 @@
+"""The :class:`Emulator`: an OpenAI-compatible HTTP server on a background thread."""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import threading
+from collections import deque
+from types import TracebackType
+from typing import NamedTuple, Self
+
+from ._connection import HTTPConnection
+from ._plan import Plan
+from ._recorded import RecordedRequest
+from ._render import IdSequence, error_object, render_chat, render_error, render_raw
+from ._script import RawReply, Reply, Split
+
+_CHAT_SUFFIX = "/chat/completions"
+# Tests open hundreds of connections at once; the usual backlog of 100 would
+# make some of them wait for SYN retransmits.
+_BACKLOG = 1024
+
+
+class _Listening(NamedTuple):
+    """What the server thread hands back once its socket is bound."""
+
+    loop: asyncio.AbstractEventLoop
+    stop: asyncio.Event  # set (from the loop thread) to shut the server down
+    port: int
+
+
+class Emulator:
+    """An OpenAI chat-completions server on ``host:port`` for tests and benchmarks.
+
+    The server runs its own asyncio event loop in a daemon thread, so it works
+    the same from synchronous, asyncio and trio code.  Each chat request
+    (``POST .../chat/completions``) takes the next scripted reply from a FIFO
+    queue, or :attr:`default` when the queue is empty.  Every request is
+    recorded in :attr:`requests`.
+
+    Use it as a context manager (sync or async) or call :meth:`start` and
+    :meth:`stop`.  ``port=0`` picks a free port; read it back from :attr:`url`.
+    """
+
+    def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
+        self._host = host
+        self._requested_port = port
+        self._running: tuple[threading.Thread, _Listening] | None = None
+        self._ids = IdSequence()
+        # Guards everything shared with the caller's threads below.
+        self._state = threading.Condition()
+        self._queue: deque[Reply | RawReply] = deque()
+        self._default = Reply(text="Hello from the emulator.")
+        self._requests: list[RecordedRequest] = []
+        self._open_connections = 0
+        self._total_connections = 0
+        # Touched only on the event loop thread.
+        self._live: set[HTTPConnection] = set()
+        self._shutting_down = False
+
+    # -- lifecycle ------------------------------------------------------------------
+
+    def start(self) -> Self:
+        """Start serving; returns once the socket is listening.  Raises ``OSError`` if binding fails."""
+        if self._running is not None:
+            raise RuntimeError("Emulator is already running")
+        started: concurrent.futures.Future[_Listening] = concurrent.futures.Future()
+        thread = threading.Thread(target=self._run, args=(started,), name="streamwrap-emulator", daemon=True)
+        thread.start()
+        # Re-raises a bind error; the thread has ended by then.
+        self._running = thread, started.result()
+        return self
+
+    def stop(self) -> None:
+        """Stop serving: close the listener and abort open connections.  Idempotent."""
+        running, self._running = self._running, None
+        if running is None:
+            return
+        thread, listening = running
+        listening.loop.call_soon_threadsafe(listening.stop.set)
+        thread.join()
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+    async def __aenter__(self) -> Self:
+        # Starting and stopping take milliseconds, so blocking briefly is fine
+        # and keeps this usable from any async framework.
+        return self.start()
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+    # -- addresses ------------------------------------------------------------------
+
+    @property
+    def url(self) -> str:
+        """``http://HOST:PORT`` of the running server."""
+        if self._running is None:
+            raise RuntimeError("Emulator is not running; call start() or use it as a context manager")
+        _, listening = self._running
+        host = f"[{self._host}]" if ":" in self._host else self._host  # IPv6 literals need brackets
+        return f"http://{host}:{listening.port}"
+
+    @property
+    def openai_base_url(self) -> str:
+        """The base URL to hand an OpenAI-style client: :attr:`url` + ``/v1``."""
+        return self.url + "/v1"
+
+    # -- scripting ------------------------------------------------------------------
+
+    def script(self, *replies: Reply) -> None:
+        """Queue replies; each chat request takes the next one, in order."""
+        with self._state:
+            self._queue.extend(replies)
+
+    def replay(
+        self,
+        body: bytes,
+        *,
+        status: int = 200,
+        content_type: str = "text/event-stream",
+        split: Split = "event",
+    ) -> None:
+        """Queue a reply that sends ``body`` verbatim, whatever the request asked.
+
+        ``split`` decides the writes, so a client really receives it piece by
+        piece: ``"event"`` one SSE event (up to and including its blank line,
+        LF or CRLF) per write, ``"line"`` one line per write, an ``int`` pieces
+        of that many bytes, ``None`` everything at once.
+        """
+        raw = RawReply(body=body, status=status, content_type=content_type, split=split)
+        with self._state:
+            self._queue.append(raw)
+
+    @property
+    def default(self) -> Reply:
+        """The reply used when the queue is empty (initially a short greeting)."""
+        with self._state:
+            return self._default
+
+    @default.setter
+    def default(self, reply: Reply) -> None:
+        with self._state:
+            self._default = reply
+
+    def reset(self) -> None:
+        """Forget queued replies and recorded requests (the default reply stays)."""
+        with self._state:
+            self._queue.clear()
+            self._requests.clear()
+
+    # -- observation ----------------------------------------------------------------
+
+    @property
+    def requests(self) -> list[RecordedRequest]:
+        """A snapshot of every request received so far, in arrival order."""
+        with self._state:
+            return list(self._requests)
+
+    @property
+    def open_connections(self) -> int:
+        """TCP connections open right now."""
+        with self._state:
+            return self._open_connections
+
+    @property
+    def total_connections(self) -> int:
+        """TCP connections accepted since the emulator was created."""
+        with self._state:
+            return self._total_connections
+
+    def wait_idle(self, timeout: float = 5.0) -> bool:
+        """Block until no connection is open; return ``False`` if ``timeout`` ran out first."""
+        with self._state:
+            return self._state.wait_for(lambda: self._open_connections == 0, timeout)
+
+    # -- event loop thread ----------------------------------------------------------
+
+    def _run(self, started: concurrent.futures.Future[_Listening]) -> None:
+        asyncio.run(self._serve(started))
+
+    async def _serve(self, started: concurrent.futures.Future[_Listening]) -> None:
+        loop = asyncio.get_running_loop()
+        stop = asyncio.Event()
+        self._shutting_down = False
+        try:
+            server = await loop.create_server(
+                self._new_connection, self._host, self._requested_port, backlog=_BACKLOG
+            )
+        except OSError as exc:
+            started.set_exception(exc)
+            return
+        started.set_result(_Listening(loop, stop, server.sockets[0].getsockname()[1]))
+        await stop.wait()
+        self._shutting_down = True
+        server.close()
+        for connection in list(self._live):
+            connection.abort()
+        # abort() reports connection_lost on the next loop iteration; let it, so
+        # no transport outlives the loop.
+        while self._live:
+            await asyncio.sleep(0)
+        await server.wait_closed()
+
+    def _new_connection(self) -> HTTPConnection:
+        return HTTPConnection(self._respond, self._connection_opened, self._connection_closed)
+
+    def _connection_opened(self, connection: HTTPConnection) -> None:
+        self._live.add(connection)
+        with self._state:
+            self._open_connections += 1
+            self._total_connections += 1
+        if self._shutting_down:  # accepted just before the listener closed
+            connection.abort()
+
+    def _connection_closed(self, connection: HTTPConnection) -> None:
+        self._live.discard(connection)
+        with self._state:
+            self._open_connections -= 1
+            self._state.notify_all()
+
+    def _respond(self, request: RecordedRequest) -> Plan:
+        with self._state:
+            self._requests.append(request)
+        path = request.path.split("?", 1)[0]
+        if not path.endswith(_CHAT_SUFFIX):
+            error = error_object(f"Invalid URL ({request.method} {path})", "invalid_request_error")
+            return render_error(404, error)
+        if request.method != "POST":
+            error = error_object(f"Method {request.method} not allowed; use POST.", "invalid_request_error")
+            return render_error(405, error, headers={"Allow": "POST"})
+        if not isinstance(request.json, dict):
+            error = error_object("We could not parse the JSON body of your request.", "invalid_request_error")
+            return render_error(400, error)
+        with self._state:
+            reply = self._queue.popleft() if self._queue else self._default
+        if isinstance(reply, RawReply):
+            return render_raw(reply)
+        return render_chat(reply, request.json, self._ids)
