@@ -11,13 +11,13 @@ from types import TracebackType
 from typing import Any, NamedTuple
 
 from ._channel import Channel, State
-from ._waiters import async_waiter, thread_waiter
 from ._delta import Delta, ReasoningDelta, TextDelta, ToolCallDelta
 from ._errors import StreamwrapError
 from ._finish import FinishReason, normalize_finish_reason
 from ._runtime import runtime
 from ._tools import ToolCall
 from ._usage import Usage
+from ._waiters import async_waiter, thread_waiter
 
 __all__ = ["ModelResponse", "StreamChunk", "StreamDelta"]
 

@@ -18,7 +18,6 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol
 
 from ._channel import Channel
-from ._waiters import thread_waiter
 from ._config import DEFAULTS, check_options
 from ._delta import Delta
 from ._errors import (
@@ -34,6 +33,7 @@ from ._response import ModelResponse, _wait_async
 from ._runtime import runtime
 from ._secret import Secret
 from ._tools import normalize_tools
+from ._waiters import thread_waiter
 
 __all__ = ["ChatRequest", "ModelWrapper", "Upstream"]
 

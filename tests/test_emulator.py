@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -309,6 +310,16 @@ def test_unknown_path_and_method_do_not_consume_the_script(emu: Emulator) -> Non
     assert deltas(stream_text(emu))[0]["content"] == "kept"
 
 
+def test_malformed_http_gets_400_and_the_server_carries_on(emu: Emulator) -> None:
+    port = int(emu.url.rsplit(":", 1)[1])
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(b"NOT HTTP AT ALL\r\n\r\n")
+        assert sock.recv(65536).startswith(b"HTTP/1.1 400 Bad Request\r\n")
+    assert httpx.head(emu.url + CHAT).status_code == 405
+    assert stream_text(emu)
+    assert emu.wait_idle()
+
+
 def test_invalid_replies_are_rejected_eagerly() -> None:
     with pytest.raises(ValueError, match="delay"):
         Reply(delay=-1)
@@ -377,7 +388,7 @@ def test_stall_with_keepalive_sends_only_comments(emu: Emulator) -> None:
     events = sse_events(stream_text(emu))
     assert "data" in events[0]
     comments = [e for e in events if set(e) == {""}]
-    assert 3 <= len(comments) <= 5
+    assert len(comments) == 4  # at 0.1, 0.2, 0.3 and 0.4 s
     assert all(e[""] == "keep-alive" for e in comments)
     assert events[len(comments) + 1]["data"] != "[DONE]"  # the content resumes after the comments
 
@@ -385,7 +396,7 @@ def test_stall_with_keepalive_sends_only_comments(emu: Emulator) -> None:
 def test_keepalive_comments_during_delays(emu: Emulator) -> None:
     emu.script(Reply(text=["a"], first_delay=0.35, keepalive=0.1))
     text = stream_text(emu)
-    assert text.startswith(": keep-alive\n\n: keep-alive\n\n")
+    assert text.startswith(": keep-alive\n\n" * 3 + "data: ")  # at 0.1, 0.2 and 0.3 s
     assert deltas(text)[0]["content"] == "a"
 
 
@@ -487,15 +498,15 @@ def test_keep_alive_reuses_one_connection(emu: Emulator) -> None:
 
 
 @pytest.mark.anyio
-async def test_async_clients_on_both_backends(emu: Emulator) -> None:
-    emu.script(Reply(text=["x", "y"], delay=0.01), Reply(text=["z"]))
-    async with httpx.AsyncClient() as client:
+async def test_async_clients_on_both_backends() -> None:
+    async with Emulator() as emu, httpx.AsyncClient() as client:
+        emu.script(Reply(text=["x", "y"], delay=0.01), Reply(text=["z"]))
         async with client.stream("POST", emu.url + CHAT, json=chat_body()) as response:
             text = "".join([line + "\n" async for line in response.aiter_lines()])
         assert [d.get("content") for d in deltas(text)] == ["x", "y", None]
         second = await client.post(emu.url + CHAT, json=chat_body(stream=False))
         assert second.json()["choices"][0]["message"]["content"] == "z"
-    assert emu.total_connections == 1
+        assert emu.total_connections == 1
 
 
 @pytest.mark.parametrize("fault", [None, Fault.stall_after(1, 30.0)], ids=["streaming", "stalled"])
@@ -572,12 +583,30 @@ def test_lifecycle() -> None:
     emulator.stop()  # idempotent
     with pytest.raises(httpx.ConnectError):
         httpx.post(f"http://127.0.0.1:{port}{CHAT}", json=chat_body())
+    with emulator:  # restartable
+        assert stream_text(emulator)
+
+
+def test_stop_aborts_open_streams_promptly(caplog: pytest.LogCaptureFixture) -> None:
+    emulator = Emulator().start()
+    emulator.script(Reply(text=["a", "b"], fault=Fault.stall_after(1, 30.0)))
+    with httpx.Client() as client, client.stream("POST", emulator.url + CHAT, json=chat_body()) as response:
+        lines = response.iter_lines()
+        assert next(lines).startswith("data: ")
+        started = time.monotonic()
+        emulator.stop()
+        assert time.monotonic() - started < 1.0
+        assert emulator.open_connections == 0
+        with pytest.raises((httpx.RemoteProtocolError, httpx.ReadError)):
+            list(lines)
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
 
 
 # -- command line ----------------------------------------------------------------------------
 
 
-def test_command_line_server() -> None:
+@pytest.mark.parametrize("stop_signal", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_command_line_server(stop_signal: signal.Signals) -> None:
     root = Path(streamwrap.testing.__file__).resolve().parents[2]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(root), os.environ.get("PYTHONPATH", "")])}
     command = [sys.executable, "-m", "streamwrap.testing", "--chunks", "3", "--chunk-text", "x ", "--usage"]
@@ -592,7 +621,7 @@ def test_command_line_server() -> None:
         assert [d.get("content") for d in deltas(text)] == ["x ", "x ", "x ", None]
         assert chunks(text)[-1]["usage"]["completion_tokens"] == 3  # --usage: sent unasked
     finally:
-        process.terminate()
+        process.send_signal(stop_signal)
         out, err = process.communicate(timeout=10)
     assert process.returncode == 0, err.decode()
     assert out == b""  # nothing beyond the one line

@@ -10,8 +10,10 @@ full.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from http.client import responses
 from typing import cast
 
 import h11
@@ -25,6 +27,11 @@ Responder = Callable[[RecordedRequest], Plan]
 """Decides the response to a request; called on the event loop thread."""
 
 
+def _response_head(status: int, headers: Sequence[tuple[str, str]]) -> h11.Response:
+    # h11 sends an empty reason phrase unless given one; real servers don't.
+    return h11.Response(status_code=status, headers=list(headers), reason=responses.get(status, "").encode())
+
+
 class _Gone(Exception):
     """The connection is finished (client left or deliberately aborted); stop serving it."""
 
@@ -33,7 +40,10 @@ class HTTPConnection(asyncio.Protocol):
     """Serves HTTP/1.1 requests on one TCP connection, one at a time, with keep-alive.
 
     ``on_open`` and ``on_close`` are called exactly once each, when the
-    connection is accepted and when its transport is gone.
+    connection is accepted and when its transport is gone.  EOF from the
+    client closes the connection (asyncio's default): HTTP clients do not
+    half-close in practice, so EOF means the client has gone, and any response
+    in progress stops at its next write.
     """
 
     def __init__(
@@ -64,12 +74,6 @@ class HTTPConnection(asyncio.Protocol):
         self._h11.receive_data(data)
         self._readable.set()
 
-    def eof_received(self) -> bool:
-        # HTTP clients do not half-close in practice: EOF means the client has
-        # gone, so drop the connection at once rather than stream into the void.
-        self.abort()
-        return False
-
     def pause_writing(self) -> None:
         self._resumed = asyncio.get_running_loop().create_future()
 
@@ -96,7 +100,10 @@ class HTTPConnection(asyncio.Protocol):
         try:
             while True:
                 request = await self._read_request()
-                await self._execute(self._respond(request))
+                plan = self._respond(request)
+                if request.method == "HEAD":  # same headers as GET, never a body
+                    plan = dataclasses.replace(plan, body=())
+                await self._execute(plan)
                 if self._h11.our_state is h11.DONE and self._h11.their_state is h11.DONE:
                     self._h11.start_next_cycle()
                 else:  # either side asked for Connection: close
@@ -138,7 +145,7 @@ class HTTPConnection(asyncio.Protocol):
     async def _execute(self, plan: Plan) -> None:
         if plan.head_delay > 0:
             await asyncio.sleep(plan.head_delay)
-        self._send(h11.Response(status_code=plan.status, headers=list(plan.headers)))
+        self._send(_response_head(plan.status, plan.headers))
         for step in plan.body:
             if isinstance(step, bytes):
                 if plan.byte_delay > 0:
@@ -194,7 +201,7 @@ class HTTPConnection(asyncio.Protocol):
                 ("connection", "close"),
             ]
             try:
-                self._send(h11.Response(status_code=exc.error_status_hint, headers=headers))
+                self._send(_response_head(exc.error_status_hint, headers))
                 self._send(h11.Data(data=body))
                 self._send(h11.EndOfMessage())
             except _Gone:

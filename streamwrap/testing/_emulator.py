@@ -64,6 +64,8 @@ class Emulator:
         """Start serving; returns once the socket is listening.  Raises ``OSError`` if binding fails."""
         if self._running is not None:
             raise RuntimeError("Emulator is already running")
+        with self._state:
+            self._total_connections = 0
         started: concurrent.futures.Future[_Listening] = concurrent.futures.Future()
         thread = threading.Thread(target=self._run, args=(started,), name="streamwrap-emulator", daemon=True)
         thread.start()
@@ -173,7 +175,7 @@ class Emulator:
 
     @property
     def total_connections(self) -> int:
-        """TCP connections accepted since the emulator was created."""
+        """TCP connections accepted since the last :meth:`start`."""
         with self._state:
             return self._total_connections
 

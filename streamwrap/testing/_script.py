@@ -218,7 +218,7 @@ class Reply:
         if self.keepalive is not None and self.keepalive <= 0:
             raise ValueError(f"keepalive must be > 0, got {self.keepalive!r}")
         _require_status(self.status)
-        _require_json("usage", self.usage)
+        _require_json("usage", dict(self.usage) if isinstance(self.usage, Mapping) else self.usage)
         if self.error is not None:
             _require_json("error", dict(self.error))
         try:
