@@ -144,7 +144,7 @@ async def test_mid_stream_failures_raise_typed_errors_with_partial_text(
 async def test_stream_that_ends_without_done_after_a_finish_is_fine(emu: Emulator, model: Any) -> None:
     emu.script(Reply(text=TEXT, done=False))
     response = await model("hi")
-    assert response.text == "".join(TEXT)
+    assert await response.aread() == "".join(TEXT)
     assert response.finish_reason == "stop"
 
 
