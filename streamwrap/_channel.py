@@ -4,8 +4,10 @@ The producer (on the library's event-loop thread) appends batches of deltas; con
 (any thread, any async library) read them by index. The buffer holds deltas, never
 ``text_so_far`` snapshots, so memory stays linear in the response size, and any number of
 consumers can replay it from the start. A consumer that finds nothing new registers a
-one-shot waker; the producer fires the registered wakers once per batch, so a consumer is
-woken at most once per network read and only when it is actually waiting.
+one-shot waker; the producer fires the registered wakers once per pass of its event loop
+(however many batches that pass decoded), so a consumer is woken at most once per socket
+read and only when it is actually waiting. Consumers that only want the end (``aread``,
+the call waiting for the HTTP status) wait on state changes and are not woken by data.
 """
 
 from __future__ import annotations
@@ -39,6 +41,10 @@ class Channel:
         self.error: BaseException | None = None
         self._lock = threading.Lock()
         self._waiters: list[Callable[[], None]] = []
+        self._state_waiters: list[Callable[[], None]] = []
+        # The producer's loop, once known: wake-ups are deferred to the end of its pass.
+        self.loop: Any = None
+        self._flush_scheduled = False
         self._terminal = threading.Event()
         # Running aggregates, updated by the producer as batches arrive.
         self.text_parts: list[str] = []
@@ -89,8 +95,25 @@ class Channel:
             self.last_content_at = now = time.monotonic()
             if self.first_token_at is None:
                 self.first_token_at = now
+        loop = self.loop
         with self._lock:
             self.items.extend(batch)
+            if not self._waiters or self._flush_scheduled:
+                return
+            if loop is not None:
+                # Several HTTP chunks often arrive in one socket read: wake consumers once,
+                # after the loop has decoded all of them, not once per chunk.
+                self._flush_scheduled = True
+            else:
+                waiters, self._waiters = self._waiters, []
+        if loop is not None:
+            loop.call_soon(self._flush)
+        else:
+            fire(waiters)
+
+    def _flush(self) -> None:
+        with self._lock:
+            self._flush_scheduled = False
             waiters, self._waiters = self._waiters, []
         fire(waiters)
 
@@ -122,7 +145,8 @@ class Channel:
             self.state = state
             if state in _TERMINAL:
                 self.ended_at = time.monotonic()
-            waiters, self._waiters = self._waiters, []
+            waiters = self._waiters + self._state_waiters
+            self._waiters, self._state_waiters = [], []
         if state in _TERMINAL:
             self._terminal.set()
         fire(waiters)
@@ -146,17 +170,28 @@ class Channel:
         """Register ``waker`` unless there is already news for a consumer that has seen
         ``seen`` items in ``state``; returns whether it was registered."""
         with self._lock:
-            if len(self.items) != seen or self.state != state:
+            # A terminal channel never changes again: waiting on it would be forever.
+            if len(self.items) != seen or self.state != state or state in _TERMINAL:
                 return False
             self._waiters.append(waker)
             return True
 
+    def add_state_waiter(self, waker: Callable[[], None], state: State) -> bool:
+        """Register ``waker`` for the next state change, unless the state is no longer
+        ``state``; returns whether it was registered."""
+        with self._lock:
+            if self.state != state or state in _TERMINAL:
+                return False
+            self._state_waiters.append(waker)
+            return True
+
     def remove_waiter(self, waker: Callable[[], None]) -> None:
         with self._lock:
-            try:
-                self._waiters.remove(waker)
-            except ValueError:
-                pass
+            for waiters in (self._waiters, self._state_waiters):
+                try:
+                    waiters.remove(waker)
+                except ValueError:
+                    pass
 
     def wait_terminal(self, timeout: float | None = None) -> bool:
         return self._terminal.wait(timeout)

@@ -6,7 +6,7 @@ import sys
 import uuid
 import warnings
 import weakref
-from collections.abc import AsyncGenerator, Generator
+from collections.abc import AsyncGenerator, Generator, Iterable, Iterator
 from types import TracebackType
 from typing import Any, NamedTuple
 
@@ -50,17 +50,15 @@ class _Cursor:
         self.finished = False
         self.state: State = "pending"
 
-    def step(self) -> list[Any]:
+    def step(self) -> Iterable[Any]:
         ch = self.ch
         # Read the state before the length: a terminal state seen here guarantees that
         # every item was appended before it, so nothing can be missed.
         state = self.state = ch.state
         n = len(ch.items)
         if self.idx < n:
-            out = self.render(ch.items, self.idx, n)
-            self.idx = n
-            if out:
-                return out
+            start, self.idx = self.idx, n
+            return self.render(ch.items, start, n)
         if state == "done" or state == "cancelled":
             self.finished = True
             return self.final()
@@ -70,7 +68,7 @@ class _Cursor:
             raise ch.error
         return []
 
-    def render(self, items: list[Delta], start: int, stop: int) -> list[Any]:
+    def render(self, items: list[Delta], start: int, stop: int) -> Iterable[Any]:
         raise NotImplementedError
 
     def final(self) -> list[Any]:
@@ -84,18 +82,19 @@ class _TextCursor(_Cursor):
         super().__init__(ch)
         self.text = ""
 
-    def render(self, items: list[Delta], start: int, stop: int) -> list[Any]:
+    def render(self, items: list[Delta], start: int, stop: int) -> Iterable[Any]:
         if not self.ch.streaming:
-            return []  # a non-streaming response offers exactly one, final, item
-        out = []
-        text = self.text
+            return ()  # a non-streaming response offers exactly one, final, item
+        return self._snapshots(items, start, stop)
+
+    def _snapshots(self, items: list[Delta], start: int, stop: int) -> Iterator[StreamChunk]:
+        # A generator, not a list: one text_so_far snapshot exists at a time. Building a
+        # batch's snapshots together made a late consumer's memory quadratic.
         for i in range(start, stop):
             d = items[i]
             if d.__class__ is TextDelta:
-                text += d  # type: ignore[operator]
-                out.append(StreamChunk(False, text))
-        self.text = text
-        return out
+                self.text += d  # type: ignore[operator]
+                yield StreamChunk(False, self.text)
 
     def final(self) -> list[Any]:
         if not self.ch.streaming:
@@ -106,7 +105,7 @@ class _TextCursor(_Cursor):
 class _DeltaCursor(_Cursor):
     __slots__ = ()
 
-    def render(self, items: list[Delta], start: int, stop: int) -> list[Any]:
+    def render(self, items: list[Delta], start: int, stop: int) -> Iterable[Any]:
         return [d for d in items[start:stop] if d.__class__ in _PUBLIC_DELTAS]
 
 
@@ -223,12 +222,13 @@ class ModelResponse:
         ch = self._ch
         try:
             while True:
-                out = cursor.step()
-                for item in out:
+                yielded = False
+                for item in cursor.step():
+                    yielded = True
                     yield item
                 if cursor.finished:
                     return
-                if not out:
+                if not yielded:
                     await _wait_async(ch, cursor.idx, cursor.state)
         finally:
             # Left early (break, cancellation, an error in the consumer's loop body):
@@ -241,11 +241,13 @@ class ModelResponse:
         _refuse_runtime_thread()
         try:
             while True:
-                out = cursor.step()
-                yield from out
+                yielded = False
+                for item in cursor.step():
+                    yielded = True
+                    yield item
                 if cursor.finished:
                     return
-                if not out:
+                if not yielded:
                     wake, wait = thread_waiter()
                     if ch.add_waiter(wake, cursor.idx, cursor.state):
                         wait()
@@ -263,7 +265,7 @@ class ModelResponse:
         ch = self._ch
         try:
             while not ch.terminal:
-                await _wait_async(ch, len(ch.items), ch.state)
+                await _wait_state_async(ch, ch.state)
         except BaseException:
             if not ch.terminal:
                 ch.request_cancel()
@@ -400,6 +402,18 @@ class ModelResponse:
 async def _wait_async(ch: Channel, seen: int, state: State) -> None:
     wake, wait = async_waiter()
     if not ch.add_waiter(wake, seen, state):
+        return
+    try:
+        await wait()
+    except BaseException:
+        ch.remove_waiter(wake)
+        raise
+
+
+async def _wait_state_async(ch: Channel, state: State) -> None:
+    """Wait for the channel to leave ``state``; data arriving meanwhile does not wake us."""
+    wake, wait = async_waiter()
+    if not ch.add_state_waiter(wake, state):
         return
     try:
         await wait()

@@ -29,7 +29,7 @@ from ._errors import (
     StreamTimeoutError,
     StreamwrapError,
 )
-from ._response import ModelResponse, _wait_async
+from ._response import ModelResponse, _wait_state_async
 from ._runtime import runtime
 from ._secret import Secret
 from ._tools import normalize_tools
@@ -170,7 +170,7 @@ class ModelWrapper:
         ch = response._ch
         try:
             while ch.state == "pending":
-                await _wait_async(ch, len(ch.items), "pending")
+                await _wait_state_async(ch, "pending")
         except BaseException:
             ch.request_cancel()
             raise
@@ -191,7 +191,7 @@ class ModelWrapper:
         try:
             while ch.state == "pending":
                 wake, wait = thread_waiter()
-                if ch.add_waiter(wake, len(ch.items), "pending"):
+                if ch.add_state_waiter(wake, "pending"):
                     wait()
         except BaseException:
             ch.request_cancel()
@@ -234,6 +234,7 @@ class ModelWrapper:
         import asyncio  # (already loaded: this runs on the runtime's asyncio loop)
 
         loop = asyncio.get_running_loop()
+        ch.loop = loop
         task = asyncio.current_task()
         assert task is not None
         timed_out: list[str] = []

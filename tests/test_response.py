@@ -277,3 +277,15 @@ def test_time_to_first_token_measures_the_wait(emu: Emulator, model: Any) -> Non
     assert response.text == "ab"
     assert response.time_to_first_token is not None
     assert 0.15 <= response.time_to_first_token <= time.monotonic() - started
+
+
+async def test_late_consumer_of_a_stream_ending_in_non_text_items(emu: Emulator, model: Any) -> None:
+    # The last batch holds only reasoning and tool-call items: a consumer arriving after
+    # the end must still finish (it once waited forever on the terminal channel).
+    emu.script(Reply(text="a", reasoning=["r1", "r2"], tool_calls=[ToolCallSpec("f", "{}")]))
+    response = await model("hi")
+    await response.aread()
+    with anyio.fail_after(5):
+        assert await collect(response) == [(False, "a"), (True, "a")]
+        assert [type(d).__name__ async for d in response.deltas()][-1] == "ToolCallDelta"
+    assert [tuple(c) for c in response.stream_sync()] == [(False, "a"), (True, "a")]
