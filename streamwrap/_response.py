@@ -6,7 +6,7 @@ import sys
 import uuid
 import warnings
 import weakref
-from collections.abc import AsyncGenerator, Generator, Iterable, Iterator
+from collections.abc import AsyncGenerator, Callable, Generator, Iterable, Iterator
 from types import TracebackType
 from typing import Any, NamedTuple
 
@@ -400,21 +400,19 @@ class ModelResponse:
 
 
 async def _wait_async(ch: Channel, seen: int, state: State) -> None:
-    wake, wait = async_waiter()
-    if not ch.add_waiter(wake, seen, state):
-        return
-    try:
-        await wait()
-    except BaseException:
-        ch.remove_waiter(wake)
-        raise
+    """Wait for news after ``seen`` items in ``state``: more items or a state change."""
+    await _park(ch, lambda wake: ch.add_waiter(wake, seen, state))
 
 
 async def _wait_state_async(ch: Channel, state: State) -> None:
     """Wait for the channel to leave ``state``; data arriving meanwhile does not wake us."""
+    await _park(ch, lambda wake: ch.add_state_waiter(wake, state))
+
+
+async def _park(ch: Channel, register: Callable[[Callable[[], None]], bool]) -> None:
     wake, wait = async_waiter()
-    if not ch.add_state_waiter(wake, state):
-        return
+    if not register(wake):
+        return  # there is news already
     try:
         await wait()
     except BaseException:
