@@ -17,6 +17,12 @@ __all__ = ["model_types", "register_model_type", "resolve_model_type"]
 
 _BUILTIN: dict[str, str] = {
     "openai_chat": "streamwrap._openai:OpenAIChatWrapper",
+    "dashscope_chat": "streamwrap._dashscope:DashScopeChatWrapper",
+    "gemini_chat": "streamwrap._gemini:GeminiChatWrapper",
+    "zhipuai_chat": "streamwrap._zhipuai:ZhipuAIChatWrapper",
+    "ollama_chat": "streamwrap._ollama:OllamaChatWrapper",
+    "litellm_chat": "streamwrap._litellm:LiteLLMChatWrapper",
+    "local_chat": "streamwrap._local:LocalChatWrapper",
 }
 _ENTRY_POINT_GROUP = "streamwrap.model_types"
 

@@ -232,6 +232,12 @@ class Emulator:
     def _respond(self, request: RecordedRequest) -> Plan:
         with self._state:
             self._requests.append(request)
+        with self._state:
+            # A replayed body answers whatever was asked, on any path: recordings of every
+            # provider's native protocol replay through the same queue.
+            raw = self._queue.popleft() if self._queue and isinstance(self._queue[0], RawReply) else None
+        if raw is not None:
+            return render_raw(raw)
         path = request.path.split("?", 1)[0]
         if not path.endswith(_CHAT_SUFFIX):
             error = error_object(f"Invalid URL ({request.method} {path})", "invalid_request_error")
