@@ -10,7 +10,7 @@ from typing import Any, TextIO
 
 from ._config import get_model, load_model, load_model_configs
 from ._delta import ReasoningDelta, TextDelta
-from ._errors import ConfigError, StreamwrapError
+from ._errors import ConfigError, MissingDependencyError, StreamwrapError
 from ._registry import model_types
 from ._response import ModelResponse
 from ._version import __version__
@@ -19,16 +19,35 @@ from ._wrapper import ModelWrapper
 __all__ = ["main"]
 
 # Providers the CLI can pick from the environment, in order of preference: the variable
-# that must be set, and the config it implies. (The embedded local model joins this list.)
+# that must be set, and the config it implies (STREAMWRAP_MODEL overrides the model name).
+# After these: a reachable Ollama server, then the embedded local model.
 _ENV_PROVIDERS: tuple[tuple[str, dict[str, Any]], ...] = (
     ("OPENAI_API_KEY", {"model_type": "openai_chat", "model_name": "gpt-4o-mini"}),
+    ("DASHSCOPE_API_KEY", {"model_type": "dashscope_chat", "model_name": "qwen-plus"}),
+    ("GEMINI_API_KEY", {"model_type": "gemini_chat", "model_name": "gemini-2.5-flash"}),
+    ("GOOGLE_API_KEY", {"model_type": "gemini_chat", "model_name": "gemini-2.5-flash"}),
+    ("ZHIPUAI_API_KEY", {"model_type": "zhipuai_chat", "model_name": "glm-4.7-flash"}),
+    ("ZAI_API_KEY", {"model_type": "zhipuai_chat", "model_name": "glm-4.7-flash"}),
 )
+_KEY_NAMES = "OPENAI_API_KEY, DASHSCOPE_API_KEY, GEMINI_API_KEY or ZHIPUAI_API_KEY"
+# The embedded default: SmolLM2-135M-Instruct in-process. A CLI reply is capped, so that a
+# tiny model that rambles does not keep the terminal for a minute.
+_LOCAL_CONFIG: dict[str, Any] = {
+    "model_type": "local_chat",
+    "model_name": "SmolLM2-135M-Instruct",
+    "generate_args": {"max_tokens": 512},
+}
+# Probing Ollama must not slow down a CLI that falls back to the local model.
+_OLLAMA_PROBE_SECONDS = 0.3
 
 _NO_PROVIDER = """\
 streamwrap: no model is configured. Choose one of:
+  pip install 'streamwrap[local]'   (runs SmolLM2-135M-Instruct in-process: no key, no network)
+  export OPENAI_API_KEY=...   (uses openai_chat; likewise DASHSCOPE_API_KEY, GEMINI_API_KEY,
+                               ZHIPUAI_API_KEY; STREAMWRAP_MODEL picks the model)
+  start Ollama                (OLLAMA_HOST, OLLAMA_MODEL)
   streamwrap chat --config models.json --name NAME "prompt"
   streamwrap chat --model-type openai_chat --model-name MODEL --base-url http://127.0.0.1:8000/v1 "prompt"
-  export OPENAI_API_KEY=...   (uses openai_chat; STREAMWRAP_MODEL picks the model)
 """
 
 
@@ -57,6 +76,7 @@ def _parser() -> argparse.ArgumentParser:
     chat.add_argument("--model-name", help="the provider's model name")
     chat.add_argument("--base-url", help="the server's base URL (any OpenAI-compatible server)")
     chat.add_argument("--system", help="a system message")
+    chat.add_argument("--max-tokens", type=int, help="the longest reply, in tokens")
     chat.add_argument("--no-stream", action="store_true", help="ask for the whole reply at once")
     chat.add_argument("--hide-reasoning", action="store_true", help="do not print reasoning text")
     chat.add_argument("--quiet", "-q", action="store_true", help="no status lines on stderr")
@@ -81,11 +101,63 @@ def _pick_model(args: argparse.Namespace) -> tuple[ModelWrapper, str]:
         if args.base_url:
             config["base_url"] = args.base_url
         return load_model(config), "the command line"
+    return _model_from_environment()
+
+
+def _model_from_environment() -> tuple[ModelWrapper, str]:
+    """An API key in the environment, else a running Ollama, else the embedded local model."""
+    chosen = os.environ.get("STREAMWRAP_MODEL")
     for variable, config in _ENV_PROVIDERS:
         if os.environ.get(variable):
-            config = {**config, "model_name": os.environ.get("STREAMWRAP_MODEL") or config["model_name"]}
-            return load_model(config), f"${variable}"
+            return load_model({**config, "model_name": chosen or config["model_name"]}), f"${variable}"
+    ollama = _probe_ollama()
+    if ollama is not None:
+        base_url, model_name = ollama
+        return (
+            load_model({"model_type": "ollama_chat", "model_name": chosen or model_name}),
+            f"Ollama at {base_url}",
+        )
+    from ._local import embedded_model_path, local_runtime_installed
+
+    if local_runtime_installed() and embedded_model_path() is not None:
+        return (
+            load_model(_LOCAL_CONFIG),
+            f"in-process; set {_KEY_NAMES}, or start Ollama, to use a provider",
+        )
     raise _NoModel(_NO_PROVIDER)
+
+
+def _probe_ollama() -> tuple[str, str] | None:
+    """(base URL, model) of an Ollama server that answers quickly, or ``None``.
+
+    The model is ``$OLLAMA_MODEL``, else the first one the server has pulled.
+    """
+    import json
+    import urllib.error
+    import urllib.request
+
+    from ._ollama import parse_ollama_host
+
+    try:
+        base_url = parse_ollama_host(os.environ.get("OLLAMA_HOST"))
+    except StreamwrapError:
+        return None
+    # No proxy: Ollama is usually on this machine, and a proxy would only add delay.
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    try:
+        with opener.open(base_url + "/api/tags", timeout=_OLLAMA_PROBE_SECONDS) as reply:
+            tags = json.loads(reply.read())
+    except (OSError, ValueError):
+        return None
+    wanted = os.environ.get("OLLAMA_MODEL")
+    if wanted:
+        return base_url, wanted
+    models = tags.get("models") if isinstance(tags, dict) else None
+    for model in models if isinstance(models, list) else ():
+        name = model.get("name") or model.get("model") if isinstance(model, dict) else None
+        if isinstance(name, str) and name:
+            return base_url, name
+    return None  # a server with no model pulled cannot answer
 
 
 def _read_prompt(args: argparse.Namespace, stdin: TextIO) -> str:
@@ -126,7 +198,12 @@ def _chat(args: argparse.Namespace, stdout: TextIO, stderr: TextIO, stdin: TextI
     messages.append({"role": "user", "content": prompt})
     if not args.quiet:
         print(f"streamwrap: {model.model_type} {model.model_name} ({origin})", file=stderr, flush=True)
-    response = model.call_sync(messages, stream=not args.no_stream)
+    generate: dict[str, Any] = {}
+    if args.max_tokens is not None:
+        if args.max_tokens <= 0:
+            raise ConfigError("--max-tokens must be > 0.", key="max_tokens")
+        generate["max_tokens"] = args.max_tokens
+    response = model.call_sync(messages, stream=not args.no_stream, **generate)
     dim = _Dim(stderr)
     in_reasoning = False
     try:
@@ -172,6 +249,9 @@ def main(argv: Sequence[str] | None = None, *, stdout: TextIO | None = None, std
         return _chat(args, out, err, inp)
     except _NoModel as exc:
         print(exc.args[0], file=err, end="")
+        return 2
+    except MissingDependencyError as exc:
+        print(f"streamwrap: {exc}", file=err)
         return 2
     except ConfigError as exc:
         print(f"streamwrap: configuration error: {exc}", file=err)

@@ -54,6 +54,11 @@ class OpenAIChatWrapper(ModelWrapper):
     extra: ClassVar[str] = "openai"
     api_key_env: ClassVar[tuple[str, ...]] = ("OPENAI_API_KEY",)
     base_url_env: ClassVar[tuple[str, ...]] = ("OPENAI_BASE_URL",)
+    #: the endpoint when neither ``base_url`` nor ``base_url_env`` gives one
+    default_base_url: ClassVar[str] = "https://api.openai.com/v1"
+    #: whether to ask for usage with ``stream_options.include_usage``; a subclass for a
+    #: server that reports usage unasked (and may not know the option) turns it off
+    ask_stream_usage: ClassVar[bool] = True
 
     def _make_client(self) -> Any:
         try:
@@ -62,7 +67,7 @@ class OpenAIChatWrapper(ModelWrapper):
             raise MissingDependencyError("openai", self.extra) from None
         args: dict[str, Any] = {
             "api_key": self._api_key.reveal() if self._api_key else "not-needed",
-            "base_url": self.base_url,
+            "base_url": self._endpoint(),
             # streamwrap retries itself (before the first token only), so the SDK must not.
             "max_retries": 0,
             "timeout": self.timeout,
@@ -71,14 +76,15 @@ class OpenAIChatWrapper(ModelWrapper):
         return openai.AsyncOpenAI(**args)
 
     def _endpoint(self) -> str:
-        return self.base_url or "https://api.openai.com/v1"
+        return self.base_url or self.default_base_url
 
     async def _open(self, request: ChatRequest) -> Upstream:
         params: dict[str, Any] = dict(request.params)
         if request.tools:
             params["tools"] = request.tools
         ask_usage = (
-            request.stream
+            self.ask_stream_usage
+            and request.stream
             and "stream_options" not in params
             and self._endpoint() not in _NO_STREAM_OPTIONS
         )

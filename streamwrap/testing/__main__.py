@@ -3,7 +3,11 @@
 For benchmarks that need the server in another process.  Prints exactly one
 line, ``streamwrap-emulator listening on http://HOST:PORT``, then serves a
 default reply of ``--chunks`` copies of ``--chunk-text`` until SIGTERM or
-SIGINT, and exits 0.
+SIGINT, and exits 0.  Every dialect answers with that reply: OpenAI at
+``/v1/chat/completions``, DashScope at
+``/api/v1/services/aigc/text-generation/generation``, Gemini at
+``/v1beta/models/{model}:streamGenerateContent?alt=sse`` and Ollama at
+``/api/chat``.
 """
 
 from __future__ import annotations
@@ -23,19 +27,24 @@ from ._script import Reply
 def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m streamwrap.testing",
-        description="Serve an OpenAI-compatible chat-completions emulator until SIGTERM/SIGINT.",
+        description=(
+            "Serve an LLM provider emulator until SIGTERM/SIGINT. Every request gets the same default"
+            " reply, in the wire format of its path: OpenAI (/v1/chat/completions), DashScope native"
+            " (/api/v1/services/aigc/text-generation/generation), Gemini"
+            " (/v1beta/models/MODEL:streamGenerateContent?alt=sse) or Ollama (/api/chat)."
+        ),
     )
     parser.add_argument("--host", default="127.0.0.1", help="interface to listen on (default: %(default)s)")
     parser.add_argument("--port", type=int, default=0, help="port; 0 picks a free one (default: %(default)s)")
     parser.add_argument("--chunks", type=int, default=10, help="text chunks per reply (default: %(default)s)")
     parser.add_argument("--chunk-text", default="tok ", help="text of each chunk (default: %(default)r)")
     parser.add_argument(
-        "--delay", type=float, default=0.0, help="seconds between SSE events (default: %(default)s)"
+        "--delay", type=float, default=0.0, help="seconds between stream events (default: %(default)s)"
     )
     parser.add_argument(
         "--usage",
         action="store_true",
-        help="end every stream with a usage chunk, even if the request did not ask",
+        help="end every OpenAI stream with a usage chunk, even if the request did not ask",
     )
     return parser.parse_args(argv)
 

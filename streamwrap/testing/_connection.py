@@ -18,7 +18,7 @@ from typing import cast
 
 import h11
 
-from ._plan import KEEPALIVE_COMMENT, Pause, Plan
+from ._plan import Pause, Plan
 from ._recorded import RecordedRequest
 
 logger = logging.getLogger("streamwrap.testing")
@@ -170,11 +170,11 @@ class HTTPConnection(asyncio.Protocol):
         loop = asyncio.get_running_loop()
         deadline = loop.time() + pause.seconds
         if pause.keepalive is not None:
-            ping = loop.time() + pause.keepalive
-            while ping < deadline:
-                await asyncio.sleep(ping - loop.time())
-                self._send(h11.Data(data=KEEPALIVE_COMMENT))
-                ping += pause.keepalive
+            due = loop.time() + pause.keepalive
+            while due < deadline:
+                await asyncio.sleep(due - loop.time())
+                self._send(h11.Data(data=pause.ping))
+                due += pause.keepalive
         await asyncio.sleep(deadline - loop.time())
 
     def _send(self, event: h11.Event) -> None:

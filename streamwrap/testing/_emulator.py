@@ -1,4 +1,4 @@
-"""The :class:`Emulator`: an OpenAI-compatible HTTP server on a background thread."""
+"""The :class:`Emulator`: a multi-dialect LLM provider HTTP server on a background thread."""
 
 from __future__ import annotations
 
@@ -10,12 +10,13 @@ from types import TracebackType
 from typing import NamedTuple, Self
 
 from ._connection import HTTPConnection
+from ._dialects import dialect_for
+from ._openai_dialect import OPENAI
 from ._plan import Plan
 from ._recorded import RecordedRequest
-from ._render import IdSequence, error_object, render_chat, render_error, render_raw
+from ._render import IdSequence, render_raw
 from ._script import RawReply, Reply, Split
 
-_CHAT_SUFFIX = "/chat/completions"
 # Tests open hundreds of connections at once; the usual backlog of 100 would
 # make some of them wait for SYN retransmits.
 _BACKLOG = 1024
@@ -30,13 +31,25 @@ class _Listening(NamedTuple):
 
 
 class Emulator:
-    """An OpenAI chat-completions server on ``host:port`` for tests and benchmarks.
+    """An LLM provider server on ``host:port`` for tests and benchmarks.
 
     The server runs its own asyncio event loop in a daemon thread, so it works
-    the same from synchronous, asyncio and trio code.  Each chat request
-    (``POST .../chat/completions``) takes the next scripted reply from a FIFO
-    queue, or :attr:`default` when the queue is empty.  Every request is
-    recorded in :attr:`requests`.
+    the same from synchronous, asyncio and trio code.  Each model request takes
+    the next scripted reply from a FIFO queue, or :attr:`default` when the
+    queue is empty, and renders it in the wire format its path asks for:
+
+    =========================================================  ==============================
+    path (``POST``)                                            dialect
+    =========================================================  ==============================
+    ``.../chat/completions``                                   OpenAI (:attr:`openai_base_url`)
+    ``/api/v1/services/aigc/text-generation/generation``       DashScope native
+    (or ``multimodal-generation``)                             (:attr:`dashscope_base_url`)
+    ``/{v1beta|v1}/models/{model}:streamGenerateContent``      Gemini (:attr:`gemini_base_url`)
+    (``?alt=sse``) or ``:generateContent``
+    ``/api/chat``                                              Ollama (:attr:`ollama_base_url`)
+    =========================================================  ==============================
+
+    Every request is recorded in :attr:`requests`.
 
     Use it as a context manager (sync or async) or call :meth:`start` and
     :meth:`stop`.  ``port=0`` picks a free port; read it back from :attr:`url`.
@@ -116,10 +129,34 @@ class Emulator:
         """The base URL to hand an OpenAI-style client: :attr:`url` + ``/v1``."""
         return self.url + "/v1"
 
+    @property
+    def dashscope_base_url(self) -> str:
+        """The base URL to hand a DashScope native client: :attr:`url` + ``/api/v1``.
+
+        E.g. ``dashscope.base_http_api_url``, or ``base_address=`` of ``Generation.call``.
+        """
+        return self.url + "/api/v1"
+
+    @property
+    def gemini_base_url(self) -> str:
+        """The base URL to hand a Gemini client: :attr:`url` (the client adds ``/v1beta``).
+
+        E.g. ``genai.Client(http_options=types.HttpOptions(base_url=...))``.
+        """
+        return self.url
+
+    @property
+    def ollama_base_url(self) -> str:
+        """The base URL to hand an Ollama client: :attr:`url` (the client adds ``/api/chat``).
+
+        E.g. ``ollama.AsyncClient(host=...)``.
+        """
+        return self.url
+
     # -- scripting ------------------------------------------------------------------
 
     def script(self, *replies: Reply) -> None:
-        """Queue replies; each chat request takes the next one, in order."""
+        """Queue replies; each model request, whatever its dialect, takes the next one, in order."""
         with self._state:
             self._queue.extend(replies)
 
@@ -235,21 +272,23 @@ class Emulator:
         with self._state:
             # A replayed body answers whatever was asked, on any path: recordings of every
             # provider's native protocol replay through the same queue.
-            raw = self._queue.popleft() if self._queue and isinstance(self._queue[0], RawReply) else None
-        if raw is not None:
-            return render_raw(raw)
+            head = self._queue[0] if self._queue else None
+            if isinstance(head, RawReply):
+                self._queue.popleft()
+        if isinstance(head, RawReply):
+            return render_raw(head)
         path = request.path.split("?", 1)[0]
-        if not path.endswith(_CHAT_SUFFIX):
-            error = error_object(f"Invalid URL ({request.method} {path})", "invalid_request_error")
-            return render_error(404, error)
+        dialect = dialect_for(path)
+        if dialect is None:
+            return OPENAI.error(404, f"Invalid URL ({request.method} {path})")
         if request.method != "POST":
-            error = error_object(f"Method {request.method} not allowed; use POST.", "invalid_request_error")
-            return render_error(405, error, headers={"Allow": "POST"})
+            return dialect.error(
+                405, f"Method {request.method} not allowed; use POST.", headers={"Allow": "POST"}
+            )
         if not isinstance(request.json, dict):
-            error = error_object("We could not parse the JSON body of your request.", "invalid_request_error")
-            return render_error(400, error)
+            return dialect.error(400, "We could not parse the JSON body of your request.")
         with self._state:
             reply = self._queue.popleft() if self._queue else self._default
         if isinstance(reply, RawReply):
             return render_raw(reply)
-        return render_chat(reply, request.json, self._ids)
+        return dialect.render(reply, request, request.json, self._ids)

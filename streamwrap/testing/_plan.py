@@ -12,15 +12,20 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 KEEPALIVE_COMMENT = b": keep-alive\n\n"
-"""The SSE comment a paused stream sends to show it is still alive."""
+"""The SSE comment a paused stream sends to show it is still alive (the default ping)."""
 
 
 @dataclass(frozen=True, slots=True)
 class Pause:
-    """Wait ``seconds``; if ``keepalive`` is set, send :data:`KEEPALIVE_COMMENT` that often meanwhile."""
+    """Wait ``seconds``; if ``keepalive`` is set, send ``ping`` that often meanwhile.
+
+    ``ping`` is whatever the dialect's framing tolerates between events: an SSE
+    comment for SSE streams, a blank line for NDJSON.
+    """
 
     seconds: float
     keepalive: float | None = None
+    ping: bytes = KEEPALIVE_COMMENT
 
 
 class Abort(enum.Enum):

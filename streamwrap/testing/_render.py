@@ -1,8 +1,11 @@
-"""Rendering scripted replies into OpenAI chat-completions wire bytes.
+"""The machinery every dialect shares: resolving a reply, pacing, faults, plans.
 
-Every reply is rendered into a :class:`~._plan.Plan` as soon as its request
-arrives, with all SSE events encoded up front: the connection then spends one
-write per event and nothing else, which keeps long streams cheap to serve.
+A dialect (one module per wire format) resolves a scripted reply against a
+request into a :class:`Completion`, encodes its content chunks and closing
+events as bytes in its own format, and hands them to :func:`stream_plan` or
+:func:`json_plan`.  Those add the reply's pacing and fault the same way for
+every dialect, with the fault's bytes framed by the dialect's :class:`Wire`.
+Everything is encoded up front, so the connection spends one write per event.
 """
 
 from __future__ import annotations
@@ -11,7 +14,7 @@ import itertools
 import math
 import re
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,92 +29,326 @@ _LINES = re.compile(rb"[^\r\n]*(?:\r\n|\r|\n)|[^\r\n]+")
 _BLANK_LINES = frozenset({b"\r\n", b"\n", b"\r"})
 _ARGUMENT_FRAGMENTS = 3
 
-_SSE_HEADERS = {"content-type": "text/event-stream; charset=utf-8", "cache-control": "no-cache"}
-_JSON_HEADERS = {"content-type": "application/json"}
+JSON_HEADERS = {"content-type": "application/json"}
 # The emulator decides how bodies are framed; a scripted header must not contradict it.
 _FRAMING_HEADERS = frozenset({"content-length", "transfer-encoding"})
 
-_DONE = b"data: [DONE]\n\n"
-_MALFORMED = b"data: {not json\n\n"
-_TRUNCATED = b'data: {"id": "chatcmpl-emu", "choi\n\n'
-
-# (message, type, code) for the default error body of common statuses, as OpenAI sends them.
-_DEFAULT_ERRORS: dict[int, tuple[str, str, str | None]] = {
-    400: ("Invalid request.", "invalid_request_error", None),
-    401: ("Incorrect API key provided.", "invalid_request_error", "invalid_api_key"),
-    403: ("You are not allowed to access this resource.", "invalid_request_error", None),
-    404: (
-        "The model does not exist or you do not have access to it.",
-        "invalid_request_error",
-        "model_not_found",
-    ),
-    408: ("Request timed out.", "timeout_error", None),
-    409: ("The request conflicts with another request.", "invalid_request_error", None),
-    422: ("The request could not be processed.", "invalid_request_error", None),
-    429: ("Rate limit reached for requests.", "requests", "rate_limit_exceeded"),
-    500: ("The server had an error while processing your request.", "server_error", None),
-    502: ("Bad gateway.", "server_error", None),
-    503: ("The server is overloaded or not ready yet.", "server_error", None),
-    504: ("Gateway timeout.", "server_error", None),
-}
-
 
 class IdSequence:
-    """Hands out deterministic completion and tool-call ids for one emulator."""
+    """Hands out deterministic response and tool-call ids for one emulator.
+
+    All response ids share one counter, so ids stay unique across dialects.
+    """
 
     def __init__(self) -> None:
-        self._completions = itertools.count(1)
+        self._responses = itertools.count(1)
         self._tool_calls = itertools.count(1)
 
     def completion_id(self) -> str:
-        """The next ``chatcmpl-emu-<n>``."""
-        return f"chatcmpl-emu-{next(self._completions)}"
+        """The next ``chatcmpl-emu-<n>`` (OpenAI)."""
+        return f"chatcmpl-emu-{next(self._responses)}"
+
+    def request_id(self) -> str:
+        """The next UUID-shaped request id (DashScope)."""
+        return f"00000000-0000-4000-8000-{next(self._responses):012d}"
+
+    def response_id(self) -> str:
+        """The next ``emuresp<n>`` (Gemini's ``responseId``)."""
+        return f"emuresp{next(self._responses)}"
 
     def tool_call_id(self) -> str:
         """The next ``call_emu_<n>``."""
         return f"call_emu_{next(self._tool_calls)}"
 
 
-def error_object(
-    message: str, type: str, *, param: str | None = None, code: str | None = None
-) -> dict[str, Any]:
-    """An OpenAI-shaped error object (the value of the body's ``"error"`` key)."""
-    return {"message": message, "type": type, "param": param, "code": code}
+# -- resolving a reply ---------------------------------------------------------------------
 
 
-def render_error(
+@dataclass(frozen=True, slots=True)
+class ToolCall:
+    """A scripted tool call with its id fixed and its arguments cut into fragments."""
+
+    id: str
+    name: str
+    fragments: list[str]
+
+    @property
+    def arguments(self) -> str:
+        """The whole argument string."""
+        return "".join(self.fragments)
+
+
+@dataclass(frozen=True, slots=True)
+class Completion:
+    """A reply resolved against one request: ids, chunks and token counts fixed.
+
+    ``finish_reason`` is in OpenAI's vocabulary; dialects translate it.  Token
+    counts follow OpenAI: ``completion_tokens`` includes the reasoning tokens.
+    ``raw_usage`` is the reply's usage mapping, which a dialect sends verbatim
+    as its own usage object instead of the counts.
+    """
+
+    id: str
+    created: int
+    model: str
+    reasoning: list[str]
+    text: list[str]
+    tool_calls: list[ToolCall]
+    finish_reason: str
+    prompt_tokens: int
+    completion_tokens: int
+    raw_usage: dict[str, Any] | None
+
+    @classmethod
+    def build(cls, reply: Reply, ids: IdSequence, *, id: str, prompt_words: int) -> Completion:
+        """Resolve ``reply``; ``prompt_words`` is the default prompt token count."""
+        reasoning, text = chunks(reply.reasoning), chunks(reply.text)
+        calls = [
+            ToolCall(spec.id or ids.tool_call_id(), spec.name, argument_fragments(spec.arguments))
+            for spec in reply.tool_calls
+        ]
+        spec = reply.usage
+        raw_usage = dict(spec) if isinstance(spec, Mapping) else None
+        prompt_tokens, completion_tokens = (
+            spec if isinstance(spec, tuple) else (prompt_words, len(reasoning) + len(text))
+        )
+        return cls(
+            id=id,
+            created=reply.created if reply.created is not None else int(time.time()),
+            model=reply.model,
+            reasoning=reasoning,
+            text=text,
+            tool_calls=calls,
+            finish_reason=reply.finish_reason or ("tool_calls" if calls else "stop"),
+            prompt_tokens=prompt_tokens,
+            completion_tokens=completion_tokens,
+            raw_usage=raw_usage,
+        )
+
+    @property
+    def reasoning_tokens(self) -> int:
+        """The part of ``completion_tokens`` spent reasoning: one per reasoning chunk, at most all."""
+        return min(len(self.reasoning), self.completion_tokens)
+
+
+def arguments_object(call: ToolCall) -> dict[str, Any]:
+    """``call``'s arguments parsed, for providers that send them as a JSON object.
+
+    Raises ``ValueError`` (with a message meant for the test author) if they are not one.
+    """
+    try:
+        parsed = orjson.loads(call.arguments)
+    except orjson.JSONDecodeError:
+        parsed = None
+    if not isinstance(parsed, dict):
+        raise ValueError(
+            f"ToolCallSpec {call.name!r}: this provider sends arguments as a JSON object, "
+            f"but {call.arguments!r} is not one"
+        )
+    return parsed
+
+
+def chunks(value: str | Sequence[str]) -> list[str]:
+    """A ``str`` cut into word-sized chunks (whitespace stays with the word before); a sequence as is."""
+    return _WORD_CHUNKS.findall(value) if isinstance(value, str) else list(value)
+
+
+def argument_fragments(arguments: str | Sequence[str]) -> list[str]:
+    """A ``str`` cut into a few fragments; a sequence as is."""
+    if not isinstance(arguments, str):
+        return list(arguments)
+    size = max(1, math.ceil(len(arguments) / _ARGUMENT_FRAGMENTS))
+    return [arguments[start : start + size] for start in range(0, len(arguments), size)]
+
+
+def count_words(contents: Iterable[object]) -> int:
+    """Words in message contents: strings, or lists of parts whose ``text`` counts."""
+    words = 0
+    for content in contents:
+        if isinstance(content, str):
+            words += len(content.split())
+        elif isinstance(content, list):
+            for part in content:
+                text = part.get("text") if isinstance(part, dict) else None
+                if isinstance(text, str):
+                    words += len(text.split())
+    return words
+
+
+def field_values(items: object, key: str) -> list[object]:
+    """``item[key]`` of every dict in ``items`` (anything else in a request body counts as nothing)."""
+    if not isinstance(items, list):
+        return []
+    return [item.get(key) for item in items if isinstance(item, dict)]
+
+
+# -- plans ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Wire:
+    """How one dialect frames a stream and the events the fault machinery injects.
+
+    Attributes:
+        headers: Default response headers of a stream.
+        keepalive: What a paused stream sends to stay alive.
+        malformed: An event whose payload is not JSON.
+        truncated: An event whose JSON is cut off.
+        error_event: The dialect's mid-stream error event for a fault.
+        inband_error: The error sent as an ordinary data event.
+        numbered: If set, every event is prefixed with this ``%d`` template
+            filled with its 1-based position (DashScope's ``id:N`` lines).
+    """
+
+    headers: Mapping[str, str]
+    keepalive: bytes
+    malformed: bytes
+    truncated: bytes
+    error_event: Callable[[Fault], bytes]
+    inband_error: Callable[[Fault], bytes]
+    numbered: bytes | None = None
+
+
+def merged_headers(defaults: Mapping[str, str], extra: Mapping[str, str]) -> list[tuple[str, str]]:
+    """``defaults`` overridden by the scripted ``extra`` headers, except the framing ones."""
+    merged = dict(defaults)
+    for name, value in extra.items():
+        if name.lower() not in _FRAMING_HEADERS:
+            merged[name.lower()] = value
+    return list(merged.items())
+
+
+def fixed_plan(
     status: int,
-    error: Mapping[str, Any] | None = None,
-    *,
-    headers: Mapping[str, str] | None = None,
+    body: bytes,
+    extra_headers: Mapping[str, str],
     head_delay: float = 0.0,
+    *,
+    defaults: Mapping[str, str] = JSON_HEADERS,
+    abort: bool = False,
 ) -> Plan:
-    """A JSON ``{"error": ...}`` response; ``error`` defaults to one matching ``status``."""
-    body = orjson.dumps({"error": dict(error) if error is not None else _default_error(status)})
-    return _fixed_plan(status, body, headers or {}, head_delay)
+    """A whole body sent in one write with a ``content-length`` (or the connection aborted instead)."""
+    headers = [*merged_headers(defaults, extra_headers), ("content-length", str(len(body)))]
+    steps: list[Step] = [Abort.ABORT] if abort else [body]
+    return Plan(status, headers, steps, head_delay=head_delay)
+
+
+def json_plan(
+    reply: Reply, body: bytes, *, content_events: int, defaults: Mapping[str, str] = JSON_HEADERS
+) -> Plan:
+    """A non-streaming answer that takes as long as the stream of ``content_events`` chunks would.
+
+    Of the faults only the delaying and the dropping ones apply: the stalls add
+    their time, ``drop`` sends the headers and aborts.
+    """
+    # Take as long as the equivalent stream would, so timeouts behave alike.
+    wait = reply.first_delay + reply.delay * content_events
+    fault = reply.fault
+    if fault is not None and fault.kind in ("stall", "stall_with_keepalive"):
+        wait += fault.seconds
+    abort = fault is not None and fault.kind == "drop"
+    return fixed_plan(200, body, reply.headers, wait, defaults=defaults, abort=abort)
+
+
+class _StreamSteps:
+    """Collects a stream's steps, inserting the reply's pacing between events."""
+
+    def __init__(self, reply: Reply, wire: Wire) -> None:
+        self.steps: list[Step] = []
+        self._delay = reply.delay
+        self._keepalive = reply.keepalive
+        self._ping = wire.keepalive
+        self._numbered = wire.numbered
+        self._sent = 0
+        self._gap = reply.first_delay  # before the first event; ``delay`` after that
+
+    def event(self, data: bytes) -> None:
+        if self._gap > 0:
+            self.steps.append(Pause(self._gap, self._keepalive, self._ping))
+        if self._numbered is not None:
+            self._sent += 1
+            data = self._numbered % self._sent + data
+        self.steps.append(data)
+        self._gap = self._delay
+
+    def events(self, events: Iterable[bytes]) -> None:
+        for data in events:
+            self.event(data)
+
+    def pause(self, seconds: float, keepalive: float | None) -> None:
+        self.steps.append(Pause(seconds, keepalive, self._ping))
+
+    def abort(self) -> None:
+        self.steps.append(Abort.ABORT)
+
+
+def _inject(fault: Fault, steps: _StreamSteps, wire: Wire) -> bool:
+    """Add ``fault``'s steps; return whether the stream carries on afterwards."""
+    kind = fault.kind
+    match kind:
+        case "drop":
+            steps.abort()
+            return False
+        case "error_event":
+            steps.event(wire.error_event(fault))
+            return False
+        case "inband_error":
+            steps.event(wire.inband_error(fault))
+            return False
+        case "stall":
+            steps.pause(fault.seconds, None)
+            return True
+        case "stall_with_keepalive":
+            steps.pause(fault.seconds, fault.every)
+            return True
+        case "malformed_line":
+            steps.event(wire.malformed)
+            return True
+        case "truncated_json":
+            steps.event(wire.truncated)
+            return False
+        case "end_without_finish":
+            return False
+        case "slow_trickle":  # applied to every write through Plan.byte_delay
+            return True
+
+
+def stream_plan(
+    reply: Reply,
+    wire: Wire,
+    content: Sequence[bytes],
+    closing: Sequence[bytes],
+    *,
+    merged_closing: Sequence[bytes] | None = None,
+) -> Plan:
+    """A streamed answer: ``content`` chunks, then ``closing`` (finish, usage, terminator).
+
+    The fault goes after ``reply.fault.after`` content chunks (before the
+    closing events if there are fewer).  Providers that put the finish on the
+    last content chunk pass ``merged_closing``: it replaces the last content
+    chunk and ``closing`` whenever no fault comes between the two.
+    """
+    headers = merged_headers(wire.headers, reply.headers)
+    steps = _StreamSteps(reply, wire)
+    fault = reply.fault
+    cut = len(content) if fault is None else min(fault.after, len(content))
+    events = [*content, *closing]
+    if merged_closing is not None and content and (fault is None or fault.after < len(content)):
+        # The first ``cut`` events are still plain content chunks, so the fault lands in place.
+        events = [*content[:-1], *merged_closing]
+    steps.events(events[:cut])
+    if fault is not None and not _inject(fault, steps, wire):
+        return Plan(200, headers, steps.steps)
+    steps.events(events[cut:])
+    return Plan(200, headers, steps.steps, byte_delay=fault.per_byte_delay if fault is not None else 0.0)
+
+
+# -- replayed bodies ----------------------------------------------------------------------------
 
 
 def render_raw(raw: RawReply) -> Plan:
     """Replay a raw body verbatim, one write per piece of ``raw.split``."""
     return Plan(raw.status, [("content-type", raw.content_type)], split_body(raw.body, raw.split))
-
-
-def render_chat(reply: Reply, request: Mapping[str, Any], ids: IdSequence) -> Plan:
-    """Render ``reply`` as the answer to the chat-completions request body ``request``."""
-    if reply.reject_stream_options and "stream_options" in request:
-        error = error_object(
-            "Unrecognized request argument supplied: stream_options",
-            "invalid_request_error",
-            param="stream_options",
-        )
-        return render_error(400, error, headers=reply.headers, head_delay=reply.first_delay)
-    if reply.status != 200:
-        return render_error(reply.status, reply.error, headers=reply.headers, head_delay=reply.first_delay)
-    completion = _Completion.build(reply, request, ids)
-    if request.get("stream") is True:
-        send_usage = reply.stream_usage if reply.stream_usage is not None else _asks_for_usage(request)
-        return _stream_plan(reply, completion, send_usage=send_usage)
-    return _json_plan(reply, completion)
 
 
 def split_body(body: bytes, split: Split) -> list[bytes]:
@@ -136,305 +373,3 @@ def _sse_events(body: bytes) -> list[bytes]:
     if start < len(body):
         events.append(body[start:])
     return events
-
-
-def _default_error(status: int) -> dict[str, Any]:
-    if status in _DEFAULT_ERRORS:
-        message, type_, code = _DEFAULT_ERRORS[status]
-    elif status >= 500:
-        message, type_, code = _DEFAULT_ERRORS[500]
-    else:
-        message, type_, code = f"Request failed with status {status}.", "invalid_request_error", None
-    return error_object(message, type_, code=code)
-
-
-def _asks_for_usage(request: Mapping[str, Any]) -> bool:
-    options = request.get("stream_options")
-    return isinstance(options, dict) and options.get("include_usage") is True
-
-
-def _chunks(value: str | Sequence[str]) -> list[str]:
-    return _WORD_CHUNKS.findall(value) if isinstance(value, str) else list(value)
-
-
-def _argument_fragments(arguments: str | Sequence[str]) -> list[str]:
-    if not isinstance(arguments, str):
-        return list(arguments)
-    size = max(1, math.ceil(len(arguments) / _ARGUMENT_FRAGMENTS))
-    return [arguments[start : start + size] for start in range(0, len(arguments), size)]
-
-
-def _prompt_words(request: Mapping[str, Any]) -> int:
-    messages = request.get("messages")
-    if not isinstance(messages, list):
-        return 0
-    words = 0
-    for message in messages:
-        content = message.get("content") if isinstance(message, dict) else None
-        if isinstance(content, str):
-            words += len(content.split())
-        elif isinstance(content, list):  # content parts: count the text ones
-            for part in content:
-                text = part.get("text") if isinstance(part, dict) else None
-                if isinstance(text, str):
-                    words += len(text.split())
-    return words
-
-
-def _usage(
-    spec: tuple[int, int] | Mapping[str, Any] | None, request: Mapping[str, Any], chunks: int
-) -> dict[str, Any]:
-    if spec is None:
-        prompt_tokens, completion_tokens = _prompt_words(request), chunks
-    elif isinstance(spec, tuple):
-        prompt_tokens, completion_tokens = spec
-    else:
-        return dict(spec)
-    return {
-        "prompt_tokens": prompt_tokens,
-        "completion_tokens": completion_tokens,
-        "total_tokens": prompt_tokens + completion_tokens,
-    }
-
-
-def _merged_headers(defaults: Mapping[str, str], extra: Mapping[str, str]) -> list[tuple[str, str]]:
-    merged = dict(defaults)
-    for name, value in extra.items():
-        if name.lower() not in _FRAMING_HEADERS:
-            merged[name.lower()] = value
-    return list(merged.items())
-
-
-def _fixed_plan(
-    status: int, body: bytes, extra_headers: Mapping[str, str], head_delay: float, *, abort: bool = False
-) -> Plan:
-    headers = [*_merged_headers(_JSON_HEADERS, extra_headers), ("content-length", str(len(body)))]
-    steps: list[Step] = [Abort.ABORT] if abort else [body]
-    return Plan(status, headers, steps, head_delay=head_delay)
-
-
-def _data(payload: object) -> bytes:
-    return b"data: " + orjson.dumps(payload) + b"\n\n"
-
-
-@dataclass(frozen=True, slots=True)
-class _ToolCall:
-    id: str
-    name: str
-    fragments: list[str]
-
-
-@dataclass(frozen=True, slots=True)
-class _Completion:
-    """A reply resolved against one request: ids, chunks and usage fixed."""
-
-    id: str
-    created: int
-    model: str
-    reasoning: list[str]
-    text: list[str]
-    tool_calls: list[_ToolCall]
-    finish_reason: str
-    usage: dict[str, Any]
-
-    @classmethod
-    def build(cls, reply: Reply, request: Mapping[str, Any], ids: IdSequence) -> _Completion:
-        reasoning, text = _chunks(reply.reasoning), _chunks(reply.text)
-        calls = [
-            _ToolCall(spec.id or ids.tool_call_id(), spec.name, _argument_fragments(spec.arguments))
-            for spec in reply.tool_calls
-        ]
-        return cls(
-            id=reply.id or ids.completion_id(),
-            created=reply.created if reply.created is not None else int(time.time()),
-            model=reply.model,
-            reasoning=reasoning,
-            text=text,
-            tool_calls=calls,
-            finish_reason=reply.finish_reason or ("tool_calls" if calls else "stop"),
-            usage=_usage(reply.usage, request, len(reasoning) + len(text)),
-        )
-
-    def deltas(self, reasoning_field: str) -> list[dict[str, Any]]:
-        """The ``delta`` of every content chunk, in stream order."""
-        deltas: list[dict[str, Any]] = [{reasoning_field: piece} for piece in self.reasoning]
-        deltas.extend({"content": piece} for piece in self.text)
-        for index, call in enumerate(self.tool_calls):
-            head = {
-                "index": index,
-                "id": call.id,
-                "type": "function",
-                "function": {"name": call.name, "arguments": ""},
-            }
-            deltas.append({"tool_calls": [head]})
-            deltas.extend(
-                {"tool_calls": [{"index": index, "function": {"arguments": f}}]} for f in call.fragments
-            )
-        return deltas
-
-    def event_count(self) -> int:
-        """How many content chunks a stream of this completion has."""
-        return len(self.reasoning) + len(self.text) + sum(1 + len(call.fragments) for call in self.tool_calls)
-
-
-class _ChunkEncoder:
-    """Encodes one completion's ``data:`` events around pre-encoded constant parts.
-
-    Only the ``delta`` differs between chunks, so it is the only part that goes
-    through ``orjson`` per chunk.
-    """
-
-    __slots__ = ("_head", "_prefix", "_tail", "_usage_null")
-
-    def __init__(self, completion: _Completion, *, usage_null: bool) -> None:
-        common = orjson.dumps(
-            {
-                "id": completion.id,
-                "object": "chat.completion.chunk",
-                "created": completion.created,
-                "model": completion.model,
-            }
-        )
-        self._head = b"data: " + common[:-1]  # without the closing brace, so fields can follow
-        self._prefix = self._head + b',"choices":[{"index":0,"delta":'
-        # OpenAI marks every chunk with "usage":null when a usage chunk will follow.
-        self._usage_null = b',"usage":null' if usage_null else b""
-        self._tail = b',"logprobs":null,"finish_reason":null}]' + self._usage_null + b"}\n\n"
-
-    def delta(self, delta: Mapping[str, Any]) -> bytes:
-        return self._prefix + orjson.dumps(delta) + self._tail
-
-    def finish(self, delta: Mapping[str, Any], reason: str) -> bytes:
-        return (
-            self._prefix
-            + orjson.dumps(delta)
-            + b',"logprobs":null,"finish_reason":'
-            + orjson.dumps(reason)
-            + b"}]"
-            + self._usage_null
-            + b"}\n\n"
-        )
-
-    def usage(self, usage: Mapping[str, Any]) -> bytes:
-        return self._head + b',"choices":[],"usage":' + orjson.dumps(usage) + b"}\n\n"
-
-
-class _StreamSteps:
-    """Collects a stream's steps, inserting the reply's pacing between events."""
-
-    def __init__(self, reply: Reply) -> None:
-        self.steps: list[Step] = []
-        self._delay = reply.delay
-        self._keepalive = reply.keepalive
-        self._gap = reply.first_delay  # before the first event; ``delay`` after that
-
-    def event(self, data: bytes) -> None:
-        if self._gap > 0:
-            self.steps.append(Pause(self._gap, self._keepalive))
-        self.steps.append(data)
-        self._gap = self._delay
-
-    def events(self, events: Iterable[bytes]) -> None:
-        for data in events:
-            self.event(data)
-
-    def pause(self, seconds: float, keepalive: float | None) -> None:
-        self.steps.append(Pause(seconds, keepalive))
-
-    def abort(self) -> None:
-        self.steps.append(Abort.ABORT)
-
-
-def _fault_error(fault: Fault) -> bytes:
-    return _data({"error": {"message": fault.message, "type": fault.error_type, "code": fault.code}})
-
-
-def _inject(fault: Fault, steps: _StreamSteps) -> bool:
-    """Add ``fault``'s steps; return whether the stream carries on afterwards."""
-    kind = fault.kind
-    match kind:
-        case "drop":
-            steps.abort()
-            return False
-        case "error_event":
-            steps.event(b"event: error\n" + _fault_error(fault))
-            return False
-        case "inband_error":
-            steps.event(_fault_error(fault))
-            return False
-        case "stall":
-            steps.pause(fault.seconds, None)
-            return True
-        case "stall_with_keepalive":
-            steps.pause(fault.seconds, fault.every)
-            return True
-        case "malformed_line":
-            steps.event(_MALFORMED)
-            return True
-        case "truncated_json":
-            steps.event(_TRUNCATED)
-            return False
-        case "end_without_finish":
-            return False
-        case "slow_trickle":  # applied to every write through Plan.byte_delay
-            return True
-
-
-def _stream_plan(reply: Reply, completion: _Completion, *, send_usage: bool) -> Plan:
-    encoder = _ChunkEncoder(completion, usage_null=send_usage)
-    deltas = completion.deltas(reply.reasoning_field)
-    if deltas:
-        deltas[0] = {"role": "assistant", **deltas[0]}
-    content = [encoder.delta(delta) for delta in deltas]
-    headers = _merged_headers(_SSE_HEADERS, reply.headers)
-    steps = _StreamSteps(reply)
-    fault = reply.fault
-    cut = len(content) if fault is None else min(fault.after, len(content))
-    steps.events(content[:cut])
-    if fault is not None and not _inject(fault, steps):
-        return Plan(200, headers, steps.steps)
-    steps.events(content[cut:])
-    # With no content at all, the finish chunk is the first one and carries the role.
-    steps.event(encoder.finish({} if deltas else {"role": "assistant"}, completion.finish_reason))
-    if send_usage:
-        steps.event(encoder.usage(completion.usage))
-    if reply.done:
-        steps.event(_DONE)
-    return Plan(200, headers, steps.steps, byte_delay=fault.per_byte_delay if fault is not None else 0.0)
-
-
-def _json_plan(reply: Reply, completion: _Completion) -> Plan:
-    message: dict[str, Any] = {
-        "role": "assistant",
-        "content": "".join(completion.text) if completion.text or not completion.tool_calls else None,
-    }
-    if completion.reasoning:
-        message[reply.reasoning_field] = "".join(completion.reasoning)
-    if completion.tool_calls:
-        message["tool_calls"] = [
-            {
-                "id": call.id,
-                "type": "function",
-                "function": {"name": call.name, "arguments": "".join(call.fragments)},
-            }
-            for call in completion.tool_calls
-        ]
-    body = orjson.dumps(
-        {
-            "id": completion.id,
-            "object": "chat.completion",
-            "created": completion.created,
-            "model": completion.model,
-            "choices": [
-                {"index": 0, "message": message, "logprobs": None, "finish_reason": completion.finish_reason}
-            ],
-            "usage": completion.usage,
-        }
-    )
-    # Take as long as the equivalent stream would, so timeouts behave alike.
-    wait = reply.first_delay + reply.delay * completion.event_count()
-    fault = reply.fault
-    if fault is not None and fault.kind in ("stall", "stall_with_keepalive"):
-        wait += fault.seconds
-    abort = fault is not None and fault.kind == "drop"
-    return _fixed_plan(200, body, reply.headers, wait, abort=abort)

@@ -1,0 +1,298 @@
+"""The Gemini API wire format (``generateContent`` / ``streamGenerateContent?alt=sse``):
+response bytes → normalised deltas, sans I/O.
+
+Every SSE event, and the whole body of a non-streaming call, is one
+``GenerateContentResponse``::
+
+    {"candidates": [{"content": {"role": "model", "parts": [...]}, "finishReason": "STOP"}],
+     "usageMetadata": {...}, "modelVersion": "...", "responseId": "..."}
+
+Parts map to deltas: ``{"text"}`` → :class:`TextDelta`; ``{"text", "thought": true}`` →
+:class:`ReasoningDelta`; ``{"functionCall": {"name", "args", "id"?}, "thoughtSignature"?}``
+→ one whole :class:`ToolCallDelta` per call (Gemini never splits a call across events), its
+``arguments`` the JSON of ``args``, the signature kept in ``extra["thought_signature"]`` so
+that it can be sent back with the call. The Gemini API gives calls no id, so one is made up
+from the response id and the call's position: deterministic, unique within a conversation.
+
+Decisions worth knowing:
+
+- Usage is restated, cumulative, on every event (the last reading wins). ``output_tokens``
+  is ``candidatesTokenCount + thoughtsTokenCount`` — thinking tokens are billed as output,
+  as OpenAI's ``completion_tokens`` includes ``reasoning_tokens`` — and
+  ``reasoning_tokens`` is ``thoughtsTokenCount``; ``input_tokens`` is ``promptTokenCount``
+  (tool-use prompt tokens stay in ``usage.raw``).
+- A prompt blocked before any answer (``promptFeedback.blockReason``, no candidate) raises
+  :class:`ProviderStreamError` with ``code`` = the block reason: there is no answer at all,
+  and an empty text with a finish reason would be easy to miss. A candidate stopped by a
+  filter mid-answer (``finishReason: SAFETY`` ...) is a normal end with
+  ``finish_reason == "content_filter"``, its partial text kept.
+- Error bodies are JSON objects ``{"error": {"code", "message", "status"}}``, sent as an SSE
+  event mid-stream, or as the whole body even where the content type says
+  ``text/event-stream``. Both raise :class:`ProviderStreamError` (the HTTP status path is in
+  ``_native_http``). A body that does not start with an SSE field is read as plain JSON.
+- A stream that ends without a ``finishReason`` was cut: :class:`StreamInterruptedError`.
+- An error that arrives in the same network read as content is raised at the next read (or
+  the end of the body), so that the content before it reaches the response first.
+- Only candidate 0 is followed (``candidateCount`` > 1 streams the others too). Thought
+  signatures on text parts, code execution parts and inline data are not mapped.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import orjson
+
+from ._delta import Delta, Finish, Metadata, ReasoningDelta, TextDelta, ToolCallDelta, UsageReport
+from ._errors import ProviderStreamError, StreamError, StreamInterruptedError, StreamProtocolError
+from ._sse import SSEDecoder
+from ._usage import Usage
+
+__all__ = ["GeminiStreamMapper", "response_deltas", "usage_from_gemini"]
+
+_WHITESPACE = b" \t\r\n"
+
+
+def usage_from_gemini(raw: Mapping[str, Any]) -> Usage:
+    """A :class:`Usage` from a ``usageMetadata`` object (see the module docstring)."""
+    prompt = raw.get("promptTokenCount")
+    candidates = raw.get("candidatesTokenCount")
+    thoughts = raw.get("thoughtsTokenCount")
+    # Early events often report only the prompt: output is then unknown (None), not 0.
+    output = None if candidates is None and thoughts is None else (candidates or 0) + (thoughts or 0)
+    total = raw.get("totalTokenCount")
+    if total is None and prompt is not None and output is not None:
+        total = prompt + output
+    return Usage(
+        input_tokens=prompt,
+        output_tokens=output,
+        total_tokens=total,
+        reasoning_tokens=thoughts,
+        cached_tokens=raw.get("cachedContentTokenCount"),
+        source="provider",
+        raw=raw,
+    )
+
+
+# Valid JSON of the wrong shape (a list where an object belongs, ...) makes the mapping
+# raise one of these; callers see a StreamProtocolError, never a bare AttributeError.
+_SHAPE_ERRORS = (AttributeError, TypeError, KeyError, IndexError, ValueError)
+
+
+def _shape_error(exc: Exception, provider: str) -> StreamProtocolError:
+    return StreamProtocolError(
+        f"a response does not have the Gemini GenerateContentResponse shape ({type(exc).__name__}: {exc})",
+        provider=provider,
+    )
+
+
+def _text(value: Any) -> str:
+    if type(value) is not str:
+        raise TypeError(f"expected text, got {type(value).__name__}")
+    return value
+
+
+class _ResponseMapper:
+    """Maps parsed ``GenerateContentResponse`` objects to deltas; holds what must carry
+    over from one event to the next (the call count, the response id)."""
+
+    __slots__ = ("_calls", "_provider", "_response_id", "_seen_meta", "finished")
+
+    def __init__(self, provider: str) -> None:
+        self._provider = provider
+        self._calls = 0
+        self._response_id: str | None = None
+        self._seen_meta = False
+        self.finished = False
+
+    def response(self, obj: Any, out: list[Delta]) -> None:
+        if type(obj) is not dict:
+            raise StreamProtocolError(
+                f"expected a JSON object, got {type(obj).__name__}", provider=self._provider
+            )
+        err = obj.get("error")
+        if err is not None:
+            raise _error(err, self._provider)
+        if not self._seen_meta:
+            self._seen_meta = True
+            self._response_id = obj.get("responseId")
+            out.append(Metadata(self._response_id, obj.get("modelVersion")))
+        usage = obj.get("usageMetadata")
+        if usage:
+            out.append(UsageReport(usage_from_gemini(usage)))
+        candidates = obj.get("candidates")
+        if candidates:
+            candidate = candidates[0]
+            if candidate.get("index", 0) != 0:
+                # With candidateCount > 1 an event may carry only another candidate.
+                candidate = next((c for c in candidates if c.get("index", 0) == 0), None)
+                if candidate is None:
+                    return
+            content = candidate.get("content")
+            if content:
+                for part in content.get("parts") or ():
+                    self._part(part, out)
+            reason = candidate.get("finishReason")
+            if reason:
+                self.finished = True
+                out.append(Finish(_text(reason)))
+            return
+        feedback = obj.get("promptFeedback")
+        if feedback and feedback.get("blockReason"):
+            reason = _text(feedback["blockReason"])
+            detail = feedback.get("blockReasonMessage")
+            raise ProviderStreamError(
+                f"the prompt was blocked ({reason})" + (f": {detail}" if detail else ""),
+                provider=self._provider,
+                code=reason,
+            )
+
+    def _part(self, part: Any, out: list[Delta]) -> None:
+        text = part.get("text")
+        if text:
+            out.append(ReasoningDelta(_text(text)) if part.get("thought") else TextDelta(_text(text)))
+            return
+        call = part.get("functionCall")
+        if call is not None:
+            n = self._calls
+            self._calls += 1
+            call_id = call.get("id") or (
+                f"call_{self._response_id}_{n}" if self._response_id else f"call_{n}"
+            )
+            signature = part.get("thoughtSignature")
+            out.append(
+                ToolCallDelta(
+                    n,
+                    _text(call_id),
+                    _text(call.get("name") or ""),
+                    orjson.dumps(call.get("args") or {}).decode(),
+                    {"thought_signature": signature} if signature else None,
+                )
+            )
+
+
+def _error(err: Any, provider: str) -> ProviderStreamError:
+    if isinstance(err, Mapping):
+        message = err.get("message") or orjson.dumps(err, default=str).decode()
+        code = err.get("status") or err.get("code")
+        return ProviderStreamError(str(message), provider=provider, code=None if code is None else str(code))
+    return ProviderStreamError(str(err), provider=provider)
+
+
+class GeminiStreamMapper:
+    """Feeds the bytes of a ``streamGenerateContent?alt=sse`` body; returns deltas.
+
+    ``finished`` is set once a candidate carried a ``finishReason``; without it, the end of
+    the body is a cut stream.
+    """
+
+    __slots__ = ("_decoder", "_failed", "_head", "_map", "_provider", "_raw")
+
+    def __init__(self, provider: str) -> None:
+        self._provider = provider
+        self._decoder = SSEDecoder()
+        self._map = _ResponseMapper(provider)
+        # Until the first non-blank byte is seen: SSE, or a plain JSON body?
+        self._head: bytes | None = b""
+        self._raw: list[bytes] | None = None
+        self._failed: StreamError | None = None
+
+    @property
+    def finished(self) -> bool:
+        return self._map.finished
+
+    @property
+    def comments(self) -> int:
+        return self._decoder.comments
+
+    def feed(self, chunk: bytes) -> list[Delta]:
+        if self._failed is not None:
+            raise self._failed
+        if self._head is not None:
+            head = self._head + chunk
+            start = head.lstrip(_WHITESPACE)
+            if not start:
+                self._head = head
+                return []
+            self._head = None
+            if start[0] in b"{[":
+                # An error object (or a JSON array of responses) where SSE was promised:
+                # read it whole at the end.
+                self._raw = [head]
+                return []
+            chunk = head
+        elif self._raw is not None:
+            self._raw.append(chunk)
+            return []
+        events = self._decoder.feed(chunk)
+        if not events:
+            return []
+        out: list[Delta] = []
+        try:
+            for event in events:
+                self._event(event.data, out)
+        except _SHAPE_ERRORS as exc:
+            return self._fail(_shape_error(exc, self._provider), out)
+        except StreamError as exc:
+            return self._fail(exc, out)
+        return out
+
+    def end(self) -> list[Delta]:
+        if self._failed is not None:
+            raise self._failed
+        out: list[Delta] = []
+        try:
+            if self._raw is not None:
+                self._whole(b"".join(self._raw), out)
+            else:
+                for event in self._decoder.close():
+                    self._event(event.data, out)
+        except _SHAPE_ERRORS as exc:
+            raise _shape_error(exc, self._provider) from None
+        if not self._map.finished:
+            raise StreamInterruptedError(
+                "the stream ended before the provider finished (no finishReason)", provider=self._provider
+            )
+        return out
+
+    def _fail(self, exc: StreamError, out: list[Delta]) -> list[Delta]:
+        if not out:
+            raise exc
+        # Deliver what came before the error first; raise it on the next read or at the end.
+        self._failed = exc
+        return out
+
+    def _event(self, data: bytes, out: list[Delta]) -> None:
+        if not data.strip():
+            return
+        try:
+            obj = orjson.loads(data)
+        except orjson.JSONDecodeError as exc:
+            raise StreamProtocolError(
+                f"malformed JSON in the stream: {exc} (data: {data[:120]!r})", provider=self._provider
+            ) from None
+        self._map.response(obj, out)
+
+    def _whole(self, body: bytes, out: list[Delta]) -> None:
+        try:
+            obj = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            raise StreamProtocolError(
+                f"the body is neither SSE nor JSON: {body[:120]!r}", provider=self._provider
+            ) from None
+        for item in obj if type(obj) is list else (obj,):
+            self._map.response(item, out)
+
+
+def response_deltas(obj: Any, provider: str) -> list[Delta]:
+    """Deltas of a non-streaming ``generateContent`` body (already parsed); a JSON array of
+    responses (``alt=json`` streaming) is accepted too."""
+    mapper = _ResponseMapper(provider)
+    out: list[Delta] = []
+    try:
+        for item in obj if type(obj) is list else (obj,):
+            mapper.response(item, out)
+    except _SHAPE_ERRORS as exc:
+        raise _shape_error(exc, provider) from None
+    return out

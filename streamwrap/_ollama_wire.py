@@ -1,0 +1,227 @@
+"""Ollama's native ``/api/chat`` wire format: NDJSON lines → normalised deltas, and the
+non-streaming body too.
+
+Every line is one whole ``ChatResponse`` object::
+
+    {"model": "llama3", "created_at": "...", "message": {"role": "assistant",
+     "content": "Hel", "thinking": "...", "tool_calls": [...]}, "done": false}
+
+and the last one has ``"done": true`` with ``done_reason`` and the token counts
+(``prompt_eval_count``, ``eval_count``). Tool calls arrive complete (never in fragments),
+their ``arguments`` as a JSON object, without ids. An error after the stream started is
+a line ``{"error": "..."}``. Pure functions over bytes and dicts, no SDK.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import orjson
+
+from ._delta import Delta, Finish, Metadata, ReasoningDelta, TextDelta, ToolCallDelta, UsageReport
+from ._errors import ProviderStreamError, StreamError, StreamInterruptedError, StreamProtocolError
+from ._ndjson import NDJSONDecoder
+from ._usage import Usage
+
+__all__ = ["OllamaStreamMapper", "chat_deltas", "usage_from_ollama"]
+
+# Counts and timings of the `done` line, kept as the usage's raw record.
+_USAGE_FIELDS = (
+    "prompt_eval_count",
+    "eval_count",
+    "total_duration",
+    "load_duration",
+    "prompt_eval_duration",
+    "eval_duration",
+)
+
+
+def usage_from_ollama(obj: Mapping[str, Any]) -> Usage:
+    """Usage of a ``done`` line: ``prompt_eval_count`` in, ``eval_count`` out."""
+    inp = obj.get("prompt_eval_count")
+    out = obj.get("eval_count")
+    inp = inp if type(inp) is int else None
+    out = out if type(out) is int else None
+    total = inp + out if inp is not None and out is not None else None
+    raw = {k: obj[k] for k in _USAGE_FIELDS if k in obj}
+    return Usage(input_tokens=inp, output_tokens=out, total_tokens=total, source="provider", raw=raw)
+
+
+class _Reader:
+    """The state of one response across lines: model seen, tool calls numbered, done."""
+
+    __slots__ = ("_provider", "_seen_model", "_tool_indexes", "done")
+
+    def __init__(self, provider: str) -> None:
+        self._provider = provider
+        self._seen_model = False
+        self._tool_indexes: set[int] = set()
+        self.done = False
+
+    def line(self, line: bytes, out: list[Delta]) -> None:
+        try:
+            obj = orjson.loads(line)
+        except orjson.JSONDecodeError as exc:
+            raise StreamProtocolError(
+                f"malformed JSON line in the stream: {exc} (line: {line[:120]!r})", provider=self._provider
+            ) from None
+        self.object(obj, out)
+
+    def object(self, obj: Any, out: list[Delta]) -> None:
+        if type(obj) is not dict:
+            raise StreamProtocolError(
+                f"expected a JSON object per line, got {type(obj).__name__}", provider=self._provider
+            )
+        error = obj.get("error")
+        if error:
+            # Ollama's in-band errors are plain strings; tolerate an OpenAI-style object.
+            if isinstance(error, Mapping):
+                message = error.get("message") or orjson.dumps(error).decode()
+            else:
+                message = error
+            raise ProviderStreamError(str(message), provider=self._provider)
+        if not self._seen_model:
+            model = obj.get("model")
+            if model:
+                self._seen_model = True
+                # Ollama gives a response no id of its own: the response's id is ours.
+                out.append(Metadata(None, _text(model)))
+        message = obj.get("message")
+        if message:
+            # Thinking comes before the answer on the wire; keep that order in the deltas.
+            thinking = message.get("thinking")
+            if thinking:
+                out.append(ReasoningDelta(_text(thinking)))
+            content = message.get("content")
+            if content:
+                out.append(TextDelta(_text(content)))
+            tool_calls = message.get("tool_calls")
+            if tool_calls:
+                self._tool_calls(tool_calls, out)
+        if obj.get("done") is True:
+            self.done = True
+            out.append(UsageReport(usage_from_ollama(obj)))
+            # "stop" after tool calls is kept as sent: the response reports "tool_calls"
+            # for it, as for Gemini, and finish_reason_raw stays Ollama's own.
+            reason = obj.get("done_reason")
+            if reason:
+                out.append(Finish(_text(reason)))
+
+    def _tool_calls(self, calls: list[Any], out: list[Delta]) -> None:
+        used = self._tool_indexes
+        for call in calls:
+            fn = call["function"]
+            index = fn.get("index", call.get("index"))
+            # Calls come whole, one per index; an index already taken (or none at all, as
+            # older Ollama versions send) gets the next free one so calls never merge.
+            if type(index) is not int or index in used:
+                index = max(used) + 1 if used else 0
+            used.add(index)
+            arguments = fn.get("arguments")
+            if arguments is None:
+                args = "{}"
+            elif isinstance(arguments, str):
+                args = arguments  # a proxy that already serialised them
+            else:
+                args = orjson.dumps(arguments).decode()
+            # Ollama has no call ids (newer versions may send one): a stable id per index
+            # lets the caller pair the tool result with its call as with OpenAI.
+            call_id = call.get("id") or f"call_{index}"
+            out.append(ToolCallDelta(index, _text(call_id), _text(fn["name"]), args))
+
+
+class OllamaStreamMapper:
+    """Feeds the NDJSON bytes of a streaming ``/api/chat`` response; returns deltas.
+
+    ``done`` is set by the line with ``"done": true``; the end of the body without it is
+    a cut stream. Lines after it are ignored.
+    """
+
+    __slots__ = ("_decoder", "_error", "_provider", "_reader")
+
+    def __init__(self, provider: str) -> None:
+        self._decoder = NDJSONDecoder()
+        self._provider = provider
+        self._reader = _Reader(provider)
+        self._error: StreamError | None = None
+
+    @property
+    def done(self) -> bool:
+        return self._reader.done
+
+    def feed(self, chunk: bytes) -> list[Delta]:
+        if self._error is not None:
+            raise self._error
+        lines = self._decoder.feed(chunk)
+        if not lines:
+            return []
+        out: list[Delta] = []
+        reader = self._reader
+        try:
+            for line in lines:
+                if reader.done:
+                    break  # nothing after the done line belongs to the response
+                reader.line(line, out)
+        except (StreamError, *_SHAPE_ERRORS) as exc:
+            error = exc if isinstance(exc, StreamError) else _shape_error(exc, self._provider)
+            if not out:
+                raise error from None
+            # Lines before the bad one arrived in the same read: deliver them first, so
+            # that the error carries them as partial text, and fail on the next call.
+            self._error = error
+        return out
+
+    def end(self) -> list[Delta]:
+        if self._error is not None:
+            raise self._error
+        out: list[Delta] = []
+        reader = self._reader
+        for line in self._decoder.close():
+            if reader.done:
+                break
+            # A last line without its newline: complete (a server that omits the final
+            # newline) or cut off by a dropped connection, which is not a protocol error.
+            try:
+                reader.line(line, out)
+            except StreamProtocolError:
+                raise StreamInterruptedError(
+                    f"the stream ended in the middle of a line ({line[:120]!r})", provider=self._provider
+                ) from None
+            except _SHAPE_ERRORS as exc:
+                raise _shape_error(exc, self._provider) from None
+        if not reader.done:
+            raise StreamInterruptedError(
+                'the stream ended before the provider finished (no line with "done": true)',
+                provider=self._provider,
+            )
+        return out
+
+
+def chat_deltas(obj: Any, provider: str) -> list[Delta]:
+    """Deltas of a non-streaming ``/api/chat`` body (already parsed)."""
+    out: list[Delta] = []
+    try:
+        _Reader(provider).object(obj, out)
+    except _SHAPE_ERRORS as exc:
+        raise _shape_error(exc, provider) from None
+    return out
+
+
+# A line of valid JSON but the wrong shape (a list where the message object belongs, a
+# tool call without a function, ...) makes the mapping raise one of these; callers see a
+# protocol error, never a bare KeyError. Caught around the batch: no checks per field.
+_SHAPE_ERRORS = (AttributeError, TypeError, KeyError, IndexError, ValueError)
+
+
+def _shape_error(exc: Exception, provider: str) -> StreamProtocolError:
+    return StreamProtocolError(
+        f"a stream line does not have Ollama's chat response shape ({type(exc).__name__}: {exc})",
+        provider=provider,
+    )
+
+
+def _text(value: Any) -> str:
+    if type(value) is not str:
+        raise TypeError(f"expected text, got {type(value).__name__}")
+    return value

@@ -1,0 +1,57 @@
+"""The route table: which wire format answers which request path.
+
+A dialect renders scripted replies in one provider's native format.  Each is
+an object with a ``path`` pattern, so routing is a walk down one table rather
+than a branch per provider, and a new dialect is one module plus one row.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any, Protocol
+
+from ._dashscope_dialect import DASHSCOPE
+from ._gemini_dialect import GEMINI
+from ._ollama_dialect import OLLAMA
+from ._openai_dialect import OPENAI
+from ._plan import Plan
+from ._recorded import RecordedRequest
+from ._render import IdSequence
+from ._script import Reply
+
+
+class Dialect(Protocol):
+    """One provider's wire format."""
+
+    @property
+    def name(self) -> str:
+        """Short name, e.g. ``"gemini"``."""
+        ...
+
+    @property
+    def path(self) -> re.Pattern[str]:
+        """Matches (``fullmatch``) the paths, without query string, this dialect answers."""
+        ...
+
+    def render(
+        self, reply: Reply, request: RecordedRequest, body: Mapping[str, Any], ids: IdSequence
+    ) -> Plan:
+        """Answer ``request`` (whose JSON body is ``body``) with ``reply``."""
+        ...
+
+    def error(self, status: int, message: str, *, headers: Mapping[str, str] | None = None) -> Plan:
+        """This provider's error body, for a request the emulator refuses before scripting."""
+        ...
+
+
+DIALECTS: tuple[Dialect, ...] = (OPENAI, DASHSCOPE, GEMINI, OLLAMA)
+"""Every dialect, in matching order (their paths do not overlap)."""
+
+
+def dialect_for(path: str) -> Dialect | None:
+    """The dialect answering ``path`` (without query string), if any."""
+    for dialect in DIALECTS:
+        if dialect.path.fullmatch(path):
+            return dialect
+    return None
