@@ -95,7 +95,7 @@ class DashScopeStreamMapper:
     __slots__ = (
         "_args",
         "_decoder",
-        "_error",
+        "error",
         "_incremental",
         "_model",
         "_provider",
@@ -119,7 +119,7 @@ class DashScopeStreamMapper:
         self._args: dict[int, str] = {}
         self._usage: Any = None  # the latest usage object seen
         self._reported_usage: Any = None
-        self._error: StreamError | None = None
+        self.error: StreamError | None = None
         self.finished = False
 
     @property
@@ -127,19 +127,19 @@ class DashScopeStreamMapper:
         return self._decoder.comments
 
     def feed(self, chunk: bytes) -> list[Delta]:
-        if self._error is not None:
-            raise self._error
+        if self.error is not None:
+            raise self.error
         events = self._decoder.feed(chunk)
         if not events:
             return []
         return self._events(events)
 
     def end(self) -> list[Delta]:
-        if self._error is not None:
-            raise self._error
+        if self.error is not None:
+            raise self.error
         out = self._events(self._decoder.close())
-        if self._error is not None:
-            raise self._error
+        if self.error is not None:
+            raise self.error
         if not self.finished:
             raise StreamInterruptedError(
                 "the stream ended before DashScope reported a finish_reason", provider=self._provider
@@ -164,7 +164,7 @@ class DashScopeStreamMapper:
         # Frames that came in the same network read as the error are delivered first, so
         # that the error's partial text includes them; the error is raised by the next
         # call (DashScope ends the body after an error frame, so that call is `end()`).
-        self._error = error
+        self.error = error
         return out
 
     def _flush_usage(self, out: list[Delta]) -> None:

@@ -187,7 +187,7 @@ class GeminiStreamMapper:
     the body is a cut stream.
     """
 
-    __slots__ = ("_decoder", "_failed", "_head", "_map", "_provider", "_raw")
+    __slots__ = ("_decoder", "_head", "_map", "_provider", "_raw", "error")
 
     def __init__(self, provider: str) -> None:
         self._provider = provider
@@ -196,7 +196,7 @@ class GeminiStreamMapper:
         # Until the first non-blank byte is seen: SSE, or a plain JSON body?
         self._head: bytes | None = b""
         self._raw: list[bytes] | None = None
-        self._failed: StreamError | None = None
+        self.error: StreamError | None = None
 
     @property
     def finished(self) -> bool:
@@ -207,8 +207,8 @@ class GeminiStreamMapper:
         return self._decoder.comments
 
     def feed(self, chunk: bytes) -> list[Delta]:
-        if self._failed is not None:
-            raise self._failed
+        if self.error is not None:
+            raise self.error
         if self._head is not None:
             head = self._head + chunk
             start = head.lstrip(_WHITESPACE)
@@ -239,8 +239,8 @@ class GeminiStreamMapper:
         return out
 
     def end(self) -> list[Delta]:
-        if self._failed is not None:
-            raise self._failed
+        if self.error is not None:
+            raise self.error
         out: list[Delta] = []
         try:
             if self._raw is not None:
@@ -260,7 +260,7 @@ class GeminiStreamMapper:
         if not out:
             raise exc
         # Deliver what came before the error first; raise it on the next read or at the end.
-        self._failed = exc
+        self.error = exc
         return out
 
     def _event(self, data: bytes, out: list[Delta]) -> None:

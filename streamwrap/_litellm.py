@@ -71,8 +71,10 @@ def _import_litellm() -> Any:
         # Must precede the import: otherwise `import litellm` fetches its model cost map
         # from GitHub (and, offline, retries for seconds before using its bundled copy).
         os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+        import importlib
+
         try:
-            import litellm
+            litellm: Any = importlib.import_module("litellm")
         except ImportError:
             raise MissingDependencyError("litellm", "litellm") from None
         # A stream without usage makes LiteLLM count tokens itself, which for some model
@@ -366,7 +368,9 @@ def _completion_deltas(response: Any, provider: str) -> list[Delta]:
             if choice.finish_reason:
                 out.append(Finish(choice.finish_reason))
         usage = getattr(response, "usage", None)
-        if usage is not None:
+        # LiteLLM fills in all-zero usage when the provider sent none: no real response
+        # has zero prompt tokens, so that is "not reported" (streamwrap then estimates).
+        if usage is not None and (getattr(usage, "prompt_tokens", 0) or getattr(usage, "completion_tokens", 0)):
             out.append(UsageReport(_as_usage(usage, "provider")))
     except (AttributeError, TypeError, KeyError, IndexError, ValueError) as exc:
         raise StreamProtocolError(

@@ -138,21 +138,21 @@ class OllamaStreamMapper:
     a cut stream. Lines after it are ignored.
     """
 
-    __slots__ = ("_decoder", "_error", "_provider", "_reader")
+    __slots__ = ("_decoder", "_provider", "_reader", "error")
 
     def __init__(self, provider: str) -> None:
         self._decoder = NDJSONDecoder()
         self._provider = provider
         self._reader = _Reader(provider)
-        self._error: StreamError | None = None
+        self.error: StreamError | None = None
 
     @property
     def done(self) -> bool:
         return self._reader.done
 
     def feed(self, chunk: bytes) -> list[Delta]:
-        if self._error is not None:
-            raise self._error
+        if self.error is not None:
+            raise self.error
         lines = self._decoder.feed(chunk)
         if not lines:
             return []
@@ -169,12 +169,12 @@ class OllamaStreamMapper:
                 raise error from None
             # Lines before the bad one arrived in the same read: deliver them first, so
             # that the error carries them as partial text, and fail on the next call.
-            self._error = error
+            self.error = error
         return out
 
     def end(self) -> list[Delta]:
-        if self._error is not None:
-            raise self._error
+        if self.error is not None:
+            raise self.error
         out: list[Delta] = []
         reader = self._reader
         for line in self._decoder.close():

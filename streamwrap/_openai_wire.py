@@ -14,7 +14,7 @@ from typing import Any
 import orjson
 
 from ._delta import Delta, Finish, Metadata, ReasoningDelta, TextDelta, ToolCallDelta, UsageReport
-from ._errors import ProviderStreamError, StreamInterruptedError, StreamProtocolError
+from ._errors import ProviderStreamError, StreamError, StreamInterruptedError, StreamProtocolError
 from ._sse import SSEDecoder
 from ._usage import Usage
 
@@ -64,7 +64,7 @@ class OpenAIStreamMapper:
     Only the first choice (index 0) is followed.
     """
 
-    __slots__ = ("_decoder", "_provider", "_seen_meta", "done", "finished")
+    __slots__ = ("_decoder", "_provider", "_seen_meta", "done", "error", "finished")
 
     def __init__(self, provider: str) -> None:
         self._decoder = SSEDecoder()
@@ -72,6 +72,7 @@ class OpenAIStreamMapper:
         self._seen_meta = False
         self.done = False
         self.finished = False
+        self.error: StreamError | None = None
 
     @property
     def comments(self) -> int:
@@ -86,10 +87,21 @@ class OpenAIStreamMapper:
             for event in events:
                 self._event(event.data, event.event, out)
         except _SHAPE_ERRORS as exc:
-            raise _shape_error(exc, self._provider) from None
+            return self._fail(_shape_error(exc, self._provider), out)
+        except StreamError as exc:
+            return self._fail(exc, out)
+        return out
+
+    def _fail(self, exc: StreamError, out: list[Delta]) -> list[Delta]:
+        if not out:
+            raise exc
+        # The events before the broken one are delivered first (see WireMapper.error).
+        self.error = exc
         return out
 
     def end(self) -> list[Delta]:
+        if self.error is not None:
+            raise self.error
         out: list[Delta] = []
         try:
             for event in self._decoder.close():

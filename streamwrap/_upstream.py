@@ -13,7 +13,15 @@ __all__ = ["BodyUpstream", "StaticUpstream", "WireMapper"]
 
 
 class WireMapper(Protocol):
-    """Maps one provider's decoded events to deltas (see ``_openai_wire`` for an example)."""
+    """Maps one provider's decoded events to deltas (see ``_openai_wire`` for an example).
+
+    A read that holds good events and then a broken one returns the good deltas and sets
+    ``error``: the upstream delivers the deltas, then raises it, so that the error's
+    ``partial_text`` includes everything that arrived before it.
+    """
+
+    @property
+    def error(self) -> StreamwrapError | None: ...
 
     def feed(self, chunk: bytes) -> list[Delta]:
         """Decode one network read; return the deltas it completed."""
@@ -46,6 +54,8 @@ class BodyUpstream:
                 batch = mapper.feed(chunk)
                 if batch:
                     yield batch
+                if mapper.error is not None:
+                    raise mapper.error
         except StreamwrapError:
             raise
         except Exception as exc:

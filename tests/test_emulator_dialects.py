@@ -354,7 +354,7 @@ async def test_ollama_sdk_non_streaming_and_errors(emu: Emulator, ollama_sdk: An
 
 
 @dataclass(frozen=True)
-class Wire:
+class DialectCase:
     """How a test drives one dialect and reads its events back."""
 
     name: str
@@ -403,19 +403,19 @@ def _ollama_event(line: bytes) -> tuple[str, str | None]:
 
 
 WIRES = [
-    Wire(
+    DialectCase(
         "dashscope",
         lambda emu: dashscope_post(emu, result_format="message", incremental_output=True),
         b"\n\n",
         _dashscope_event,
     ),
-    Wire("gemini", gemini_post, b"\r\n\r\n", _gemini_event),
-    Wire("ollama", ollama_post, b"\n", _ollama_event),
+    DialectCase("gemini", gemini_post, b"\r\n\r\n", _gemini_event),
+    DialectCase("ollama", ollama_post, b"\n", _ollama_event),
 ]
 WIRE_IDS = [wire.name for wire in WIRES]
 
 
-def events(wire: Wire, emu: Emulator) -> list[tuple[str, str | None]]:
+def events(wire: DialectCase, emu: Emulator) -> list[tuple[str, str | None]]:
     response = wire.post(emu)
     assert response.status_code == 200
     body = response.content
@@ -428,7 +428,7 @@ def kinds(got: list[tuple[str, str | None]]) -> list[str]:
 
 
 @pytest.mark.parametrize("wire", WIRES, ids=WIRE_IDS)
-def test_plain_stream_ends_with_the_finish(emu: Emulator, wire: Wire) -> None:
+def test_plain_stream_ends_with_the_finish(emu: Emulator, wire: DialectCase) -> None:
     emu.script(Reply(text=["a", "b"]))
     got = events(wire, emu)
     assert "".join(text or "" for _, text in got) == "ab"
@@ -438,13 +438,13 @@ def test_plain_stream_ends_with_the_finish(emu: Emulator, wire: Wire) -> None:
 
 @pytest.mark.parametrize("wire", WIRES, ids=WIRE_IDS)
 @pytest.mark.parametrize("make", [Fault.error_event_after, Fault.inband_error_after], ids=["event", "inband"])
-def test_error_faults_end_the_stream(emu: Emulator, wire: Wire, make: Callable[..., Fault]) -> None:
+def test_error_faults_end_the_stream(emu: Emulator, wire: DialectCase, make: Callable[..., Fault]) -> None:
     emu.script(Reply(text=["a", "b"], fault=make(1, "overloaded")))
     assert events(wire, emu) == [("content", "a"), ("error", "overloaded")]
 
 
 @pytest.mark.parametrize("wire", WIRES, ids=WIRE_IDS)
-def test_malformed_line_then_the_stream_carries_on(emu: Emulator, wire: Wire) -> None:
+def test_malformed_line_then_the_stream_carries_on(emu: Emulator, wire: DialectCase) -> None:
     emu.script(Reply(text=["a", "b"], fault=Fault.malformed_line_after(1)))
     got = events(wire, emu)
     assert got[:2] == [("content", "a"), ("bad", None)]
@@ -453,20 +453,20 @@ def test_malformed_line_then_the_stream_carries_on(emu: Emulator, wire: Wire) ->
 
 
 @pytest.mark.parametrize("wire", WIRES, ids=WIRE_IDS)
-def test_truncated_json_ends_the_stream(emu: Emulator, wire: Wire) -> None:
+def test_truncated_json_ends_the_stream(emu: Emulator, wire: DialectCase) -> None:
     emu.script(Reply(text=["a", "b"], fault=Fault.truncated_json_after(1)))
     assert events(wire, emu) == [("content", "a"), ("bad", None)]
 
 
 @pytest.mark.parametrize("wire", WIRES, ids=WIRE_IDS)
 @pytest.mark.parametrize("after", [1, 10])
-def test_end_without_finish(emu: Emulator, wire: Wire, after: int) -> None:
+def test_end_without_finish(emu: Emulator, wire: DialectCase, after: int) -> None:
     emu.script(Reply(text=["a", "b"], fault=Fault.end_without_finish_after(after)))
     assert events(wire, emu) == [("content", "a"), ("content", "b")][:after]
 
 
 @pytest.mark.parametrize("wire", WIRES, ids=WIRE_IDS)
-def test_stall_with_keepalive_sends_the_dialects_ping(emu: Emulator, wire: Wire) -> None:
+def test_stall_with_keepalive_sends_the_dialects_ping(emu: Emulator, wire: DialectCase) -> None:
     emu.script(Reply(text=["a", "b"], fault=Fault.stall_with_keepalive_after(1, 0.25, every=0.1)))
     got = events(wire, emu)
     assert kinds(got)[:4] == ["content", "ping", "ping", kinds(got)[3]]  # at 0.1 and 0.2 s
@@ -474,7 +474,7 @@ def test_stall_with_keepalive_sends_the_dialects_ping(emu: Emulator, wire: Wire)
 
 
 @pytest.mark.parametrize("wire", WIRES, ids=WIRE_IDS)
-def test_stall_pauses_then_continues(emu: Emulator, wire: Wire) -> None:
+def test_stall_pauses_then_continues(emu: Emulator, wire: DialectCase) -> None:
     emu.script(Reply(text=["a", "b"], fault=Fault.stall_after(1, 0.15)))
     started = time.monotonic()
     got = events(wire, emu)
@@ -484,7 +484,7 @@ def test_stall_pauses_then_continues(emu: Emulator, wire: Wire) -> None:
 
 
 @pytest.mark.parametrize("wire", WIRES, ids=WIRE_IDS)
-def test_drop_aborts_after_the_content(own_emu: Emulator, wire: Wire) -> None:
+def test_drop_aborts_after_the_content(own_emu: Emulator, wire: DialectCase) -> None:
     own_emu.script(Reply(text=["a", "b"], fault=Fault.drop_after(1)))
     with pytest.raises((httpx.RemoteProtocolError, httpx.ReadError)):
         wire.post(own_emu)
@@ -492,7 +492,7 @@ def test_drop_aborts_after_the_content(own_emu: Emulator, wire: Wire) -> None:
 
 
 @pytest.mark.parametrize("wire", WIRES, ids=WIRE_IDS)
-def test_slow_trickle_writes_one_byte_at_a_time(emu: Emulator, wire: Wire) -> None:
+def test_slow_trickle_writes_one_byte_at_a_time(emu: Emulator, wire: DialectCase) -> None:
     emu.script(Reply(text=["a"]), Reply(text=["a"], fault=Fault.slow_trickle(1e-6)))
     wire.post(emu)  # records the dialect's request, sent again below over a bare socket
     recorded = emu.requests[-1]
@@ -524,14 +524,13 @@ def raw_pieces(emu: Emulator, path: str, body: bytes, headers: dict[str, str]) -
     return pieces
 
 
-def test_dashscope_error_frames_say_the_status() -> None:
-    with Emulator() as emu:
-        emu.script(
-            Reply(text=["a"], fault=Fault.error_event_after(1, "slow down", "Throttling.RateQuota")),
-            Reply(text=["a"], fault=Fault.error_event_after(1)),
-            Reply(text=["a"], fault=Fault.inband_error_after(1, "bad")),
-        )
-        throttled, internal, inband = (dashscope_post(emu).content.split(b"\n\n")[1] for _ in range(3))
+def test_dashscope_error_frames_say_the_status(own_emu: Emulator) -> None:
+    own_emu.script(
+        Reply(text=["a"], fault=Fault.error_event_after(1, "slow down", "Throttling.RateQuota")),
+        Reply(text=["a"], fault=Fault.error_event_after(1)),
+        Reply(text=["a"], fault=Fault.inband_error_after(1, "bad")),
+    )
+    throttled, internal, inband = (dashscope_post(own_emu).content.split(b"\n\n")[1] for _ in range(3))
     assert throttled.startswith(b"id:2\nevent:error\n:HTTP_STATUS/429\ndata:")
     assert orjson.loads(throttled.split(b"data:", 1)[1]) == {
         "code": "Throttling.RateQuota",

@@ -141,6 +141,25 @@ async def test_mid_stream_failures_raise_typed_errors_with_partial_text(
         assert err.code == "overloaded" and "overloaded" in str(err)
 
 
+@pytest.mark.parametrize(
+    "bad_event",
+    [b'event: error\ndata: {"error": {"message": "overloaded"}}\n\n', b"data: {not json\n\n"],
+    ids=["error-event", "malformed"],
+)
+async def test_text_in_the_same_read_as_an_error_is_kept(emu: Emulator, model: Any, bad_event: bytes) -> None:
+    # Everything in one write: the client reads the good chunks and the bad event at once.
+    chunks = b"".join(
+        b'data: {"id": "c1", "choices": [{"index": 0, "delta": {"content": "%s"}}]}\n\n' % word
+        for word in (b"Hel", b"lo")
+    )
+    emu.replay(chunks + bad_event, split=None)
+    response = await model("hi")
+    with pytest.raises(streamwrap.StreamError) as info:
+        await response.aread()
+    assert info.value.partial_text == "Hello"
+    assert response.partial_text == "Hello"
+
+
 async def test_stream_that_ends_without_done_after_a_finish_is_fine(emu: Emulator, model: Any) -> None:
     emu.script(Reply(text=TEXT, done=False))
     response = await model("hi")

@@ -29,8 +29,8 @@ pytest.importorskip(
     'install "streamwrap[litellm]" in an openai 2.x environment to run these tests',
 )
 
-import streamwrap  # noqa: E402
-from streamwrap.testing import Emulator, Fault, Reply, ToolCallSpec  # noqa: E402
+import streamwrap
+from streamwrap.testing import Emulator, Fault, Reply, ToolCallSpec
 
 pytestmark = pytest.mark.anyio
 
@@ -209,6 +209,24 @@ async def test_non_streaming_call(emu: Emulator, contacted: Any) -> None:
     assert (response.usage.input_tokens, response.usage.output_tokens) == (3, 2)
     assert not emu.requests[0].json.get("stream")  # (LiteLLM leaves out stream=false)
     only_the_emulator(contacted, emu)
+
+
+async def test_non_streaming_response_without_usage_is_estimated_not_zero(emu: Emulator) -> None:
+    # LiteLLM turns a missing usage object into all zeros; that must not pass for a count.
+    body = {
+        "id": "chatcmpl-nousage",
+        "object": "chat.completion",
+        "created": 1,
+        "model": "gpt-x-2024",
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": "hello there"}, "finish_reason": "stop"}],
+    }
+    emu.replay(json.dumps(body).encode(), content_type="application/json", split=None)
+    response = await make_model(emu.openai_base_url, stream=False)("hi")
+    assert response.text == "hello there"
+    assert response.model == "gpt-x-2024"
+    usage = response.usage
+    assert usage.source == "estimated"
+    assert usage.input_tokens and usage.output_tokens
 
 
 async def test_server_that_rejects_stream_options_is_asked_again_without(own_emu: Emulator) -> None:
