@@ -95,7 +95,6 @@ class DashScopeStreamMapper:
     __slots__ = (
         "_args",
         "_decoder",
-        "error",
         "_incremental",
         "_model",
         "_provider",
@@ -104,6 +103,7 @@ class DashScopeStreamMapper:
         "_seen_meta",
         "_text",
         "_usage",
+        "error",
         "finished",
     )
 

@@ -1,0 +1,302 @@
+# ruff: noqa: RUF001  (the multiplication sign in printed tables is meant)
+"""Per-chunk CPU of each native-protocol wrapper against that provider's official SDK.
+
+For DashScope, Gemini and Ollama, streamwrap decodes the provider's own wire format (not the
+OpenAI one). This runs, side by side in one process on the same local stream:
+
+* ``floor``: raw ``httpx`` streaming POST, the least parsing that extracts the text;
+* ``sdk``: the provider's official SDK (``dashscope`` ``AioGeneration``, ``google-genai``
+  ``client.aio.models.generate_content_stream``, ``ollama.AsyncClient.chat``);
+* ``sw_stream`` / ``sw_deltas``: the streamwrap wrapper, through ``.stream`` and ``.deltas()``.
+
+The server is streamwrap's emulator (``python -m streamwrap.testing``) in another process;
+it answers every dialect's path with the same scripted reply, so every contender of a
+provider receives the same bytes. Method and sampling are those of ``bench_stream.py``
+(interleaved rounds, process CPU per chunk, median). ``python benchmarks/bench_providers.py
+--help`` for the flags.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib.metadata
+import json
+import statistics
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_stream import (
+    MESSAGES,
+    MODEL,
+    Contender,
+    EmulatorProcess,
+    _check,
+    _streamwrap_settle,
+    run_rounds,
+)
+
+loads = orjson.loads
+
+
+# --------------------------------------------------------------------------------------
+# Floors: the least work that gets the text out of each format
+# --------------------------------------------------------------------------------------
+
+
+def _dashscope_text(line: bytes) -> str | None:
+    if line[:5] != b"data:":
+        return None
+    choices = loads(line[5:])["output"]["choices"]
+    return choices[0]["message"].get("content") if choices else None
+
+
+def _gemini_text(line: bytes) -> str | None:
+    if line[:6] != b"data: ":
+        return None
+    candidates = loads(line[6:]).get("candidates")
+    if not candidates:
+        return None
+    parts = candidates[0].get("content", {}).get("parts", ())
+    return "".join(p.get("text", "") for p in parts if not p.get("thought"))
+
+
+def _ollama_text(line: bytes) -> str | None:
+    if not line.strip():
+        return None
+    return loads(line).get("message", {}).get("content")
+
+
+def floor(url: str, body: dict[str, Any], headers: dict[str, str], text_of: Callable[[bytes], str | None],
+          expected: str) -> Contender:
+    import httpx
+
+    client = httpx.AsyncClient(timeout=60.0)
+
+    async def consume() -> None:
+        parts: list[str] = []
+        tail = b""
+        async with client.stream("POST", url, json=body, headers=headers) as response:
+            response.raise_for_status()
+            async for chunk in response.aiter_bytes():
+                lines = (tail + chunk).split(b"\n")
+                tail = lines.pop()
+                for line in lines:
+                    text = text_of(line.rstrip(b"\r"))
+                    if text:
+                        parts.append(text)
+        _check("".join(parts), expected, "floor")
+
+    return Contender("floor", "floor: httpx + minimal parse + orjson", consume, client.aclose)
+
+
+# --------------------------------------------------------------------------------------
+# The official SDKs
+# --------------------------------------------------------------------------------------
+
+
+def dashscope_sdk(url: str, expected: str) -> Contender:
+    from dashscope.aigc.generation import AioGeneration
+
+    async def consume() -> None:
+        parts: list[str] = []
+        responses: Any = await AioGeneration.call(
+            model=MODEL, messages=MESSAGES, api_key="bench", stream=True, incremental_output=True,
+            result_format="message", base_address=url + "/api/v1",
+        )
+        async for rsp in responses:
+            choices = rsp.output.choices if rsp.output else None
+            if choices:
+                content = choices[0].message.content
+                if content:
+                    parts.append(content)
+        _check("".join(parts), expected, "dashscope SDK")
+
+    async def aclose() -> None:
+        return None
+
+    return Contender("sdk", "dashscope SDK AioGeneration", consume, aclose)
+
+
+def gemini_sdk(url: str, expected: str) -> Contender:
+    from google import genai
+
+    client = genai.Client(api_key="bench", http_options={"base_url": url, "api_version": "v1beta"})
+
+    async def consume() -> None:
+        parts: list[str] = []
+        async for chunk in await client.aio.models.generate_content_stream(model=MODEL, contents="hi"):
+            for candidate in chunk.candidates or ():
+                for part in (candidate.content.parts if candidate.content else None) or ():
+                    if part.text and not part.thought:
+                        parts.append(part.text)
+        _check("".join(parts), expected, "google-genai")
+
+    async def aclose() -> None:
+        await client.aio.aclose()
+
+    return Contender("sdk", "google-genai generate_content_stream", consume, aclose)
+
+
+def ollama_sdk(url: str, expected: str) -> Contender:
+    import ollama
+
+    client = ollama.AsyncClient(host=url)
+
+    async def consume() -> None:
+        parts: list[str] = []
+        async for part in await client.chat(model=MODEL, messages=MESSAGES, stream=True):
+            if part.message.content:
+                parts.append(part.message.content)
+        _check("".join(parts), expected, "ollama SDK")
+
+    async def aclose() -> None:
+        await client._client.aclose()  # the SDK has no public close
+
+    return Contender("sdk", "ollama AsyncClient.chat", consume, aclose)
+
+
+# --------------------------------------------------------------------------------------
+# streamwrap
+# --------------------------------------------------------------------------------------
+
+
+def streamwrap_contenders(model_type: str, base_url: str, expected: str) -> list[Contender]:
+    import streamwrap
+
+    def model() -> streamwrap.ModelWrapper:
+        return streamwrap.load_model(
+            {"model_type": model_type, "model_name": MODEL, "stream": True, "base_url": base_url,
+             "api_key": "bench", "max_retries": 0}
+        )
+
+    m_stream, m_deltas = model(), model()
+
+    async def consume_stream() -> None:
+        response = await m_stream(MESSAGES)
+        text = None
+        async for is_last, text_so_far in response.stream:
+            if is_last:
+                text = text_so_far
+        _check(text or "", expected, f"{model_type} .stream")
+
+    async def consume_deltas() -> None:
+        response = await m_deltas(MESSAGES)
+        parts: list[str] = []
+        async for delta in response.deltas():
+            if delta.__class__ is streamwrap.TextDelta:
+                parts.append(delta)
+        _check("".join(parts), expected, f"{model_type} .deltas()")
+
+    return [
+        Contender("sw_stream", f"streamwrap {model_type} .stream", consume_stream, m_stream.aclose,
+                  _streamwrap_settle),
+        Contender("sw_deltas", f"streamwrap {model_type} .deltas()", consume_deltas, m_deltas.aclose,
+                  _streamwrap_settle),
+    ]
+
+
+@dataclass(frozen=True)
+class Provider:
+    """One provider path: where its requests go, how the floor reads it, its SDK."""
+
+    model_type: str
+    sdk_dist: str  # the distribution whose version is reported
+    floor_path: str
+    floor_body: Callable[[], dict[str, Any]]
+    floor_headers: dict[str, str]
+    text_of: Callable[[bytes], str | None]
+    sdk: Callable[[str, str], Contender]
+    base_url: Callable[[str], str]
+
+
+PROVIDERS = {
+    "dashscope": Provider(
+        "dashscope_chat", "dashscope", "/api/v1/services/aigc/text-generation/generation",
+        lambda: {"model": MODEL, "input": {"messages": MESSAGES},
+                 "parameters": {"result_format": "message", "incremental_output": True}},
+        {"X-DashScope-SSE": "enable", "Authorization": "Bearer bench"},
+        _dashscope_text, dashscope_sdk, lambda url: url + "/api/v1",
+    ),
+    "gemini": Provider(
+        "gemini_chat", "google-genai", f"/v1beta/models/{MODEL}:streamGenerateContent?alt=sse",
+        lambda: {"contents": [{"role": "user", "parts": [{"text": "hi"}]}]},
+        {"x-goog-api-key": "bench"},
+        _gemini_text, gemini_sdk, lambda url: url,
+    ),
+    "ollama": Provider(
+        "ollama_chat", "ollama", "/api/chat",
+        lambda: {"model": MODEL, "messages": MESSAGES, "stream": True},
+        {},
+        _ollama_text, ollama_sdk, lambda url: url,
+    ),
+}
+
+
+async def bench_provider(name: str, chunks: int, rounds: int, chunk_text: str) -> dict[str, Any]:
+    spec = PROVIDERS[name]
+    expected = chunk_text * chunks
+    with EmulatorProcess(chunks, chunk_text) as emulator:
+        contenders = [
+            floor(emulator.url + spec.floor_path, spec.floor_body(), spec.floor_headers, spec.text_of, expected),
+            spec.sdk(emulator.url, expected),
+            *streamwrap_contenders(spec.model_type, spec.base_url(emulator.url), expected),
+        ]
+        try:
+            results = await run_rounds(contenders, 1, rounds, emulator, name)
+        finally:
+            for c in contenders:
+                await c.aclose()
+    rows = {
+        res.key: {
+            "label": res.label,
+            "cpu_us_per_chunk": statistics.median(s.cpu_s / chunks * 1e6 for s in res.samples),
+            "chunks_per_s": chunks / res.median("wall_s"),
+        }
+        for res in results
+    }
+    return {"provider": name, "sdk_version": importlib.metadata.version(spec.sdk_dist), "rows": rows}
+
+
+def render(results: list[dict[str, Any]], chunks: int) -> str:
+    lines = [
+        f"Per-chunk CPU of one stream of {chunks} chunks (whole client process, median of rounds):",
+        "",
+        "| provider | streamwrap .stream | .deltas() | official SDK | floor | .stream vs SDK | .stream vs floor |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in results:
+        rows = r["rows"]
+        sw, dl, sdk, fl = (rows[k]["cpu_us_per_chunk"] for k in ("sw_stream", "sw_deltas", "sdk", "floor"))
+        lines.append(
+            f"| {r['provider']} ({rows['sdk']['label']} {r['sdk_version']}) | {sw:.1f} µs | {dl:.1f} µs | "
+            f"{sdk:.1f} µs | {fl:.1f} µs | {sw / sdk:.2f}× | {sw / fl:.2f}× |"
+        )
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--providers", default=",".join(PROVIDERS), help="comma-separated (default: all)")
+    parser.add_argument("--chunks", type=int, default=20_000, help="chunks per stream (default: %(default)s)")
+    parser.add_argument("--rounds", type=int, default=5, help="measured rounds (default: %(default)s)")
+    parser.add_argument("--chunk-text", default="tok ", help="text of each chunk (default: %(default)r)")
+    parser.add_argument("--json", type=Path, help="also write the raw results here")
+    args = parser.parse_args(argv)
+    results = []
+    for name in args.providers.split(","):
+        results.append(asyncio.run(bench_provider(name.strip(), args.chunks, args.rounds, args.chunk_text)))
+    print(render(results, args.chunks))
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
