@@ -1,5 +1,8 @@
 # ruff: noqa: RUF001  (the multiplication sign and en dash in printed tables are meant)
-"""Streaming benchmarks for streamwrap against the openai SDK, LiteLLM and a hand-written floor.
+"""Streaming benchmarks for streamwrap against the openai SDK and a hand-written floor.
+
+LiteLLM (which needs openai 2.x) is measured by ``bench_litellm.py``; the native-protocol
+wrappers against their own SDKs by ``bench_providers.py``.
 
 Run ``python benchmarks/bench_stream.py --help`` for the flags; README.md beside this file
 explains every number and the methodology. Sections:
@@ -215,34 +218,6 @@ def openai_contender(base_url: str, expected: str, pool: int) -> Contender:
     return Contender("openai", "openai SDK AsyncStream", consume, client.close)
 
 
-def litellm_contender(base_url: str, expected: str, pool: int) -> Contender | None:
-    """``litellm.acompletion(stream=True)`` through its ``openai/`` route, if installed.
-
-    LiteLLM manages its own HTTP clients; ``pool`` is not applied to them.
-    """
-    try:
-        litellm: Any = importlib.import_module("litellm")
-    except ImportError:
-        return None
-
-    async def consume() -> None:
-        parts: list[str] = []
-        stream = await litellm.acompletion(
-            model=f"openai/{MODEL}", api_base=base_url, api_key="bench", messages=MESSAGES, stream=True
-        )
-        async for chunk in stream:
-            if chunk.choices:
-                content = chunk.choices[0].delta.content
-                if content:
-                    parts.append(content)
-        _check("".join(parts), expected, "litellm")
-
-    async def aclose() -> None:
-        return None
-
-    return Contender("litellm", "litellm acompletion", consume, aclose)
-
-
 def streamwrap_contenders(base_url: str, expected: str, pool: int) -> list[Contender]:
     """streamwrap's three ways to consume a response, each with its own wrapper and client."""
     import streamwrap
@@ -318,13 +293,6 @@ def make_contenders(
     """All contenders available here (filtered by ``only``), and notes on those skipped."""
     notes: list[str] = []
     contenders = [floor_contender(base_url, expected, pool), openai_contender(base_url, expected, pool)]
-    lite = litellm_contender(base_url, expected, pool)
-    if lite is None:
-        notes.append(
-            "litellm is not importable here: its row is skipped (`pip install litellm` to include it)."
-        )
-    else:
-        contenders.append(lite)
     contenders += streamwrap_contenders(base_url, expected, pool)
     if only:
         contenders = [c for c in contenders if c.key in only]
@@ -864,7 +832,7 @@ def _log(msg: str) -> None:
 
 def _meta() -> dict[str, Any]:
     versions: dict[str, str | None] = {}
-    for dist in ("streamwrap", "openai", "httpx", "httpx2", "orjson", "pydantic", "litellm"):
+    for dist in ("streamwrap", "openai", "httpx", "httpx2", "orjson", "pydantic"):
         try:
             versions[dist] = importlib.metadata.version(dist)
         except importlib.metadata.PackageNotFoundError:
@@ -920,7 +888,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "--contenders",
         type=_csv_names,
         default=None,
-        help="only these keys: floor,openai,litellm,sw_stream,sw_deltas,sw_aread (default: all)",
+        help="only these keys: floor,openai,sw_stream,sw_deltas,sw_aread (default: all)",
     )
     p.add_argument("--chunk-text", default="tok ", help="text of every chunk (default: %(default)r)")
     p.add_argument(
@@ -1014,8 +982,8 @@ def _render(results: dict[str, Any], args: argparse.Namespace) -> str:
         "",
         f"Python {meta['python']} on {meta['platform']}, {meta['cpus']} CPUs; streamwrap {v['streamwrap']} "
         f"(source: {meta['streamwrap_source'] or 'not a git checkout'}), "
-        f"openai {v['openai']}, httpx {v['httpx']}, httpx2 {v['httpx2']}, orjson {v['orjson']}, "
-        f"litellm {v['litellm'] or 'not installed'}. Total run time {meta['elapsed_s']:.0f} s.",
+        f"openai {v['openai']}, httpx {v['httpx']}, httpx2 {v['httpx2']}, orjson {v['orjson']}. "
+        f"Total run time {meta['elapsed_s']:.0f} s.",
         "",
         "CPU = `time.process_time()` of the benchmark process (every thread, streamwrap's runtime "
         "thread included; the emulator runs in its own process) divided by the chunks received; "

@@ -82,6 +82,10 @@ def _import_litellm() -> Any:
         # LiteLLM's "not set"; an application's own choice is kept.
         if getattr(litellm, "disable_hf_tokenizer_download", False) is None:
             litellm.disable_hf_tokenizer_download = True
+        # LiteLLM prints "Give Feedback / Get Help" banners to stdout on every exception,
+        # which would mix into a streamed reply (`streamwrap chat` writes the reply there);
+        # its errors reach the caller as streamwrap's typed errors anyway.
+        litellm.suppress_debug_info = True
         _litellm = litellm
     return _litellm
 
@@ -370,7 +374,8 @@ def _completion_deltas(response: Any, provider: str) -> list[Delta]:
         usage = getattr(response, "usage", None)
         # LiteLLM fills in all-zero usage when the provider sent none: no real response
         # has zero prompt tokens, so that is "not reported" (streamwrap then estimates).
-        if usage is not None and (getattr(usage, "prompt_tokens", 0) or getattr(usage, "completion_tokens", 0)):
+        counts = (getattr(usage, "prompt_tokens", None), getattr(usage, "completion_tokens", None))
+        if usage is not None and any(counts):
             out.append(UsageReport(_as_usage(usage, "provider")))
     except (AttributeError, TypeError, KeyError, IndexError, ValueError) as exc:
         raise StreamProtocolError(

@@ -363,6 +363,19 @@ async def test_mid_stream_failures_raise_typed_errors_with_partial_text(
         assert err.code == "overloaded" and "overloaded" in err.message
 
 
+async def test_litellms_repeated_chunk_guard_is_a_provider_stream_error(emu: Emulator) -> None:
+    # LiteLLM fails a stream whose model "is repeating the same chunk" 100 times
+    # (REPEATED_STREAMING_CHUNK_LIMIT); through litellm_chat that is a typed mid-stream
+    # error that keeps what arrived.
+    model = make_model(emu.openai_base_url)
+    emu.script(Reply(text=["again "] * 150))
+    response = await model("hi")
+    with pytest.raises(streamwrap.ProviderStreamError) as info:
+        await response.aread()
+    assert "repeating the same chunk" in info.value.message
+    assert info.value.partial_text.startswith("again again ")
+
+
 # -- cancellation -------------------------------------------------------------------------
 
 
