@@ -555,6 +555,7 @@ def _generate(llm: Any, formatter: Any, job: _Job) -> None:
     llm.reset()
     llm.set_seed(llama_cpp.LLAMA_DEFAULT_SEED if sampling.seed is None else sampling.seed)
     finish = "length"
+    stopped = False
     tokens = llm.generate(prompt, **sampling.keywords)
     try:
         for token in tokens:
@@ -574,9 +575,12 @@ def _generate(llm: Any, formatter: Any, job: _Job) -> None:
                 break
     finally:
         tokens.close()
-    rest = stops.flush(decoder.decode(b"", final=True))
-    if rest:
-        job.put(TextDelta(rest))
+    if not stopped:
+        # The end of the text: bytes of an incomplete character (shown as U+FFFD), and a
+        # tail held back because it might have begun a stop string.
+        rest = stops.flush(decoder.decode(b"", final=True))
+        if rest:
+            job.put(TextDelta(rest))
     job.put(Finish(finish))
 
 

