@@ -245,8 +245,8 @@ def test_mapper_tool_calls_get_json_arguments_ids_and_distinct_indexes() -> None
         (2, "call_2", "f", "{}"),
         (7, "call_own", "g", '{"x":[1]}'),
     ]
-    # done_reason "stop" with tool calls finishes as Ollama's own OpenAI endpoint says.
-    assert out[-1] == Finish("tool_calls")
+    # The raw reason is kept as Ollama sent it; the response reports "tool_calls" for it.
+    assert out[-1] == Finish("stop")
 
 
 def test_mapper_keeps_length_even_with_tool_calls() -> None:
@@ -333,7 +333,7 @@ def test_chat_deltas_of_a_whole_body() -> None:
     out = chat_deltas(obj, "ollama")
     assert out[:3] == [Metadata(None, "m"), ReasoningDelta("t"), TextDelta("ok")]
     assert out[3] == ToolCallDelta(0, "call_0", "f", '{"a":1}')
-    assert out[-1] == Finish("tool_calls")
+    assert out[-1] == Finish("stop")  # the response reports "tool_calls" for it
     with pytest.raises(streamwrap.ProviderStreamError):
         chat_deltas({"error": "boom"}, "ollama")
     with pytest.raises(streamwrap.StreamProtocolError):
