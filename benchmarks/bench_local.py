@@ -50,7 +50,7 @@ def bench_local(threads: int | None, max_tokens: int, runs: int) -> tuple[float,
     if threads:
         config["n_threads"] = threads
     model = streamwrap.load_model(config)
-    model.call_sync("hi", max_tokens=2).text  # load the model outside the measurement
+    _ = model.call_sync("hi", max_tokens=2).text  # load the model outside the measurement
     return measure(model, max_tokens, runs)
 
 
