@@ -30,6 +30,9 @@ from ._delta import Delta, Finish, Metadata, ReasoningDelta, TextDelta, ToolCall
 from ._errors import ProviderStreamError, StreamError, StreamInterruptedError, StreamProtocolError
 from ._sse import ServerSentEvent, SSEDecoder
 from ._usage import Usage
+from ._wire_shape import SHAPE_ERRORS as _SHAPE_ERRORS
+from ._wire_shape import shape_error
+from ._wire_shape import text as _text
 
 __all__ = ["DashScopeStreamMapper", "error_from_sse_body", "generation_deltas", "usage_from_dashscope"]
 
@@ -288,21 +291,8 @@ def _new_suffix(seen: str, now: str, field: str, provider: str) -> tuple[str, st
     )
 
 
-# A frame of valid JSON but the wrong shape makes the mapping code raise one of these;
-# callers see a protocol error, never a bare AttributeError.
-_SHAPE_ERRORS = (AttributeError, TypeError, KeyError, IndexError, ValueError)
-
-
 def _shape_error(exc: Exception, provider: str) -> StreamProtocolError:
-    return StreamProtocolError(
-        f"a stream frame does not have DashScope's shape ({type(exc).__name__}: {exc})", provider=provider
-    )
-
-
-def _text(value: Any) -> str:
-    if type(value) is not str:
-        raise TypeError(f"expected text, got {type(value).__name__}")
-    return value
+    return shape_error(exc, provider, "DashScope's response shape")
 
 
 def _joined(value: Any) -> str:

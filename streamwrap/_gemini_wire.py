@@ -48,6 +48,9 @@ from ._delta import Delta, Finish, Metadata, ReasoningDelta, TextDelta, ToolCall
 from ._errors import ProviderStreamError, StreamError, StreamInterruptedError, StreamProtocolError
 from ._sse import SSEDecoder
 from ._usage import Usage
+from ._wire_shape import SHAPE_ERRORS as _SHAPE_ERRORS
+from ._wire_shape import shape_error
+from ._wire_shape import text as _text
 
 __all__ = ["GeminiStreamMapper", "response_deltas", "usage_from_gemini"]
 
@@ -75,22 +78,8 @@ def usage_from_gemini(raw: Mapping[str, Any]) -> Usage:
     )
 
 
-# Valid JSON of the wrong shape (a list where an object belongs, ...) makes the mapping
-# raise one of these; callers see a StreamProtocolError, never a bare AttributeError.
-_SHAPE_ERRORS = (AttributeError, TypeError, KeyError, IndexError, ValueError)
-
-
 def _shape_error(exc: Exception, provider: str) -> StreamProtocolError:
-    return StreamProtocolError(
-        f"a response does not have the Gemini GenerateContentResponse shape ({type(exc).__name__}: {exc})",
-        provider=provider,
-    )
-
-
-def _text(value: Any) -> str:
-    if type(value) is not str:
-        raise TypeError(f"expected text, got {type(value).__name__}")
-    return value
+    return shape_error(exc, provider, "the Gemini GenerateContentResponse shape")
 
 
 class _ResponseMapper:

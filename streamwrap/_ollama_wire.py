@@ -23,6 +23,9 @@ from ._delta import Delta, Finish, Metadata, ReasoningDelta, TextDelta, ToolCall
 from ._errors import ProviderStreamError, StreamError, StreamInterruptedError, StreamProtocolError
 from ._ndjson import NDJSONDecoder
 from ._usage import Usage
+from ._wire_shape import SHAPE_ERRORS as _SHAPE_ERRORS
+from ._wire_shape import shape_error
+from ._wire_shape import text as _text
 
 __all__ = ["OllamaStreamMapper", "chat_deltas", "usage_from_ollama"]
 
@@ -208,20 +211,5 @@ def chat_deltas(obj: Any, provider: str) -> list[Delta]:
     return out
 
 
-# A line of valid JSON but the wrong shape (a list where the message object belongs, a
-# tool call without a function, ...) makes the mapping raise one of these; callers see a
-# protocol error, never a bare KeyError. Caught around the batch: no checks per field.
-_SHAPE_ERRORS = (AttributeError, TypeError, KeyError, IndexError, ValueError)
-
-
 def _shape_error(exc: Exception, provider: str) -> StreamProtocolError:
-    return StreamProtocolError(
-        f"a stream line does not have Ollama's chat response shape ({type(exc).__name__}: {exc})",
-        provider=provider,
-    )
-
-
-def _text(value: Any) -> str:
-    if type(value) is not str:
-        raise TypeError(f"expected text, got {type(value).__name__}")
-    return value
+    return shape_error(exc, provider, "Ollama's chat response shape")

@@ -17,6 +17,9 @@ from ._delta import Delta, Finish, Metadata, ReasoningDelta, TextDelta, ToolCall
 from ._errors import ProviderStreamError, StreamError, StreamInterruptedError, StreamProtocolError
 from ._sse import SSEDecoder
 from ._usage import Usage
+from ._wire_shape import SHAPE_ERRORS as _SHAPE_ERRORS
+from ._wire_shape import shape_error
+from ._wire_shape import text as _text
 
 __all__ = ["OpenAIStreamMapper", "completion_deltas", "usage_from_openai"]
 
@@ -165,23 +168,8 @@ class OpenAIStreamMapper:
             out.append(UsageReport(usage_from_openai(usage)))
 
 
-# A chunk of valid JSON but the wrong shape (a list where an object belongs, ...) makes the
-# mapping code raise one of these; callers see it as a protocol error, never a bare
-# AttributeError. Catching around the whole batch keeps the per-chunk path free of checks.
-_SHAPE_ERRORS = (AttributeError, TypeError, KeyError, IndexError, ValueError)
-
-
 def _shape_error(exc: Exception, provider: str) -> StreamProtocolError:
-    return StreamProtocolError(
-        f"a stream chunk does not have the OpenAI chunk shape ({type(exc).__name__}: {exc})",
-        provider=provider,
-    )
-
-
-def _text(value: Any) -> str:
-    if type(value) is not str:
-        raise TypeError(f"expected text, got {type(value).__name__}")
-    return value
+    return shape_error(exc, provider, "the OpenAI chunk shape")
 
 
 def _tool_deltas(tool_calls: list[Any], out: list[Delta]) -> None:

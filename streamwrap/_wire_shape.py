@@ -1,0 +1,32 @@
+"""JSON of the wrong shape in a provider's stream, for every wire mapper.
+
+Mappers read decoded JSON with plain ``obj["key"]`` / ``.get`` and let a chunk of the wrong
+shape (a list where an object belongs, a number where text belongs, a missing key) raise one
+of :data:`SHAPE_ERRORS`; they catch those once around a whole batch and raise
+:func:`shape_error` instead, so callers see a :class:`StreamProtocolError`, never a bare
+``KeyError``, and the per-chunk path carries no checks.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ._errors import StreamProtocolError
+
+__all__ = ["SHAPE_ERRORS", "shape_error", "text"]
+
+SHAPE_ERRORS = (AttributeError, TypeError, KeyError, IndexError, ValueError)
+
+
+def shape_error(exc: Exception, provider: str, shape: str) -> StreamProtocolError:
+    """The protocol error for ``exc``, raised while reading JSON that should have ``shape``."""
+    return StreamProtocolError(
+        f"the stream does not have {shape} ({type(exc).__name__}: {exc})", provider=provider
+    )
+
+
+def text(value: Any) -> str:
+    """``value`` if it is text; a ``TypeError`` (a shape error) otherwise."""
+    if type(value) is not str:
+        raise TypeError(f"expected text, got {type(value).__name__}")
+    return value
