@@ -82,6 +82,8 @@ class OpenAIStreamMapper:
         return self._decoder.comments
 
     def feed(self, chunk: bytes) -> list[Delta]:
+        if self.error is not None:
+            raise self.error
         events = self._decoder.feed(chunk)
         if not events:
             return []

@@ -505,6 +505,8 @@ _CHUNKS = st.lists(st.dictionaries(_KEYS, _JSON, max_size=4), min_size=1, max_si
 @given(chunks=_CHUNKS, cuts=st.lists(st.integers(min_value=0, max_value=10_000), max_size=16))
 @example(chunks=[{"choices": 5}], cuts=[])
 @example(chunks=[{"choices": [{"delta": {"content": 5}}]}], cuts=[12])
+# A bad chunk, then another in a later read: the first error stands (it is held, then raised).
+@example(chunks=[{"choices": True}, {"id": None, "model": None, "choices": [None]}], cuts=[24])
 def test_mapper_on_misshapen_chunk_json_raises_only_streamwrap_errors(
     chunks: list[dict[str, Any]], cuts: list[int]
 ) -> None:
