@@ -86,14 +86,25 @@ class _ResponseMapper:
     """Maps parsed ``GenerateContentResponse`` objects to deltas; holds what must carry
     over from one event to the next (the call count, the response id)."""
 
-    __slots__ = ("_calls", "_provider", "_response_id", "_seen_meta", "finished")
+    __slots__ = ("_calls", "_provider", "_response_id", "_seen_meta", "_usage", "_usage_sent", "finished")
 
     def __init__(self, provider: str) -> None:
         self._provider = provider
         self._calls = 0
         self._response_id: str | None = None
         self._seen_meta = False
+        self._usage: Any = None  # the latest usageMetadata seen
+        self._usage_sent: Any = None  # the one last reported
         self.finished = False
+
+    def flush_usage(self, out: list[Delta]) -> None:
+        """Report the latest usage reading if it changed. Gemini restates usage on every
+        event; readings are cumulative, so one report per network read is enough and
+        saves building a Usage per event."""
+        usage = self._usage
+        if usage is not None and usage != self._usage_sent:
+            self._usage_sent = usage
+            out.append(UsageReport(usage_from_gemini(usage)))
 
     def response(self, obj: Any, out: list[Delta]) -> None:
         if type(obj) is not dict:
@@ -109,7 +120,7 @@ class _ResponseMapper:
             out.append(Metadata(self._response_id, obj.get("modelVersion")))
         usage = obj.get("usageMetadata")
         if usage:
-            out.append(UsageReport(usage_from_gemini(usage)))
+            self._usage = usage
         candidates = obj.get("candidates")
         if candidates:
             candidate = candidates[0]
@@ -222,9 +233,12 @@ class GeminiStreamMapper:
             for event in events:
                 self._event(event.data, out)
         except _SHAPE_ERRORS as exc:
+            self._map.flush_usage(out)
             return self._fail(_shape_error(exc, self._provider), out)
         except StreamError as exc:
+            self._map.flush_usage(out)
             return self._fail(exc, out)
+        self._map.flush_usage(out)
         return out
 
     def end(self) -> list[Delta]:
@@ -239,6 +253,8 @@ class GeminiStreamMapper:
                     self._event(event.data, out)
         except _SHAPE_ERRORS as exc:
             raise _shape_error(exc, self._provider) from None
+        finally:
+            self._map.flush_usage(out)
         if not self._map.finished:
             raise StreamInterruptedError(
                 "the stream ended before the provider finished (no finishReason)", provider=self._provider
@@ -284,4 +300,5 @@ def response_deltas(obj: Any, provider: str) -> list[Delta]:
             mapper.response(item, out)
     except _SHAPE_ERRORS as exc:
         raise _shape_error(exc, provider) from None
+    mapper.flush_usage(out)
     return out
