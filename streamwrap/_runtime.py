@@ -83,12 +83,7 @@ class Runtime:
         ``on_task`` receives a thread-safe function that cancels the task.
         """
         loop = self.loop()
-        # The caller's context travels with the task (tracing, the default output sink),
-        # except the caller's event-loop identity: a trio caller's context says "trio" to
-        # sniffio, and the SDKs on this asyncio loop would believe it.
-        sniffio: Any = sys.modules.get("sniffio")
-        if sniffio is not None:
-            context.run(sniffio.current_async_library_cvar.set, None)
+        _forget_event_loop_identity(context)
 
         def start() -> None:
             task = loop.create_task(coro_factory(), context=context)
@@ -110,11 +105,10 @@ class Runtime:
 
     async def run(self, coro: Coroutine[Any, Any, Any]) -> Any:
         """Run ``coro`` on the runtime loop; await its result from asyncio or trio."""
-        import asyncio
 
         from ._waiters import async_waiter
 
-        future = asyncio.run_coroutine_threadsafe(coro, self.loop())
+        future = self._submit(coro)
         wake, wait = async_waiter()
         future.add_done_callback(lambda _: wake())
         try:
@@ -126,9 +120,16 @@ class Runtime:
 
     def run_sync(self, coro: Coroutine[Any, Any, Any]) -> Any:
         """Run ``coro`` on the runtime loop and block until it is done."""
+
+        return self._submit(coro).result()
+
+    def _submit(self, coro: Coroutine[Any, Any, Any]) -> Any:
         import asyncio
 
-        return asyncio.run_coroutine_threadsafe(coro, self.loop()).result()
+        # run_coroutine_threadsafe carries the caller's context: the same cleaning as spawn().
+        context = contextvars.copy_context()
+        _forget_event_loop_identity(context)
+        return context.run(asyncio.run_coroutine_threadsafe, coro, self.loop())
 
     def register_closer(self, obj: Any) -> None:
         """Remember an object whose ``_aclose_clients()`` must run at shutdown."""
@@ -178,3 +179,15 @@ runtime = Runtime()
 atexit.register(runtime.shutdown)
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=runtime._after_fork)
+
+
+def _forget_event_loop_identity(context: contextvars.Context) -> None:
+    """Clear sniffio's "which async library" variable in ``context``.
+
+    The caller's context travels to the runtime loop (tracing, the default output sink),
+    but not its event-loop identity: a trio caller's context says "trio" to sniffio, and
+    the HTTP libraries on this asyncio loop would believe it.
+    """
+    sniffio: Any = sys.modules.get("sniffio")
+    if sniffio is not None:
+        context.run(sniffio.current_async_library_cvar.set, None)

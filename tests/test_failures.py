@@ -285,3 +285,14 @@ async def test_a_finished_stream_is_not_cancelled_by_break(emu: Emulator, model:
         break
     assert response.finish_reason == "stop"
     assert response.text == "".join(TEXT)
+
+
+async def test_model_aclose_from_either_backend(emu: Emulator, model: Any) -> None:
+    # The close runs on the runtime's asyncio loop; a trio caller's context must not make
+    # the HTTP library there believe it runs under trio.
+    response = await model("hi")
+    await response.aread()
+    await model.aclose()
+    response = await model("hi")  # a closed wrapper makes a new client
+    assert await response.aread()
+    await model.aclose()

@@ -1,4 +1,4 @@
-"""The fault matrix: every wire format the emulator speaks × every way a stream fails.
+"""The fault matrix: every wire format the emulator speaks by every way a stream fails.
 
 Each row of ``DIALECTS`` says how to point one wrapper at the emulator and what its
 provider does differently (whether usage is restated mid-stream, whether its errors carry
@@ -36,7 +36,6 @@ TEXT = ("Hé", "llo ", "wörld, ", "世界 ", "and ", "more")
 PROMPT_TOKENS = 7
 USAGE = (PROMPT_TOKENS, len(TEXT))  # one completion token per chunk, so readings count chunks
 AFTER = 3  # content chunks sent before a mid-stream fault
-PARTIAL = "".join(TEXT[:AFTER])
 FAULT_MESSAGE = "The model is overloaded right now."
 FAULT_CODE = "overloaded"
 TIMEOUT = 0.3  # the small first-token/idle timeout of the timeout rows
@@ -67,15 +66,14 @@ def _at_the_end_only(chunks: int) -> UsageRow:
 class Dialect:
     """One wire format, through its wrapper, and how its provider differs (as data)."""
 
-    name: str
+    name: str  # the provider's name, as errors report it; the id prefix
     model_type: str
-    provider: str
     model_name: str
     base_url: Callable[[Emulator], str]
     api_key: str | None
     #: the usage a response keeps after a failure that followed ``n`` content chunks
     usage_after_failure: Callable[[int], UsageRow]
-    #: the ``code`` a mid-stream error scripted with code ``c`` reports
+    #: the ``code`` of the error raised for a mid-stream error scripted with code ``c``
     stream_error_code: Callable[[str], str | None]
     #: the message inside the provider's HTTP error body
     body_message: Callable[[Any], str]
@@ -88,7 +86,6 @@ DIALECTS = (
     Dialect(
         name="openai",
         model_type="openai_chat",
-        provider="openai",
         model_name="emulator-1",
         base_url=lambda emu: emu.openai_base_url,
         api_key="sk-test-secret-key-0123456789",
@@ -100,7 +97,6 @@ DIALECTS = (
     Dialect(
         name="dashscope",
         model_type="dashscope_chat",
-        provider="dashscope",
         model_name="qwen-max",
         base_url=lambda emu: emu.dashscope_base_url,
         api_key="sk-dashscope-test-secret-0123456789",
@@ -112,7 +108,6 @@ DIALECTS = (
     Dialect(
         name="gemini",
         model_type="gemini_chat",
-        provider="gemini",
         model_name="gemini-2.5-flash",
         base_url=lambda emu: emu.gemini_base_url,
         api_key="AIza-test-secret-key-0123456789",
@@ -124,7 +119,6 @@ DIALECTS = (
     Dialect(
         name="ollama",
         model_type="ollama_chat",
-        provider="ollama",
         model_name="llama3",
         base_url=lambda emu: emu.ollama_base_url,
         api_key=None,
@@ -153,9 +147,10 @@ class Case:
     config: Mapping[str, Any] = field(default_factory=dict)
     status: int | None = None
     retry_after: float | None = None
-    #: the error's ``code``; a provider error code goes through ``Dialect.stream_error_code``
+    #: the error's ``code`` (a timeout's kind) ...
     code: str | None = None
-    provider_code: bool = False
+    #: ... or the provider's error code scripted, as ``Dialect.stream_error_code`` reports it
+    provider_code: str | None = None
     message: str | None = None
     #: (status, error class name) of each attempt recorded in ``response.attempts``
     attempts: Sequence[tuple[int, str | None]] = ((200, None),)
@@ -197,16 +192,14 @@ FAULTS = (
         name="error_event",
         replies=(_reply(Fault.error_event_after(AFTER, message=FAULT_MESSAGE, code=FAULT_CODE)),),
         error=streamwrap.ProviderStreamError,
-        code=FAULT_CODE,
-        provider_code=True,
+        provider_code=FAULT_CODE,
         message=FAULT_MESSAGE,
     ),
     Case(
         name="inband_error",
         replies=(_reply(Fault.inband_error_after(AFTER, message=FAULT_MESSAGE, code=FAULT_CODE)),),
         error=streamwrap.ProviderStreamError,
-        code=FAULT_CODE,
-        provider_code=True,
+        provider_code=FAULT_CODE,
         message=FAULT_MESSAGE,
         needs_inband_error=True,
     ),
@@ -224,6 +217,17 @@ FAULTS = (
         error=streamwrap.StreamTimeoutError,
         after=0,
         config={"first_token_timeout": TIMEOUT},
+        code="first_token_timeout",
+    ),
+    Case(
+        # The server sits on the request before any header: the stream never opens, so
+        # the call itself raises (and the timeout is not retried).
+        name="stall_before_headers",
+        replies=(Reply(status=503, first_delay=STALL),),
+        error=streamwrap.StreamTimeoutError,
+        raised_by="call",
+        after=0,
+        config={"first_token_timeout": TIMEOUT, "max_retries": 2},
         code="first_token_timeout",
     ),
     Case(
@@ -355,11 +359,11 @@ async def test_fault_matrix(own_emu: Emulator, models: list[Any], dialect: Diale
     assert raised_by == (case.raised_by if case.error else None)
     assert len(own_emu.requests) == len(case.replies)  # retried exactly as scripted
     if isinstance(err, (streamwrap.ProviderError, streamwrap.StreamError)):
-        assert err.provider == dialect.provider
+        assert err.provider == dialect.name
     if isinstance(err, streamwrap.StreamError):
-        code = dialect.stream_error_code(case.code) if case.provider_code and case.code else case.code
-        assert err.code == code
-        assert err.message == (case.message or err.message)
+        assert err.code == (dialect.stream_error_code(case.provider_code) if case.provider_code else case.code)
+        if case.message is not None:
+            assert err.message == case.message
         assert err.partial_text == "".join(TEXT[: case.after])
     if isinstance(err, streamwrap.ProviderHTTPError):
         assert err.status_code == case.status
