@@ -121,21 +121,30 @@ class Channel:
         self.opened = True
         self._transition("open")
 
-    def finish(self) -> None:
+    def _estimate_usage(self) -> None:
         if self.usage is None:
             # Only where the provider reported nothing: a local estimate, marked as such.
             out = sum(map(len, self.text_parts)) + sum(map(len, self.reasoning_parts))
             self.usage = Usage.estimate(self.input_chars, out)
+
+    def finish(self) -> None:
+        self._estimate_usage()
         self._transition("done")
 
     def fail(self, error: BaseException) -> None:
         if isinstance(error, StreamError):
             error.partial_text = "".join(self.text_parts)
             error.partial_reasoning = "".join(self.reasoning_parts)
+        if self.opened:
+            # The request was accepted and output may have been generated (and billed):
+            # an estimate says so, where "unknown" would read as nothing spent.
+            self._estimate_usage()
         self.error = error
         self._transition("failed")
 
     def cancelled(self) -> None:
+        if self.opened:
+            self._estimate_usage()
         self._transition("cancelled")
 
     def _transition(self, state: State) -> None:

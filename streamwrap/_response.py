@@ -316,8 +316,10 @@ class ModelResponse:
 
     @property
     def usage(self) -> Usage:
-        """Token usage with provenance; waits for the end but never raises: after a failure
-        or cancel it is what the provider had reported, else ``source="unknown"``."""
+        """Token usage with provenance; waits for the end but never raises. After a failure
+        or cancel it is what the provider had reported; where it had reported nothing, an
+        estimate (``source="estimated"``) once the stream had opened, else
+        ``source="unknown"``."""
         ch = self._final()
         return ch.usage or Usage()
 
