@@ -69,13 +69,33 @@ _COMMON: dict[str, tuple[tuple[type, ...], str]] = {
     "idle_timeout": (_NUMBER, "a number of seconds > 0"),
 }
 _SECRET_KEYS = frozenset(("api_key",))
+# Call parameters that people put at the top of a config; they belong in generate_args.
+_GENERATE_ARGS_HINTS = frozenset(
+    (
+        "temperature", "top_p", "top_k", "min_p", "max_tokens", "max_completion_tokens", "max_output_tokens",
+        "stop", "seed", "n", "presence_penalty", "frequency_penalty", "repetition_penalty", "logprobs",
+        "response_format", "tools", "tool_choice", "reasoning_effort", "thinking", "stream_options",
+    )
+)
 
 
 def _suggest(value: str, options: Sequence[str]) -> str | None:
+    """The accepted spelling closest to ``value``: compared ignoring case and ``-``/``_``,
+    and a unique accepted name that ``value`` begins (``"zhipu"`` → ``"zhipuai_chat"``)."""
     import difflib  # only on the error path
 
-    match = difflib.get_close_matches(value, list(options), n=1, cutoff=0.6)
-    return match[0] if match else None
+    def folded(text: str) -> str:
+        return text.lower().replace("-", "_")
+
+    by_folded = {folded(o): o for o in options}
+    key = folded(value)
+    if key in by_folded:
+        return by_folded[key]
+    starts = [o for f, o in by_folded.items() if len(key) >= 3 and f.startswith(key)]
+    if len(starts) == 1:
+        return starts[0]
+    match = difflib.get_close_matches(key, list(by_folded), n=1, cutoff=0.6)
+    return by_folded[match[0]] if match else None
 
 
 def check_options(
@@ -86,11 +106,13 @@ def check_options(
     value: Any
     for key, value in options.items():
         if not isinstance(key, str) or key not in accepted:
+            call_parameter = key in _GENERATE_ARGS_HINTS
             raise ConfigError(
-                f"unknown key {key!r} for model_type {wrapper_cls.model_type!r}.",
+                f"unknown key {key!r} for model_type {wrapper_cls.model_type!r}."
+                + (f" Call parameters such as {key!r} go in 'generate_args'." if call_parameter else ""),
                 key=str(key),
                 accepted=tuple(sorted(accepted)),
-                suggestion=_suggest(str(key), list(accepted)),
+                suggestion=None if call_parameter else _suggest(str(key), list(accepted)),
                 config_name=config_name,
             )
         if value is None and key not in ("model_name", "model_type"):

@@ -14,10 +14,11 @@ Endpoints: ``https://dashscope.aliyuncs.com/api/v1`` (mainland China, the defaul
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from typing import Any, ClassVar
 
 from ._dashscope_wire import DashScopeStreamMapper, error_from_sse_body, generation_deltas
-from ._errors import ProviderHTTPError
+from ._errors import InputError, ProviderHTTPError
 from ._native_http import make_httpx_client, post_json
 from ._secret import scrub
 from ._version import __version__
@@ -55,13 +56,15 @@ class DashScopeChatWrapper(ModelWrapper):
 
     def _make_client(self) -> Any:
         headers = {"user-agent": f"streamwrap/{__version__}"}
-        if self._api_key is not None:
-            headers["Authorization"] = f"Bearer {self._api_key.reveal()}"
         # The SDK asks for content inspection only when this variable is "false".
         if os.environ.get("DASHSCOPE_DISABLE_DATA_INSPECTION", "true").lower() == "false":
             headers["X-DashScope-DataInspection"] = "enable"
         return make_httpx_client(
-            extra=self.extra, timeout=self.timeout, headers=headers, client_args=self.client_args
+            extra=self.extra,
+            timeout=self.timeout,
+            headers=headers,
+            client_args=self.client_args,
+            secret=self._api_key,  # sent as "authorization: Bearer <key>"
         )
 
     def _url(self) -> str:
@@ -74,7 +77,9 @@ class DashScopeChatWrapper(ModelWrapper):
         for key, value in request.params.items():
             if key in _DROPPED:
                 continue
-            if key == "extra_body" and isinstance(value, dict):
+            if key == "extra_body":
+                if not isinstance(value, Mapping):
+                    raise InputError(f"'extra_body' must be a dict, got {type(value).__name__}")
                 params.update(value)  # an OpenAI-ism: its keys are DashScope parameters here
                 continue
             target = _RENAMED.get(key, key)

@@ -31,7 +31,7 @@ from ._errors import ProviderStreamError, StreamError, StreamInterruptedError, S
 from ._sse import ServerSentEvent, SSEDecoder
 from ._usage import Usage
 from ._wire_shape import SHAPE_ERRORS as _SHAPE_ERRORS
-from ._wire_shape import shape_error
+from ._wire_shape import count, label, optional_text, shape_error
 from ._wire_shape import text as _text
 
 __all__ = ["DashScopeStreamMapper", "error_from_sse_body", "generation_deltas", "usage_from_dashscope"]
@@ -42,15 +42,15 @@ _NOT_FINISHED = frozenset(("", "null"))
 
 def usage_from_dashscope(raw: Mapping[str, Any]) -> Usage:
     """DashScope's usage object → :class:`Usage` (its own names, OpenAI's as a fallback)."""
-    inp = raw.get("input_tokens", raw.get("prompt_tokens"))
-    out = raw.get("output_tokens", raw.get("completion_tokens"))
-    total = raw.get("total_tokens")
-    if total is None and isinstance(inp, int) and isinstance(out, int):
+    inp = count(raw.get("input_tokens", raw.get("prompt_tokens")))
+    out = count(raw.get("output_tokens", raw.get("completion_tokens")))
+    total = count(raw.get("total_tokens"))
+    if total is None and inp is not None and out is not None:
         total = inp + out
     output_details = raw.get("output_tokens_details") or raw.get("completion_tokens_details")
     prompt_details = raw.get("prompt_tokens_details") or raw.get("input_tokens_details")
-    reasoning = output_details.get("reasoning_tokens") if isinstance(output_details, Mapping) else None
-    cached = prompt_details.get("cached_tokens") if isinstance(prompt_details, Mapping) else None
+    reasoning = count(output_details.get("reasoning_tokens")) if isinstance(output_details, Mapping) else None
+    cached = count(prompt_details.get("cached_tokens")) if isinstance(prompt_details, Mapping) else None
     return Usage(
         input_tokens=inp,
         output_tokens=out,
@@ -203,8 +203,7 @@ class DashScopeStreamMapper:
             raise ProviderStreamError(message, provider=self._provider, code=code)
         if not self._seen_meta:
             self._seen_meta = True
-            request_id = obj.get("request_id")
-            out.append(Metadata(request_id if isinstance(request_id, str) else None, self._model))
+            out.append(Metadata(label(obj.get("request_id")), self._model))
         if output:
             choices = output.get("choices")
             if choices is not None:
@@ -220,6 +219,9 @@ class DashScopeStreamMapper:
                 self._finish(output.get("finish_reason"), out)
         usage = obj.get("usage")
         if usage:
+            if type(usage) is not dict:
+                # (Checked here: it is read later, in _flush_usage, outside the shape check.)
+                raise TypeError(f"usage must be an object, got {type(usage).__name__}")
             # Restated on every frame: keep the latest, report it once per read (_flush_usage).
             self._usage = usage
 
@@ -257,13 +259,13 @@ class DashScopeStreamMapper:
         for n, call in enumerate(tool_calls):
             fn = call.get("function") or {}
             index = call.get("index")
-            if not isinstance(index, int):
+            if type(index) is not int:
                 index = n
             arguments = fn.get("arguments") or ""
             if arguments:
                 arguments = _text(arguments)
-            call_id = call.get("id") or None  # "" marks a continuation, never a new call
-            name = fn.get("name") or None
+            call_id = optional_text(call.get("id"))  # "" marks a continuation, never a new call
+            name = optional_text(fn.get("name"))
             if not self._incremental:
                 seen = self._args.get(index)
                 if seen is not None:

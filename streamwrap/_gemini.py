@@ -142,6 +142,9 @@ class GeminiChatWrapper(ModelWrapper):
             timeout=self.timeout,
             headers={"user-agent": f"streamwrap/{__version__}"},
             client_args=self.client_args,
+            secret=self._api_key,
+            key_header="x-goog-api-key",
+            key_prefix="",
         )
 
     def _url(self, stream: bool) -> str:
@@ -155,7 +158,6 @@ class GeminiChatWrapper(ModelWrapper):
         return f"{base}{version}/{model}:{method}"
 
     async def _open(self, request: ChatRequest) -> Upstream:
-        headers = {"x-goog-api-key": self._api_key.reveal()} if self._api_key else None
         try:
             return await post_json(
                 self._client(),
@@ -166,7 +168,6 @@ class GeminiChatWrapper(ModelWrapper):
                 stream=request.stream,
                 mapper=lambda: GeminiStreamMapper(self.provider),
                 complete=lambda obj: response_deltas(obj, self.provider),
-                headers=headers,
             )
         except ProviderHTTPError as exc:
             raise _refine_http_error(exc) from None
@@ -240,13 +241,21 @@ def _params(params: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any], 
         elif key == "response_format":
             generation.update(_response_format(value))
         elif key == "stop":
-            generation["stopSequences"] = [value] if isinstance(value, str) else list(value)
+            generation["stopSequences"] = _stop_sequences(value)
         else:
             generation[_GENERATION_NAMES.get(key) or _camel(key)] = value
     if tool_choice is not None and "toolConfig" not in top:
         top["toolConfig"] = {"functionCallingConfig": _tool_choice(tool_choice)}
     generation.update(raw_generation)
     return generation, top, extra_body
+
+
+def _stop_sequences(value: Any) -> list[str]:
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, (list, tuple)) and all(isinstance(s, str) for s in value):
+        return list(value)
+    raise InputError(f"'stop' must be a string or a list of strings, got {value!r}")
 
 
 def _mapping(value: Any, key: str) -> Mapping[str, Any]:
@@ -381,6 +390,8 @@ def _call_part(call: Any, i: int) -> tuple[dict[str, Any], str | None, str]:
     """A ``functionCall`` part from an OpenAI-style tool call dict or a :class:`ToolCall`."""
     if isinstance(call, Mapping):
         fn = call.get("function") or {}
+        if not isinstance(fn, Mapping):
+            raise InputError(f"messages[{i}]: a tool call's 'function' must be a dict, got {type(fn).__name__}")
         call_id, name, arguments = call.get("id"), fn.get("name"), fn.get("arguments")
         extra = call.get("extra")
         signature = extra.get("thought_signature") if isinstance(extra, Mapping) else None

@@ -49,7 +49,7 @@ from ._errors import ProviderStreamError, StreamError, StreamInterruptedError, S
 from ._sse import SSEDecoder
 from ._usage import Usage
 from ._wire_shape import SHAPE_ERRORS as _SHAPE_ERRORS
-from ._wire_shape import shape_error
+from ._wire_shape import count, label, shape_error
 from ._wire_shape import text as _text
 
 __all__ = ["GeminiStreamMapper", "response_deltas", "usage_from_gemini"]
@@ -59,12 +59,12 @@ _WHITESPACE = b" \t\r\n"
 
 def usage_from_gemini(raw: Mapping[str, Any]) -> Usage:
     """A :class:`Usage` from a ``usageMetadata`` object (see the module docstring)."""
-    prompt = raw.get("promptTokenCount")
-    candidates = raw.get("candidatesTokenCount")
-    thoughts = raw.get("thoughtsTokenCount")
+    prompt = count(raw.get("promptTokenCount"))
+    candidates = count(raw.get("candidatesTokenCount"))
+    thoughts = count(raw.get("thoughtsTokenCount"))
     # Early events often report only the prompt: output is then unknown (None), not 0.
     output = None if candidates is None and thoughts is None else (candidates or 0) + (thoughts or 0)
-    total = raw.get("totalTokenCount")
+    total = count(raw.get("totalTokenCount"))
     if total is None and prompt is not None and output is not None:
         total = prompt + output
     return Usage(
@@ -72,7 +72,7 @@ def usage_from_gemini(raw: Mapping[str, Any]) -> Usage:
         output_tokens=output,
         total_tokens=total,
         reasoning_tokens=thoughts,
-        cached_tokens=raw.get("cachedContentTokenCount"),
+        cached_tokens=count(raw.get("cachedContentTokenCount")),
         source="provider",
         raw=raw,
     )
@@ -116,10 +116,13 @@ class _ResponseMapper:
             raise _error(err, self._provider)
         if not self._seen_meta:
             self._seen_meta = True
-            self._response_id = obj.get("responseId")
-            out.append(Metadata(self._response_id, obj.get("modelVersion")))
+            self._response_id = label(obj.get("responseId"))
+            out.append(Metadata(self._response_id, label(obj.get("modelVersion"))))
         usage = obj.get("usageMetadata")
         if usage:
+            if type(usage) is not dict:
+                # (Checked here: it is read later, in flush_usage, outside the shape check.)
+                raise TypeError(f"usageMetadata must be an object, got {type(usage).__name__}")
             self._usage = usage
         candidates = obj.get("candidates")
         if candidates:
@@ -167,7 +170,7 @@ class _ResponseMapper:
                     _text(call_id),
                     _text(call.get("name") or ""),
                     orjson.dumps(call.get("args") or {}).decode(),
-                    {"thought_signature": signature} if signature else None,
+                    {"thought_signature": _text(signature)} if signature else None,
                 )
             )
 

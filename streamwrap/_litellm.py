@@ -206,7 +206,7 @@ class LiteLLMChatWrapper(ModelWrapper):
         if self.base_url:
             kwargs["api_base"] = self.base_url
         if self._api_key:
-            kwargs["api_key"] = self._api_key.reveal()
+            kwargs.pop("api_key", None)  # the configured key wins over one in client_args
         kwargs.setdefault("timeout", self.timeout)
         # streamwrap retries, before the first token only; LiteLLM's retries (num_retries)
         # and the provider SDK's (max_retries) would multiply them.
@@ -214,8 +214,14 @@ class LiteLLMChatWrapper(ModelWrapper):
         kwargs["max_retries"] = 0
         error: StreamwrapError | None = None
         try:
+            # The key is revealed inside the call only, never stored in `kwargs` (a local
+            # of this frame and of _open's, see _secret).
             response = await acompletion(
-                model=request.model_name, messages=request.messages, stream=request.stream, **kwargs
+                model=request.model_name,
+                messages=request.messages,
+                stream=request.stream,
+                **kwargs,
+                **({"api_key": self._api_key.reveal()} if self._api_key else {}),
             )
         except Exception as exc:
             error = _open_error(exc, self.provider, self._api_key)

@@ -15,9 +15,16 @@ from typing import Any
 import orjson
 
 from ._delta import Delta
-from ._errors import MissingDependencyError, ProviderConnectionError, StreamProtocolError
+from ._errors import (
+    ConfigError,
+    MissingDependencyError,
+    ProviderConnectionError,
+    ProviderHTTPError,
+    StreamProtocolError,
+    StreamwrapError,
+)
 from ._http import http_error
-from ._secret import Secret
+from ._secret import RedactingUpstream, Secret, redact_error
 from ._upstream import BodyUpstream, StaticUpstream, WireMapper
 from ._wrapper import Upstream
 
@@ -25,19 +32,52 @@ __all__ = ["make_httpx_client", "post_json"]
 
 
 def make_httpx_client(
-    *, extra: str, timeout: float, headers: Mapping[str, str], client_args: Mapping[str, Any]
+    *,
+    extra: str,
+    timeout: float,
+    headers: Mapping[str, str],
+    client_args: Mapping[str, Any],
+    secret: Secret | None = None,
+    key_header: str = "authorization",
+    key_prefix: str = "Bearer ",
 ) -> Any:
     """An ``httpx.AsyncClient`` for one wrapper; ``client_args`` are passed through
-    (``proxy``, ``verify``, ``headers``, ...) and win over the defaults."""
+    (``proxy``, ``verify``, ``headers``, ...) and win over the defaults.
+
+    The API key (``secret``) is sent in ``key_header`` as ``key_prefix + key``. It is
+    revealed only in the call that builds the client, so no local variable of ours holds
+    it if that raises (see ``_secret``).
+    """
     try:
         import httpx
     except ImportError:
         raise MissingDependencyError("httpx", extra) from None
     args: dict[str, Any] = {"timeout": httpx.Timeout(timeout)}
     args.update(client_args)
-    merged = dict(headers)
-    merged.update(args.pop("headers", None) or {})
-    return httpx.AsyncClient(headers=merged, **args)
+    user_headers = args.pop("headers", None) or {}
+    try:
+        return httpx.AsyncClient(
+            headers=_with_key(headers, user_headers, secret, key_header, key_prefix), **args
+        )
+    except TypeError as exc:  # an option httpx does not have
+        error = ConfigError(f"'client_args' are not options of httpx.AsyncClient: {exc}", key="client_args")
+    raise error
+
+
+def _with_key(
+    defaults: Mapping[str, str],
+    overrides: Mapping[str, str],
+    secret: Secret | None,
+    name: str,
+    prefix: str,
+) -> dict[str, str]:
+    # The key enters a dict only here, which goes straight to httpx (whose Headers object
+    # masks "authorization" in its repr).
+    merged = dict(defaults)
+    if secret is not None:
+        merged[name] = prefix + secret.reveal()
+    merged.update(overrides)
+    return merged
 
 
 async def post_json(
@@ -66,21 +106,38 @@ async def post_json(
             f"cannot reach {url}: {type(exc).__name__}: {exc}", provider=provider
         ) from None
     if response.status_code >= 400:
-        try:
-            content = await response.aread()
-        except httpx.TransportError:
-            content = b""
-        finally:
-            await response.aclose()
-        raise http_error(
-            provider=provider,
-            status_code=response.status_code,
-            body=content,
-            headers=response.headers,
-            secret=secret,
-        )
+        # (Read and parsed in a helper: the raw body may echo the key, and no frame the
+        # error passes through may hold it in a local.)
+        raise await _status_error(response, provider, secret)
     if stream:
-        return BodyUpstream(response.aiter_bytes(), mapper(), response.aclose, provider)
+        return RedactingUpstream(BodyUpstream(response.aiter_bytes(), mapper(), response.aclose, provider), secret)
+    error: StreamwrapError
+    try:
+        return StaticUpstream(await _whole_body(response, url, provider, complete))
+    except StreamwrapError as exc:
+        error = exc
+    raise redact_error(error, secret)
+
+
+async def _status_error(response: Any, provider: str, secret: Secret | None) -> ProviderHTTPError:
+    """The typed error of a non-2xx response (its body read, scrubbed of the key)."""
+    import httpx
+
+    try:
+        content = await response.aread()
+    except httpx.TransportError:
+        content = b""
+    finally:
+        await response.aclose()
+    return http_error(
+        provider=provider, status_code=response.status_code, body=content, headers=response.headers, secret=secret
+    )
+
+
+async def _whole_body(response: Any, url: str, provider: str, complete: Callable[[Any], list[Delta]]) -> list[Delta]:
+    """The deltas of a whole (non-streaming) JSON body."""
+    import httpx
+
     try:
         content = await response.aread()
     except httpx.TransportError as exc:
@@ -93,4 +150,4 @@ async def post_json(
         obj = orjson.loads(content)
     except orjson.JSONDecodeError:
         raise StreamProtocolError(f"the response body is not JSON: {content[:120]!r}", provider=provider) from None
-    return StaticUpstream(complete(obj))
+    return complete(obj)

@@ -196,6 +196,8 @@ def _tool_call(call: Any, i: int, names_by_id: dict[str, str]) -> dict[str, Any]
         raise InputError(f"messages[{i}]: each tool call must be a dict with a 'function' dict")
     fn = call["function"]
     name = fn.get("name")
+    if not isinstance(name, str) or not name:
+        raise InputError(f"messages[{i}]: a tool call has no function name")
     arguments = fn.get("arguments")
     if isinstance(arguments, str):
         try:
@@ -235,10 +237,12 @@ class OllamaChatWrapper(ModelWrapper):
             "accept": "application/json",
             "user-agent": f"streamwrap/{__version__}",
         }
-        if self._api_key is not None:
-            headers["authorization"] = f"Bearer {self._api_key.reveal()}"
         return make_httpx_client(
-            extra=self.extra, timeout=self.timeout, headers=headers, client_args=self.client_args
+            extra=self.extra,
+            timeout=self.timeout,
+            headers=headers,
+            client_args=self.client_args,
+            secret=self._api_key,  # sent as "authorization: Bearer <key>"
         )
 
     def _endpoint(self) -> str:

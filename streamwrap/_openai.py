@@ -7,13 +7,24 @@ streamwrap's own SSE decoder and wire mapper, not by the SDK's per-chunk objects
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, ClassVar
 
 import orjson
 
-from ._errors import MissingDependencyError, ProviderConnectionError, ProviderHTTPError, StreamProtocolError
+from ._delta import Delta
+from ._errors import (
+    ConfigError,
+    InputError,
+    MissingDependencyError,
+    ProviderConnectionError,
+    ProviderHTTPError,
+    StreamProtocolError,
+    StreamwrapError,
+)
 from ._http import http_error
 from ._openai_wire import OpenAIStreamMapper, completion_deltas
+from ._secret import RedactingUpstream, redact_error
 from ._upstream import BodyUpstream, StaticUpstream
 from ._wrapper import ChatRequest, ModelWrapper, Upstream
 
@@ -66,14 +77,20 @@ class OpenAIChatWrapper(ModelWrapper):
         except ImportError:
             raise MissingDependencyError("openai", self.extra) from None
         args: dict[str, Any] = {
-            "api_key": self._api_key.reveal() if self._api_key else "not-needed",
             "base_url": self._endpoint(),
             # streamwrap retries itself (before the first token only), so the SDK must not.
             "max_retries": 0,
             "timeout": self.timeout,
+            **self.client_args,
         }
-        args.update(self.client_args)
-        return openai.AsyncOpenAI(**args)
+        try:
+            # The key is revealed inside the call only, never held in a local (see _secret).
+            return openai.AsyncOpenAI(
+                **{"api_key": self._api_key.reveal() if self._api_key else "not-needed", **args}
+            )
+        except TypeError as exc:  # an option the SDK does not have
+            error = ConfigError(f"'client_args' are not options of openai.AsyncOpenAI: {exc}", key="client_args")
+        raise error
 
     def _endpoint(self) -> str:
         return self.base_url or self.default_base_url
@@ -109,8 +126,14 @@ class OpenAIChatWrapper(ModelWrapper):
         create = client.chat.completions.with_streaming_response.create
         known = _known_create_params(client.chat.completions.create)
         kwargs: dict[str, Any] = {}
-        extra_body: dict[str, Any] = dict(params.pop("extra_body", None) or {})
+        # (Read, not popped: `params` is sent again when a server refuses stream_options.)
+        extra = params.get("extra_body") or {}
+        if not isinstance(extra, Mapping):
+            raise InputError(f"'extra_body' must be a dict, got {type(extra).__name__}")
+        extra_body: dict[str, Any] = dict(extra)
         for key, value in params.items():
+            if key == "extra_body":
+                continue
             if key in known:
                 kwargs[key] = value
             else:
@@ -118,37 +141,56 @@ class OpenAIChatWrapper(ModelWrapper):
         if extra_body:
             kwargs["extra_body"] = extra_body
         context = create(model=request.model_name, messages=request.messages, stream=request.stream, **kwargs)
+        error: StreamwrapError | None = None
         try:
             raw = await context.__aenter__()
         except openai.APIStatusError as exc:
-            # The SDK has read the body; its `exc.body` is only the inner "error" object, so
-            # keep the whole body as the server sent it.
-            try:
-                body: Any = exc.response.content
-            except Exception:
-                body = exc.body
-            raise http_error(
-                provider=self.provider,
-                status_code=exc.status_code,
-                body=body,
-                headers=exc.response.headers,
-                secret=self._api_key,
-            ) from None
+            error = self._status_error(exc)
         except openai.APIConnectionError as exc:
-            raise ProviderConnectionError(
+            error = ProviderConnectionError(
                 f"cannot reach {self._endpoint()}: {exc.__cause__ or exc}", provider=self.provider
-            ) from None
+            )
+        if error is not None:
+            # Raised outside the handlers: the SDK's exception, whose message may quote the
+            # key, is neither the cause nor the context of ours.
+            raise error
         http = raw.http_response
         if not request.stream:
             try:
-                body = await http.aread()
-            finally:
-                await http.aclose()
-            try:
-                obj = orjson.loads(body)
-            except orjson.JSONDecodeError:
-                raise StreamProtocolError(
-                    f"the response body is not JSON: {body[:120]!r}", provider=self.provider
-                ) from None
-            return StaticUpstream(completion_deltas(obj, self.provider))
-        return BodyUpstream(http.aiter_bytes(), OpenAIStreamMapper(self.provider), http.aclose, self.provider)
+                return StaticUpstream(await self._whole_body(http))
+            except StreamwrapError as exc:
+                error = exc
+            raise redact_error(error, self._api_key)
+        mapper = OpenAIStreamMapper(self.provider)
+        return RedactingUpstream(BodyUpstream(http.aiter_bytes(), mapper, http.aclose, self.provider), self._api_key)
+
+    def _status_error(self, exc: Any) -> ProviderHTTPError:
+        """The typed error of the SDK's ``APIStatusError`` (built here, so that the raw
+        body, which may echo the key, is never a local of a frame the error passes)."""
+        # The SDK has read the body; its `exc.body` is only the inner "error" object, so
+        # keep the whole body as the server sent it.
+        try:
+            body: Any = exc.response.content
+        except Exception:
+            body = exc.body
+        return http_error(
+            provider=self.provider,
+            status_code=exc.status_code,
+            body=body,
+            headers=exc.response.headers,
+            secret=self._api_key,
+        )
+
+    async def _whole_body(self, http: Any) -> list[Delta]:
+        """The deltas of a non-streaming ``chat.completion`` body."""
+        try:
+            body = await http.aread()
+        finally:
+            await http.aclose()
+        try:
+            obj = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            raise StreamProtocolError(
+                f"the response body is not JSON: {body[:120]!r}", provider=self.provider
+            ) from None
+        return completion_deltas(obj, self.provider)

@@ -18,7 +18,7 @@ from ._errors import ProviderStreamError, StreamError, StreamInterruptedError, S
 from ._sse import SSEDecoder
 from ._usage import Usage
 from ._wire_shape import SHAPE_ERRORS as _SHAPE_ERRORS
-from ._wire_shape import shape_error
+from ._wire_shape import count, label, optional_text, shape_error
 from ._wire_shape import text as _text
 
 __all__ = ["OpenAIStreamMapper", "completion_deltas", "usage_from_openai"]
@@ -31,14 +31,16 @@ _REASONING_FIELDS = ("reasoning_content", "reasoning")
 def usage_from_openai(raw: Mapping[str, Any]) -> Usage:
     prompt_details = raw.get("prompt_tokens_details") or {}
     completion_details = raw.get("completion_tokens_details") or {}
-    cached = prompt_details.get("cached_tokens") if isinstance(prompt_details, Mapping) else None
+    cached = count(prompt_details.get("cached_tokens")) if isinstance(prompt_details, Mapping) else None
     if cached is None:
-        cached = raw.get("prompt_cache_hit_tokens")  # DeepSeek's name
-    reasoning = completion_details.get("reasoning_tokens") if isinstance(completion_details, Mapping) else None
-    inp = raw.get("prompt_tokens")
-    out = raw.get("completion_tokens")
-    total = raw.get("total_tokens")
-    if total is None and isinstance(inp, int) and isinstance(out, int):
+        cached = count(raw.get("prompt_cache_hit_tokens"))  # DeepSeek's name
+    reasoning = (
+        count(completion_details.get("reasoning_tokens")) if isinstance(completion_details, Mapping) else None
+    )
+    inp = count(raw.get("prompt_tokens"))
+    out = count(raw.get("completion_tokens"))
+    total = count(raw.get("total_tokens"))
+    if total is None and inp is not None and out is not None:
         total = inp + out
     return Usage(
         input_tokens=inp,
@@ -144,7 +146,7 @@ class OpenAIStreamMapper:
             )
         if not self._seen_meta:
             self._seen_meta = True
-            out.append(Metadata(obj.get("id"), obj.get("model")))
+            out.append(Metadata(label(obj.get("id")), label(obj.get("model"))))
         choices = obj.get("choices")
         if choices:
             choice = choices[0]
@@ -164,7 +166,7 @@ class OpenAIStreamMapper:
             reason = choice.get("finish_reason")
             if reason:
                 self.finished = True
-                out.append(Finish(reason))
+                out.append(Finish(_text(reason)))
         usage = obj.get("usage")
         if usage:
             out.append(UsageReport(usage_from_openai(usage)))
@@ -180,10 +182,10 @@ def _tool_deltas(tool_calls: list[Any], out: list[Delta]) -> None:
         index = call.get("index")
         out.append(
             ToolCallDelta(
-                index if isinstance(index, int) else n,
-                call.get("id") or None,
-                fn.get("name") or None,
-                fn.get("arguments") or "",
+                index if type(index) is int else n,
+                optional_text(call.get("id")),
+                optional_text(fn.get("name")),
+                optional_text(fn.get("arguments")) or "",
             )
         )
 
@@ -204,7 +206,7 @@ def _completion_deltas(obj: Any, provider: str) -> list[Delta]:
     if obj.get("error"):
         error_message, code = _error_fields(obj["error"])
         raise ProviderStreamError(error_message, provider=provider, code=code)
-    out: list[Delta] = [Metadata(obj.get("id"), obj.get("model"))]
+    out: list[Delta] = [Metadata(label(obj.get("id")), label(obj.get("model")))]
     choices = obj.get("choices") or []
     if choices:
         choice = choices[0]
@@ -218,7 +220,7 @@ def _completion_deltas(obj: Any, provider: str) -> list[Delta]:
         if message.get("tool_calls"):
             _tool_deltas(message["tool_calls"], out)
         if choice.get("finish_reason"):
-            out.append(Finish(choice["finish_reason"]))
+            out.append(Finish(_text(choice["finish_reason"])))
     if obj.get("usage"):
         out.append(UsageReport(usage_from_openai(obj["usage"])))
     return out

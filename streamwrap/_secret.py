@@ -1,10 +1,34 @@
-"""API keys kept out of reprs, logs and error messages."""
+"""API keys kept out of reprs, logs, error messages and the locals of tracebacks.
+
+Where the key may surface:
+
+- in what a server sends back: an HTTP error body, an error event, a malformed line that
+  echoes it. Bodies are :func:`scrub`-bed before an error is built, and errors that come
+  out of a response pass through :func:`redact_error` (their message, code and body
+  scrubbed);
+- in the locals of the frames an error passes through, which reporters such as Sentry or
+  ``traceback.TracebackException(capture_locals=True)`` print. The decoders' frames hold
+  the raw bytes they were decoding, so an error that leaves a response loses the frames
+  below that point (:func:`redact_error`, :class:`RedactingUpstream`); and the key itself
+  is revealed only inside the expression that hands it to an SDK or an HTTP client, never
+  bound to a local variable or stored in a dict of our own.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING, Any, TypeVar
 
-__all__ = ["Secret", "scrub"]
+from ._errors import StreamwrapError
+
+if TYPE_CHECKING:
+    from ._delta import Delta
+    from ._wrapper import Upstream
+
+__all__ = ["RedactingUpstream", "Secret", "redact_error", "scrub"]
+
+_Error = TypeVar("_Error", bound=BaseException)
+_MASK = "**********"
 
 
 class Secret:
@@ -46,9 +70,58 @@ def scrub(value: Any, secret: Secret | None) -> Any:
         return value
     raw = secret.reveal()
     if isinstance(value, str):
-        return value.replace(raw, "**********") if raw in value else value
+        return value.replace(raw, _MASK) if raw in value else value
     if isinstance(value, dict):
         return {k: scrub(v, secret) for k, v in value.items()}
     if isinstance(value, list):
         return [scrub(v, secret) for v in value]
     return value
+
+
+def redact_error(error: _Error, secret: Secret | None) -> _Error:
+    """``error`` made safe to show, log and report, in place: the key scrubbed out of its
+    ``message``, ``code``, ``body`` and ``args``; its traceback dropped (the frames below
+    the caller hold the raw bytes the server sent in their locals, and those bytes may
+    echo the key); a suppressed context dropped too (a decoder's exception, whose
+    document is those bytes). An explicit ``__cause__`` is kept.
+
+    Called where an error leaves a response; the error's own fields say what happened.
+    """
+    if secret is not None:
+        for name in ("message", "code", "body"):
+            value = getattr(error, name, None)
+            if value is not None:
+                setattr(error, name, scrub(value, secret))
+        error.args = tuple(scrub(arg, secret) for arg in error.args)
+    if error.__suppress_context__:
+        error.__context__ = None
+    return error.with_traceback(None)
+
+
+class RedactingUpstream:
+    """An open response whose errors pass through :func:`redact_error` on their way out.
+
+    Wraps the upstream that decodes the body, so that a stream error's traceback starts
+    here, above the decoder frames that hold the body's bytes.
+    """
+
+    __slots__ = ("_secret", "_upstream")
+
+    def __init__(self, upstream: Upstream, secret: Secret | None) -> None:
+        self._upstream = upstream
+        self._secret = secret
+
+    async def __aiter__(self) -> AsyncIterator[list[Delta]]:
+        error: StreamwrapError | None = None
+        try:
+            async for batch in self._upstream:
+                yield batch
+        except StreamwrapError as exc:
+            error = exc
+        if error is not None:
+            # Raised outside the handler, so that the decoder's frames are not kept as
+            # this error's context either.
+            raise redact_error(error, self._secret)
+
+    async def aclose(self) -> None:
+        await self._upstream.aclose()

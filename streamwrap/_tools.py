@@ -132,6 +132,7 @@ def normalize_tools(tools: Sequence[Mapping[str, Any]] | None) -> list[dict[str,
     if isinstance(tools, (str, bytes, Mapping)) or not isinstance(tools, Sequence):
         raise InputError(f"tools must be a list of tool schemas, got {type(tools).__name__}")
     out: list[dict[str, Any]] = []
+    names: dict[str, int] = {}
     for i, tool in enumerate(tools):
         if not isinstance(tool, Mapping):
             raise InputError(f"tools[{i}] must be a dict, got {type(tool).__name__}")
@@ -141,10 +142,14 @@ def normalize_tools(tools: Sequence[Mapping[str, Any]] | None) -> list[dict[str,
         if not isinstance(fn, Mapping):
             raise InputError(f"tools[{i}]['function'] must be a dict, got {type(fn).__name__}")
         name = fn.get("name")
-        if not isinstance(name, str) or not _NAME.match(name):
+        if not isinstance(name, str) or not _NAME.fullmatch(name):  # (`$` alone lets a final newline in)
             raise InputError(
                 f"tools[{i}]: 'name' must be 1-128 letters, digits, '_', '.', ':' or '-', got {name!r}"
             )
+        if name in names:
+            # The model answers with a name only: two tools of one name cannot be told apart.
+            raise InputError(f"tools[{i}]: the name {name!r} is already used by tools[{names[name]}]")
+        names[name] = i
         params = fn.get("parameters", {"type": "object", "properties": {}})
         if not isinstance(params, Mapping):
             raise InputError(f"tools[{i}] ({name}): 'parameters' must be a JSON schema dict")
@@ -152,6 +157,17 @@ def normalize_tools(tools: Sequence[Mapping[str, Any]] | None) -> list[dict[str,
             raise InputError(
                 f"tools[{i}] ({name}): 'parameters' must describe an object, got type {params.get('type')!r}"
             )
+        properties = params.get("properties", {})
+        if not isinstance(properties, Mapping):
+            raise InputError(
+                f"tools[{i}] ({name}): 'parameters.properties' must be a dict of property schemas, "
+                f"got {type(properties).__name__}"
+            )
+        required = params.get("required", [])
+        if isinstance(required, (str, bytes)) or not isinstance(required, Sequence) or not all(
+            isinstance(r, str) for r in required
+        ):
+            raise InputError(f"tools[{i}] ({name}): 'parameters.required' must be a list of property names")
         desc = fn.get("description")
         if desc is not None and not isinstance(desc, str):
             raise InputError(f"tools[{i}] ({name}): 'description' must be a string")

@@ -13,7 +13,7 @@ from typing import Any
 
 from ._errors import StreamProtocolError
 
-__all__ = ["SHAPE_ERRORS", "shape_error", "text"]
+__all__ = ["SHAPE_ERRORS", "count", "label", "optional_text", "shape_error", "text"]
 
 SHAPE_ERRORS = (AttributeError, TypeError, KeyError, IndexError, ValueError)
 
@@ -30,3 +30,24 @@ def text(value: Any) -> str:
     if type(value) is not str:
         raise TypeError(f"expected text, got {type(value).__name__}")
     return value
+
+
+def optional_text(value: Any) -> str | None:
+    """``None`` for an absent or empty value, else ``value`` if it is text; a
+    ``TypeError`` (a shape error) otherwise. For tool-call ids and names."""
+    if not value:
+        return None
+    return text(value)
+
+
+def label(value: Any) -> str | None:
+    """``value`` if it is non-empty text, else ``None``: for a response's id and model,
+    which only label it, so that an odd value there is dropped rather than failing the
+    stream."""
+    return value if type(value) is str and value else None
+
+
+def count(value: Any) -> int | None:
+    """A token count: ``value`` if it is an integer, else ``None`` (unknown, never a
+    string or a float passed off as a count; ``True`` is not 1)."""
+    return value if type(value) is int else None

@@ -442,7 +442,15 @@ def normalize_messages(prompt: Any) -> tuple[list[dict[str, Any]], int]:
         if isinstance(content, str):
             chars += len(content)
         elif isinstance(content, list):
-            chars += sum(len(p.get("text", "")) for p in content if isinstance(p, Mapping))
+            for j, part in enumerate(content):
+                if not isinstance(part, Mapping):
+                    continue
+                text = part.get("text", "")
+                if not isinstance(text, str):
+                    raise InputError(
+                        f"messages[{i}].content[{j}]: 'text' must be a string, got {type(text).__name__}"
+                    )
+                chars += len(text)
         elif content is not None:
             raise InputError(
                 f"messages[{i}]: 'content' must be a string or a list of content parts, got {type(content).__name__}"

@@ -1,6 +1,7 @@
 """The sans-I/O SSE decoder and the OpenAI wire mapper: unit cases for the WHATWG rules,
-and properties over real recorded bodies (../shared/recordings) and arbitrary bytes, cut
-at arbitrary points."""
+and properties of the decoder over real recorded bodies (../shared/recordings) and
+arbitrary bytes, cut at arbitrary points. (The wire mappers' properties, for every
+provider, are in test_decoder_properties.py.)"""
 
 from __future__ import annotations
 
@@ -26,7 +27,6 @@ RECORDINGS = Path(
     os.environ.get("STREAMWRAP_RECORDINGS", Path(__file__).resolve().parents[2] / "shared" / "recordings")
 )
 BOM = b"\xef\xbb\xbf"
-OPENAI_WIRE_PROVIDERS = frozenset(("openai", "deepseek", "groq", "openrouter", "zhipuai"))
 
 FAST = settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -47,17 +47,6 @@ SSE_FILES = [
 ]
 
 
-def _is_openai_wire(meta: dict[str, Any]) -> bool:
-    if meta["provider"] == "dashscope":
-        return meta["name"].startswith("compat_")
-    return meta["provider"] in OPENAI_WIRE_PROVIDERS
-
-
-OPENAI_SSE_FILES = [
-    pytest.param(path.parent / meta["body_file"], id=f"{meta['provider']}/{meta['name']}")
-    for path, meta in _METAS
-    if _is_openai_wire(meta) and meta["body_file"].endswith(".sse")
-]
 SSE_METAS = [
     pytest.param(path.parent / meta["body_file"], meta, id=f"{meta['provider']}/{meta['name']}")
     for path, meta in _METAS
@@ -440,82 +429,8 @@ def map_all(chunks: Sequence[bytes]) -> tuple[list[Any], str | None]:
     return out, None
 
 
-@pytest.mark.parametrize("body_path", OPENAI_SSE_FILES)
-@FAST
-@given(data=st.data())
-def test_mapper_deltas_do_not_depend_on_the_cuts(body_path: Path, data: st.DataObject) -> None:
-    body = _body(body_path)
-    cuts = data.draw(st.lists(st.integers(min_value=0, max_value=len(body)), max_size=64), label="cuts")
-    whole, error = map_all([body])
-    assert error is None
-    assert any(type(d) is streamwrap.TextDelta or type(d) is streamwrap.ToolCallDelta for d in whole)
-    assert map_all(pieces(body, cuts)) == (whole, None)
-
-
-@FAST
-@given(body=st.binary(max_size=512), cuts=st.lists(st.integers(min_value=0, max_value=512), max_size=32))
-@example(body=b"data: {not json\n\n", cuts=[])
-@example(body=b"data: [1, 2]\n\n", cuts=[3])
-@example(body=b"data: \xff\n\n", cuts=[])
-@example(body=b"event: error\ndata: {}\n\n", cuts=[])
-@example(body=b'data: {"error": {"message": "boom"}}\n\n', cuts=[9])
-@example(body=b"data: [DONE]\n\ndata: garbage\n\n", cuts=[])
-def test_mapper_on_arbitrary_bytes_raises_only_streamwrap_errors(body: bytes, cuts: list[int]) -> None:
-    whole_deltas, whole_error = map_all([body])
-    split_deltas, split_error = map_all(pieces(body, cuts))
-    assert split_error == whole_error
-    if whole_error is None:
-        assert split_deltas == whole_deltas
-
-
-# Chunk-shaped JSON with values of the wrong types where the mapper looks for structure.
-_KEYS = st.sampled_from(
-    [
-        "id",
-        "model",
-        "choices",
-        "delta",
-        "content",
-        "reasoning_content",
-        "reasoning",
-        "tool_calls",
-        "index",
-        "function",
-        "name",
-        "arguments",
-        "finish_reason",
-        "usage",
-        "prompt_tokens",
-        "completion_tokens",
-        "prompt_tokens_details",
-        "completion_tokens_details",
-        "cached_tokens",
-        "reasoning_tokens",
-    ]
-)
-_JSON = st.recursive(
-    st.none() | st.booleans() | st.integers(-5, 5) | st.text(max_size=3),
-    lambda children: st.lists(children, max_size=3) | st.dictionaries(_KEYS, children, max_size=4),
-    max_leaves=12,
-)
-_CHUNKS = st.lists(st.dictionaries(_KEYS, _JSON, max_size=4), min_size=1, max_size=4)
-
-
-@FAST
-@given(chunks=_CHUNKS, cuts=st.lists(st.integers(min_value=0, max_value=10_000), max_size=16))
-@example(chunks=[{"choices": 5}], cuts=[])
-@example(chunks=[{"choices": [{"delta": {"content": 5}}]}], cuts=[12])
-# A bad chunk, then another in a later read: the first error stands (it is held, then raised).
-@example(chunks=[{"choices": True}, {"id": None, "model": None, "choices": [None]}], cuts=[24])
-def test_mapper_on_misshapen_chunk_json_raises_only_streamwrap_errors(
-    chunks: list[dict[str, Any]], cuts: list[int]
-) -> None:
-    body = b"".join(b"data: " + orjson.dumps(c) + b"\n\n" for c in chunks) + b"data: [DONE]\n\n"
-    whole_deltas, whole_error = map_all([body])  # anything but a StreamwrapError propagates
-    split_deltas, split_error = map_all(pieces(body, [c % (len(body) + 1) for c in cuts]))
-    assert split_error == whole_error
-    if whole_error is None:
-        assert split_deltas == whole_deltas
+# The mapper's properties over recordings, arbitrary bytes and misshapen JSON (cuts change
+# nothing; only typed errors) are in test_decoder_properties.py, for every wire mapper.
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,343 @@
+"""The API key never shows: not in errors, reprs, logs, nor in the locals of streamwrap's
+frames in an error's traceback (what Sentry-style reporters and
+``traceback.TracebackException(capture_locals=True)`` print).
+
+Every wrapper fails at each point a call can fail, against the emulator on 127.0.0.1:
+connection refused, an HTTP 401 whose body echoes the key (JSON and plain text), an error
+event mid-stream whose message echoes the key (and the same as an in-band error object),
+a non-streaming 200 body that is an error echoing the key, and an idle timeout. The key is
+then looked for in everything the error and the objects around it expose.
+
+Frames of third-party code (httpx, the openai SDK, LiteLLM) are not ours: they are only
+checked for being absent from what streamwrap renders (their exceptions are never the
+cause or context of ours), not for what they hold.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import traceback
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import orjson
+import pytest
+
+import streamwrap
+from streamwrap.testing import Emulator, Fault, Reply
+
+pytestmark = pytest.mark.anyio
+
+# Long and distinctive, so that finding it is never a coincidence.
+SECRET = "sk-redact-me-5f0c9a1e7b3d42c8"
+PACKAGE = Path(streamwrap.__file__).resolve().parent
+TEXT = ["Hello", ", ", "world", ". ", "More ", "text."]
+
+
+def _litellm_installed() -> bool:
+    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+    try:
+        import litellm  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+@dataclass(frozen=True)
+class Provider:
+    model_type: str
+    model_name: str
+    base_url: Callable[[str], str]  # emulator root URL -> the wrapper's base_url
+    key_from_env: str | None = None  # pass the key through this variable instead of the config
+
+    def config(self, root: str, **overrides: Any) -> dict[str, Any]:
+        config: dict[str, Any] = {
+            "model_type": self.model_type,
+            "model_name": self.model_name,
+            "stream": True,
+            "base_url": self.base_url(root),
+            "max_retries": 0,
+            **overrides,
+        }
+        if self.key_from_env is None:
+            config["api_key"] = SECRET
+        return config
+
+
+PROVIDERS = [
+    pytest.param(Provider("openai_chat", "gpt-4o-mini", lambda root: root + "/v1"), id="openai_chat"),
+    pytest.param(Provider("zhipuai_chat", "glm-4.7", lambda root: root + "/api/paas/v4"), id="zhipuai_chat"),
+    pytest.param(Provider("dashscope_chat", "qwen-max", lambda root: root + "/api/v1"), id="dashscope_chat"),
+    pytest.param(Provider("gemini_chat", "gemini-2.5-flash", lambda root: root), id="gemini_chat"),
+    pytest.param(
+        Provider("ollama_chat", "llama3", lambda root: root, key_from_env="OLLAMA_API_KEY"), id="ollama_chat"
+    ),
+    pytest.param(
+        Provider("litellm_chat", "openai/emulator-1", lambda root: root + "/v1"),
+        id="litellm_chat",
+        marks=pytest.mark.skipif(not _litellm_installed(), reason="litellm is not installed here"),
+    ),
+]
+
+
+@pytest.fixture(params=PROVIDERS)
+def provider(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Provider:
+    p: Provider = request.param
+    if p.key_from_env:
+        monkeypatch.setenv(p.key_from_env, SECRET)
+    return p
+
+
+def make_model(provider: Provider, root: str, **overrides: Any) -> Any:
+    # (Built here, not in the test: the config dict holding the key is not a local of the
+    # test's frame, which is the top frame of every traceback checked below.)
+    return streamwrap.load_model(provider.config(root, **overrides))
+
+
+# -- where the key could show -------------------------------------------------------------
+
+
+def _chain(exc: BaseException) -> Iterator[BaseException]:
+    """``exc``, its causes and its contexts, suppressed ones included."""
+    seen: list[BaseException] = []
+    todo: list[BaseException] = [exc]
+    while todo:
+        current = todo.pop()
+        if any(current is s for s in seen):
+            continue
+        seen.append(current)
+        yield current
+        todo += [e for e in (current.__cause__, current.__context__) if e is not None]
+
+
+def _frames(tb: TracebackType | None) -> Iterator[Any]:
+    while tb is not None:
+        yield tb.tb_frame
+        tb = tb.tb_next
+
+
+def leaks_in_our_frames(exc: BaseException) -> list[str]:
+    """``file:function: local`` for every local of a streamwrap frame, anywhere in the
+    exception chain, whose repr contains the key."""
+    found = []
+    for error in _chain(exc):
+        for frame in _frames(error.__traceback__):
+            filename = Path(frame.f_code.co_filename).resolve()
+            if not filename.is_relative_to(PACKAGE):
+                continue
+            for name, value in frame.f_locals.items():
+                try:
+                    shown = repr(value)
+                except Exception:  # a repr that fails shows nothing
+                    continue
+                if SECRET in shown:
+                    found.append(f"{filename.name}:{frame.f_code.co_name}: {name}")
+    return found
+
+
+def assert_no_key_in_error(exc: BaseException) -> None:
+    assert isinstance(exc, streamwrap.StreamwrapError), f"not a typed error: {exc!r}"
+    assert SECRET not in str(exc)
+    assert SECRET not in repr(exc)
+    assert SECRET not in repr(exc.args)
+    for name in ("message", "body", "code", "partial_text", "partial_reasoning"):
+        assert SECRET not in repr(getattr(exc, name, None)), name
+    for error in _chain(exc):
+        # Our errors never carry a third-party exception whose text holds the key.
+        assert SECRET not in str(error), type(error)
+    assert leaks_in_our_frames(exc) == []
+    # What a reporter prints: the whole rendered chain, with every frame's locals (the
+    # test's own frame included, which holds nothing secret).
+    rendered = "".join(traceback.TracebackException.from_exception(exc, capture_locals=True).format())
+    assert SECRET not in rendered
+    assert SECRET not in "".join(traceback.format_exception(exc))
+
+
+def assert_no_key_in_logs(caplog: pytest.LogCaptureFixture, exc: BaseException) -> None:
+    # An application logging the error with its traceback, at DEBUG.
+    logging.getLogger("streamwrap").debug("the call failed", exc_info=exc)
+    logging.getLogger("app").error("the call failed: %s", exc, exc_info=exc)
+    formatter = logging.Formatter("%(name)s %(levelname)s %(message)s")
+    ours = [r for r in caplog.records if r.name.split(".")[0] in ("streamwrap", "app")]
+    assert len(ours) >= 2
+    for record in ours:
+        assert SECRET not in formatter.format(record)
+
+
+@pytest.fixture
+def debug_logs(caplog: pytest.LogCaptureFixture) -> pytest.LogCaptureFixture:
+    caplog.set_level(logging.DEBUG)
+    return caplog
+
+
+# -- the failures ---------------------------------------------------------------------------
+
+
+async def test_connection_refused(provider: Provider, debug_logs: pytest.LogCaptureFixture) -> None:
+    with Emulator() as gone:
+        root = gone.url  # nothing listens there any more
+    model = make_model(provider, root, timeout=10)
+    with pytest.raises(streamwrap.StreamwrapError) as info:
+        await model("hi")
+    assert isinstance(info.value, streamwrap.ProviderConnectionError)
+    assert_no_key_in_error(info.value)
+    assert_no_key_in_logs(debug_logs, info.value)
+    assert SECRET not in repr(model) and SECRET not in repr(vars(model))
+
+
+ECHO_JSON = orjson.dumps(
+    {
+        "error": {
+            "message": f"Incorrect API key provided: {SECRET}.",
+            "type": "invalid_request_error",
+            "code": "invalid_api_key",
+            "param": SECRET,
+            "details": [{"reason": "API_KEY_INVALID", "metadata": {"key": SECRET}}],
+        },
+        "code": "InvalidApiKey",
+        "message": f"Invalid API-key provided: {SECRET}",
+    }
+)
+ECHO_TEXT = f"401 Unauthorized: bad key {SECRET}\n".encode()
+# (Test parameters name the bodies rather than hold them: parameters are locals of the
+# test's frame, which the rendered traceback shows.)
+ECHO_BODIES = {"json": (ECHO_JSON, "application/json"), "text": (ECHO_TEXT, "text/plain")}
+
+
+@pytest.mark.parametrize("body", list(ECHO_BODIES))
+@pytest.mark.parametrize("stream", [True, False], ids=["stream", "whole"])
+async def test_http_401_whose_body_echoes_the_key(
+    emu: Emulator, provider: Provider, debug_logs: pytest.LogCaptureFixture, body: str, stream: bool
+) -> None:
+    emu.replay(ECHO_BODIES[body][0], status=401, content_type=ECHO_BODIES[body][1], split=None)
+    model = make_model(provider, emu.url)
+    with pytest.raises(streamwrap.StreamwrapError) as info:
+        await model("hi", stream=stream)
+    err = info.value
+    assert isinstance(err, streamwrap.AuthenticationError)
+    assert err.status_code == 401
+    assert "**********" in repr(err.body)  # scrubbed, not dropped
+    assert_no_key_in_error(err)
+    assert_no_key_in_logs(debug_logs, err)
+    # The key did travel, to the server only.
+    (request,) = emu.requests
+    assert SECRET in "".join(request.headers.values()) or provider.model_type == "litellm_chat"
+
+
+ECHO_FAULTS = {
+    "error-event": Fault.error_event_after(2, message=f"the key {SECRET} was revoked", code="invalid_api_key"),
+    "inband-error": Fault.inband_error_after(2, message=f"the key {SECRET} was revoked", code="invalid_api_key"),
+}
+
+
+@pytest.mark.parametrize("fault", list(ECHO_FAULTS))
+async def test_mid_stream_error_whose_message_echoes_the_key(
+    emu: Emulator, provider: Provider, debug_logs: pytest.LogCaptureFixture, fault: str
+) -> None:
+    emu.script(Reply(text=TEXT, fault=ECHO_FAULTS[fault]))
+    model = make_model(provider, emu.url)
+    response = await model("hi")
+    received = []
+    with pytest.raises(streamwrap.StreamwrapError) as info:
+        async for item in response.stream:
+            received.append(item.text_so_far)
+    err = info.value
+    assert isinstance(err, streamwrap.ProviderStreamError)
+    assert err.partial_text == "Hello, "
+    assert "was revoked" in str(err) and "**********" in str(err)
+    assert_no_key_in_error(err)
+    assert_no_key_in_logs(debug_logs, err)
+    assert SECRET not in repr(response) and SECRET not in repr(model)
+    assert response.error is err and response.finish_reason == "error"
+
+
+# A 200 body that is an error object, in each provider's shape at once (OpenAI and Gemini
+# read "error", DashScope "code"/"message", Ollama "error").
+ERROR_200 = orjson.dumps(
+    {"error": {"message": f"key {SECRET} is not allowed here", "code": "x"}, "code": "x",
+     "message": f"key {SECRET} is not allowed here"}
+)
+
+
+async def test_non_streaming_error_body_that_echoes_the_key(
+    emu: Emulator, provider: Provider, debug_logs: pytest.LogCaptureFixture
+) -> None:
+    emu.replay(ERROR_200, status=200, content_type="application/json", split=None)
+    model = make_model(provider, emu.url)
+    with pytest.raises(streamwrap.StreamwrapError) as info:
+        await model("hi", stream=False)
+    assert_no_key_in_error(info.value)
+    assert_no_key_in_logs(debug_logs, info.value)
+
+
+async def test_idle_timeout(emu: Emulator, provider: Provider, debug_logs: pytest.LogCaptureFixture) -> None:
+    emu.script(Reply(text=TEXT, fault=Fault.stall_after(2, seconds=3)))
+    model = make_model(provider, emu.url, idle_timeout=0.3)
+    response = await model("hi")
+    with pytest.raises(streamwrap.StreamwrapError) as info:
+        async for _ in response.stream:
+            pass
+    assert isinstance(info.value, streamwrap.StreamTimeoutError)
+    assert info.value.partial_text == "Hello, "
+    assert_no_key_in_error(info.value)
+    assert_no_key_in_logs(debug_logs, info.value)
+    assert SECRET not in repr(response)
+
+
+async def test_bad_client_args_fail_without_the_key(provider: Provider) -> None:
+    # The SDK client is built with the key on first use: a client_args mistake raises
+    # from inside that construction, through frames that hand the key over.
+    if provider.model_type == "litellm_chat":
+        pytest.skip("LiteLLM's client_args are call arguments, checked by LiteLLM per call")
+    with Emulator() as emu:
+        model = make_model(provider, emu.url, client_args={"no_such_option": 1})
+        with pytest.raises(streamwrap.StreamwrapError) as info:
+            await model("hi")
+    assert "no_such_option" in str(info.value)
+    assert_no_key_in_error(info.value)
+
+
+# -- the redaction itself ---------------------------------------------------------------------
+
+
+def _decoder_error(raw: bytes) -> streamwrap.StreamProtocolError:
+    try:
+        try:
+            raw.decode("ascii")
+        except UnicodeDecodeError:
+            raise streamwrap.StreamProtocolError(
+                f"cannot decode {raw!r}", provider="p", code=raw.decode("latin-1")
+            ) from None
+    except streamwrap.StreamProtocolError as exc:
+        return exc
+    raise AssertionError("no error")
+
+
+def test_redact_error_scrubs_fields_and_drops_the_frames_that_hold_the_bytes() -> None:
+    from streamwrap._secret import Secret, redact_error
+
+    err = _decoder_error(f"\xff {SECRET}".encode())
+    # Before: the frame that decoded the bytes holds them (and so the key) in a local.
+    assert any(SECRET in repr(frame.f_locals) for frame in _frames(err.__traceback__))
+    assert err.__context__ is not None
+    cause = OSError("connection reset")
+    err.__cause__ = cause
+    assert redact_error(err, Secret(SECRET)) is err
+    assert SECRET not in str(err) and SECRET not in repr(err.args) and SECRET not in str(err.code)
+    assert "**********" in err.message
+    assert err.__traceback__ is None
+    assert err.__context__ is None  # the suppressed UnicodeDecodeError (it holds the bytes)
+    assert err.__cause__ is cause  # an explicit cause is the caller's to keep
+
+
+def test_redact_error_without_a_key_only_drops_the_frames() -> None:
+    from streamwrap._secret import redact_error
+
+    err = _decoder_error(b"\xff plain")
+    message = err.message
+    assert redact_error(err, None) is err
+    assert err.message == message and err.__traceback__ is None
