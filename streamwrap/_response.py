@@ -132,9 +132,12 @@ class ModelResponse:
         self._ch = channel
         self.id: str = response_id or f"swr-{uuid.uuid4().hex}"
         self._model_name = model_name
-        # Dropping an unconsumed response closes its connection (the finalizer holds the
-        # channel, never the response, so it does not keep the response alive).
-        self._finalizer = weakref.finalize(self, channel.request_cancel)
+        # Dropping an unconsumed response closes its connection. The finalizer holds the
+        # channel weakly: finalize's registry is global, and a strong reference from it
+        # would keep alive all the channel reaches, the response included through its
+        # error's traceback (a failed response was never freed). While the producer runs
+        # it holds the channel; once it has ended there is nothing to close.
+        self._finalizer = weakref.finalize(self, _cancel_if_alive, weakref.ref(channel))
         self._finalizer.atexit = False
 
     def __repr__(self) -> str:
@@ -402,6 +405,12 @@ class ModelResponse:
             "chunk_count": ch.chunk_count,
             "error": None if ch.error is None else str(ch.error),
         }
+
+
+def _cancel_if_alive(channel: weakref.ref[Channel]) -> None:
+    ch = channel()
+    if ch is not None:
+        ch.request_cancel()
 
 
 async def _wait_async(ch: Channel, seen: int, state: State) -> None:

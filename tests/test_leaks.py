@@ -7,14 +7,17 @@ dropping it into a reference cycle that only the garbage collector frees, ``aclo
 leaving ``async with``. Every reply stalls for two minutes after its first chunks, so a
 stream that is not closed by its abandonment still holds its connection when the test
 checks: the emulator must count zero open connections *before* the wrappers' connection
-pools are closed (cancelled streams never go back to a pool), and once they are closed the
-process must hold exactly the file descriptors and threads it held before.
+pools are closed (an abandoned stream's connection never goes back to a pool; the one
+exception, an httpcore bug, is explained at ``CANCELLED_CALLS``). Once the pools are
+closed, the process must hold no file descriptor and no thread that it did not hold before
+(but for asyncio's bounded default-executor workers, see the end of the test).
 
-A second test exits the interpreter in the middle of a stream (``sys.exit``, nothing
-closed) in a child process and checks that streamwrap closed the connection itself before
-the process ended, and that the child exits 0, at once, without a traceback.
+Smaller tests check that ``model.aclose()`` closes pooled connections from either async
+library, that a failed response is freed like any other, and that exiting the interpreter
+in the middle of a stream (``sys.exit``, nothing closed, in a child process) lets
+streamwrap close the connection itself before the process ends, with exit status 0, at
+once, and nothing on stderr.
 """
-
 from __future__ import annotations
 
 import gc
@@ -166,6 +169,7 @@ async def by_cancelling_the_call(
 ) -> None:
     # Cancel the task that awaits the call itself, after k milliseconds: before the request
     # is sent, while it is in flight, or (if the call was quick) just after it returned.
+    # These calls use wrappers of their own, see CANCELLED_CALLS.
     async def call() -> None:
         response = await model(PROMPT)
         gone.append(weakref.ref(response))
@@ -233,6 +237,16 @@ MODES: dict[str, tuple[Abandon, int]] = {
 }
 
 
+# Cancelling a request at the wrong moment inside httpcore (after the TCP connection is
+# made, before the request is written) leaves that connection in the pool: not idle, not
+# closed, never reused, never reaped until the pool is closed. That is httpcore's bug
+# (encode/httpcore#1093 and the older #658, #830; pydantic/httpx2#983 fixes part of it),
+# not streamwrap's: it showed here in about one run of this test in ten. So the cancelled
+# calls get wrappers of their own, whose pools are closed before the connections are
+# counted; every other way of giving up must have closed its connection by itself.
+CANCELLED_CALLS = "cancel_call"
+
+
 def plan(seed: int = SEED, streams: int = STREAMS) -> list[tuple[str, str, int]]:
     """(model_type, mode, k) for every stream, from a seeded generator."""
     rng = random.Random(seed)
@@ -247,10 +261,11 @@ async def test_a_thousand_abandoned_streams_leak_nothing(own_emu: Emulator) -> N
     emu = own_emu
     emu.default = STALLING_REPLY
     models = make_models(emu)
+    call_models = make_models(emu)  # for the cancelled calls (see CANCELLED_CALLS)
     # Warm up first, so that what is started once per process (the runtime thread and its
-    # loop, the SDK imports) is there before the "before" snapshot: the counts must then
-    # match exactly.
-    for model in models.values():
+    # loop, the SDK imports) is there before the "before" snapshot, and closed clients
+    # leave nothing behind: then no descriptor and no thread may be new afterwards.
+    for model in [*models.values(), *call_models.values()]:
         emu.script(Reply(text="warm"))
         assert await (await model(PROMPT)).aread() == "warm"
         await model.aclose()
@@ -265,13 +280,16 @@ async def test_a_thousand_abandoned_streams_leak_nothing(own_emu: Emulator) -> N
 
     async def run(model_type: str, mode: str, k: int) -> None:
         async with limiter:
-            await MODES[mode][0](models[model_type], k, kept, gone)
+            wrappers = call_models if mode == CANCELLED_CALLS else models
+            await MODES[mode][0](wrappers[model_type], k, kept, gone)
 
     async with anyio.create_task_group() as tg:
         for step in steps:
             tg.start_soon(run, *step)
 
     gc.collect()  # frees the reference cycles; their finalizers must close those streams too
+    for model in call_models.values():
+        await model.aclose()  # reclaims what httpcore may have orphaned (see CANCELLED_CALLS)
     assert await wait_until(lambda: emu.open_connections == 0, 30), (
         f"{emu.open_connections} connections still open after abandoning {STREAMS} streams"
     )
@@ -287,21 +305,21 @@ async def test_a_thousand_abandoned_streams_leak_nothing(own_emu: Emulator) -> N
         assert item.response.text == partial  # after a cancel, .text is what arrived
     counts = {mode: sum(1 for _, m, _ in steps if m == mode) for mode in MODES}
     assert len(kept) == sum(counts[m] for m in ("break", "cancel_consumer", "aclose", "async_with"))
-    # Most cancelled calls were stopped before their request reached the emulator or while
-    # it was in flight; all the others opened a connection of their own.
+    # A cancelled call may stop before its request reaches the emulator; every other stream
+    # opened a connection of its own (an abandoned stream's connection is never reused).
     opened = emu.total_connections - connections_before
-    assert STREAMS - counts["cancel_call"] <= opened <= STREAMS
+    assert STREAMS - counts[CANCELLED_CALLS] <= opened <= STREAMS
 
     for model in models.values():
         await model.aclose()
     assert await wait_until(lambda: emu.open_connections == 0, 10)
     gc.collect()
     fds_after, threads_after = open_fds(), thread_names()
+    # (Only new ones count: in a full run, a descriptor or thread of an earlier test may
+    # close meanwhile.)
     extra = {fd: target for fd, target in fds_after.items() if fds_before.get(fd) != target}
     assert extra == {}, f"file descriptors left open: {extra}"
-    assert len(fds_after) == len(fds_before)
-    assert set(threads_before) <= set(threads_after)
-    # The one exception: the openai SDK looks up the platform once per client, through
+    # No new thread either, with one exception: the openai SDK looks up the platform once per client, through
     # asyncio.to_thread on streamwrap's runtime loop, and when the first requests of a new
     # client race (here: 50 at once) the loop's default executor starts more of its
     # (bounded, reused, idle-until-exit) workers than the warm-up did.
@@ -322,6 +340,36 @@ async def test_closing_a_wrapper_closes_its_pooled_connections(own_emu: Emulator
     for model in models.values():
         await model.aclose()
     assert await wait_until(lambda: own_emu.open_connections == 0, 10)
+
+
+def live_responses() -> int:
+    return sum(1 for o in gc.get_objects() if isinstance(o, streamwrap.ModelResponse))
+
+
+async def test_failed_responses_are_freed(own_emu: Emulator) -> None:
+    # A failed response is garbage like any other once dropped. Its error's traceback holds
+    # frames that hold the response (a cycle the collector frees), so nothing global may
+    # hold the error: not the response's own finalizer (which once held the channel).
+    model = make_models(own_emu)["openai_chat"]
+    gc.collect()
+    before = live_responses()
+    own_emu.script(Reply(status=500), Reply(text=CHUNKS[:4], fault=Fault.drop_after(2)))
+    try:
+        await model(PROMPT)  # the error is raised by the call: the caller never sees the response
+    except streamwrap.ServerError:
+        pass
+    response = await model(PROMPT)
+    try:
+        await response.aread()
+    except streamwrap.StreamInterruptedError:
+        pass
+    assert response.partial_text == "c0 c1 "
+    ref = weakref.ref(response)
+    del response
+    await model.aclose()
+    gc.collect()
+    assert ref() is None, "a failed stream's response was never freed"
+    assert live_responses() == before
 
 
 # -- interpreter exit in the middle of a stream ----------------------------------------------

@@ -31,6 +31,7 @@ Choices, and why:
 from __future__ import annotations
 
 import dataclasses
+import gc
 import itertools
 import random
 import time
@@ -43,6 +44,7 @@ import orjson
 import pytest
 
 import streamwrap
+from streamwrap._channel import Channel
 from streamwrap.testing import Emulator, Fault, Reply, ToolCallSpec
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow]
@@ -81,7 +83,7 @@ TOOLS = {
     "add": {"type": "object", "properties": {"a": {"type": "integer"}, "b": {"type": "integer"}}},
 }
 TOOL_SCHEMAS = [{"type": "function", "function": {"name": n, "parameters": p}} for n, p in TOOLS.items()]
-# Mid-stream faults and the error each must raise.
+# Mid-stream faults and the error each must raise (the stalls: when longer than the timeouts).
 STREAM_ERRORS: dict[str, type[streamwrap.StreamError]] = {
     "drop": streamwrap.StreamInterruptedError,
     "end_without_finish": streamwrap.StreamInterruptedError,
@@ -136,7 +138,9 @@ def build(index: int, rng: random.Random) -> Case:
         reasoning=list(reasoning),
         tool_calls=[ToolCallSpec(name, orjson.dumps(args).decode()) for name, args in calls],
         usage=usage,
-        delay=rng.choice((0.0, 0.002, 0.005, 0.01)),
+        # Streams last about a second on average: long enough that 100 are in flight at
+        # once although requests are sent one at a time (see the module's docstring).
+        delay=rng.choice((0.05, 0.1, 0.2, 0.3)),
     )
     case = Case(index, model_type, (reply,), text, reasoning, calls, usage, "ok")
     if rng.random() >= FAULT_RATE:
@@ -171,7 +175,7 @@ def build(index: int, rng: random.Random) -> Case:
             case,
             replies=(replace(reply, fault=fault),),
             label=f"{kind} long",
-            error=streamwrap.StreamTimeoutError,
+            error=STREAM_ERRORS[kind],
             sent=sent,
             # A content chunk (reasoning counts) before the stall means the first token came.
             code="idle_timeout" if after > 0 else "first_token_timeout",
@@ -201,10 +205,18 @@ def prefixes(chunks: tuple[str, ...]) -> list[str]:
 
 @dataclass
 class Figures:
+    """What the soak measures as it runs."""
+
     outcomes: Counter[str] = field(default_factory=Counter)
-    labels: Counter[str] = field(default_factory=Counter)
     max_open: int = 0
+    in_flight: int = 0
+    max_in_flight: int = 0
     rss_peak_kb: int = 0
+
+
+def live_responses() -> set[int]:
+    """The ids of every response and channel object in the process."""
+    return {id(o) for o in gc.get_objects() if isinstance(o, (streamwrap.ModelResponse, Channel))}
 
 
 def rss_kb() -> int:
@@ -232,6 +244,8 @@ async def check(
             return
     assert case.error is None or issubclass(case.error, streamwrap.StreamError), f"{where}: the call succeeded"
     items: list[tuple[bool, str]] = []
+    figures.in_flight += 1
+    figures.max_in_flight = max(figures.max_in_flight, figures.in_flight)
     try:
         async for is_last, text in response.stream:
             items.append((is_last, text))
@@ -248,6 +262,8 @@ async def check(
             assert exc.message == case.message, f"{where}: {exc!r}"
         figures.outcomes[type(exc).__name__] += 1
         return
+    finally:
+        figures.in_flight -= 1
     assert case.error is None, f"{where}: expected {case.error.__name__}, got {items[-1:]}"
     full = "".join(case.text)
     assert items == [(False, p) for p in prefixes(case.text)] + [(True, full)], where
@@ -295,8 +311,17 @@ async def test_soak(
     rng = random.Random(SEED)
     cases = [build(i, rng) for i in range(STREAMS)]
     models = make_models(emu)
+    # Warm up (SDK imports, clients, the runtime thread), so that the RSS growth measured
+    # is the soak's own.
+    for model in models.values():
+        emu.script(Reply(text="warm"))
+        assert await (await model("warm up")).aread() == "warm"
+    emu.reset()
+    connections_before = emu.total_connections
     figures = Figures()
     lock = anyio.Lock()
+    gc.collect()
+    alive_before = live_responses()
     rss_before = rss_kb()
     figures.rss_peak_kb = rss_before
     done = anyio.Event()
@@ -326,6 +351,10 @@ async def test_soak(
     assert len(emu.requests) == expected_requests, "a request was sent that no case scripted (a retry?)"
     assert sum(figures.outcomes.values()) == STREAMS
     assert figures.outcomes["success"] == sum(1 for case in cases if case.error is None)
+    # Nothing outlives its stream, failed ones included: no response, no channel.
+    gc.collect()
+    alive = live_responses() - alive_before
+    assert not alive, f"{len(alive)} responses and channels are still alive"
     for model in models.values():
         await model.aclose()
 
@@ -336,8 +365,8 @@ async def test_soak(
         "  outcomes: " + ", ".join(f"{k} {v}" for k, v in sorted(figures.outcomes.items())),
         "  scripts: " + ", ".join(f"{k} {v}" for k, v in sorted(labels.items())),
         "  dialects: " + ", ".join(f"{k} {v}" for k, v in sorted(Counter(c.model_type for c in cases).items())),
-        f"  requests {expected_requests}, connections opened {emu.total_connections}, "
-        f"max open at once {figures.max_open}, "
+        f"  requests {expected_requests}, connections opened {emu.total_connections - connections_before}, "
+        f"max open at once {figures.max_open}, max streams in flight {figures.max_in_flight}, "
         f"peak RSS +{(figures.rss_peak_kb - rss_before) / 1024:.1f} MiB (from {rss_before / 1024:.0f} MiB)",
     ]
     with capsys.disabled():
@@ -346,4 +375,5 @@ async def test_soak(
     record_property("soak_streams_per_second", round(STREAMS / wall, 1))
     record_property("soak_outcomes", dict(figures.outcomes))
     record_property("soak_max_open_connections", figures.max_open)
+    record_property("soak_max_streams_in_flight", figures.max_in_flight)
     record_property("soak_peak_rss_delta_kib", figures.rss_peak_kb - rss_before)
