@@ -42,22 +42,16 @@ _NOT_FINISHED = frozenset(("", "null"))
 
 def usage_from_dashscope(raw: Mapping[str, Any]) -> Usage:
     """DashScope's usage object → :class:`Usage` (its own names, OpenAI's as a fallback)."""
-    inp = count(raw.get("input_tokens", raw.get("prompt_tokens")))
-    out = count(raw.get("output_tokens", raw.get("completion_tokens")))
-    total = count(raw.get("total_tokens"))
-    if total is None and inp is not None and out is not None:
-        total = inp + out
     output_details = raw.get("output_tokens_details") or raw.get("completion_tokens_details")
     prompt_details = raw.get("prompt_tokens_details") or raw.get("input_tokens_details")
     reasoning = count(output_details.get("reasoning_tokens")) if isinstance(output_details, Mapping) else None
     cached = count(prompt_details.get("cached_tokens")) if isinstance(prompt_details, Mapping) else None
-    return Usage(
-        input_tokens=inp,
-        output_tokens=out,
-        total_tokens=total,
+    return Usage.reported(
+        count(raw.get("input_tokens", raw.get("prompt_tokens"))),
+        count(raw.get("output_tokens", raw.get("completion_tokens"))),
+        count(raw.get("total_tokens")),
         reasoning_tokens=reasoning,
         cached_tokens=cached,
-        source="provider",
         raw=raw,
     )
 

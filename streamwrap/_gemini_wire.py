@@ -59,21 +59,16 @@ _WHITESPACE = b" \t\r\n"
 
 def usage_from_gemini(raw: Mapping[str, Any]) -> Usage:
     """A :class:`Usage` from a ``usageMetadata`` object (see the module docstring)."""
-    prompt = count(raw.get("promptTokenCount"))
     candidates = count(raw.get("candidatesTokenCount"))
     thoughts = count(raw.get("thoughtsTokenCount"))
     # Early events often report only the prompt: output is then unknown (None), not 0.
     output = None if candidates is None and thoughts is None else (candidates or 0) + (thoughts or 0)
-    total = count(raw.get("totalTokenCount"))
-    if total is None and prompt is not None and output is not None:
-        total = prompt + output
-    return Usage(
-        input_tokens=prompt,
-        output_tokens=output,
-        total_tokens=total,
+    return Usage.reported(
+        count(raw.get("promptTokenCount")),
+        output,
+        count(raw.get("totalTokenCount")),
         reasoning_tokens=thoughts,
         cached_tokens=count(raw.get("cachedContentTokenCount")),
-        source="provider",
         raw=raw,
     )
 

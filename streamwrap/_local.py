@@ -371,13 +371,7 @@ class _Job:
             return items, self._done, self._error, waiter
 
     def usage(self) -> Usage:
-        inp, out = self.prompt_tokens, self.output_tokens
-        return Usage(
-            input_tokens=inp,
-            output_tokens=out,
-            total_tokens=None if inp is None else inp + out,
-            source="provider",
-        )
+        return Usage.reported(self.prompt_tokens, self.output_tokens)
 
 
 class _LocalUpstream:

@@ -24,7 +24,7 @@ from ._errors import ProviderStreamError, StreamError, StreamInterruptedError, S
 from ._ndjson import NDJSONDecoder
 from ._usage import Usage
 from ._wire_shape import SHAPE_ERRORS as _SHAPE_ERRORS
-from ._wire_shape import shape_error
+from ._wire_shape import count, shape_error
 from ._wire_shape import text as _text
 
 __all__ = ["OllamaStreamMapper", "chat_deltas", "usage_from_ollama"]
@@ -42,13 +42,8 @@ _USAGE_FIELDS = (
 
 def usage_from_ollama(obj: Mapping[str, Any]) -> Usage:
     """Usage of a ``done`` line: ``prompt_eval_count`` in, ``eval_count`` out."""
-    inp = obj.get("prompt_eval_count")
-    out = obj.get("eval_count")
-    inp = inp if type(inp) is int else None
-    out = out if type(out) is int else None
-    total = inp + out if inp is not None and out is not None else None
     raw = {k: obj[k] for k in _USAGE_FIELDS if k in obj}
-    return Usage(input_tokens=inp, output_tokens=out, total_tokens=total, source="provider", raw=raw)
+    return Usage.reported(count(obj.get("prompt_eval_count")), count(obj.get("eval_count")), raw=raw)
 
 
 class _Reader:

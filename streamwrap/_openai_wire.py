@@ -37,18 +37,12 @@ def usage_from_openai(raw: Mapping[str, Any]) -> Usage:
     reasoning = (
         count(completion_details.get("reasoning_tokens")) if isinstance(completion_details, Mapping) else None
     )
-    inp = count(raw.get("prompt_tokens"))
-    out = count(raw.get("completion_tokens"))
-    total = count(raw.get("total_tokens"))
-    if total is None and inp is not None and out is not None:
-        total = inp + out
-    return Usage(
-        input_tokens=inp,
-        output_tokens=out,
-        total_tokens=total,
+    return Usage.reported(
+        count(raw.get("prompt_tokens")),
+        count(raw.get("completion_tokens")),
+        count(raw.get("total_tokens")),
         reasoning_tokens=reasoning,
         cached_tokens=cached,
-        source="provider",
         raw=raw,
     )
 

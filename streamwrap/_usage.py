@@ -48,6 +48,23 @@ class Usage:
         return self.output_tokens
 
     @classmethod
+    def reported(
+        cls,
+        input_tokens: int | None,
+        output_tokens: int | None,
+        total_tokens: int | None = None,
+        *,
+        reasoning_tokens: int | None = None,
+        cached_tokens: int | None = None,
+        raw: Mapping[str, Any] | None = None,
+    ) -> Usage:
+        """A provider's reading (``source="provider"``); the total is the sum when the
+        provider gave both parts but no total."""
+        if total_tokens is None and input_tokens is not None and output_tokens is not None:
+            total_tokens = input_tokens + output_tokens
+        return cls(input_tokens, output_tokens, total_tokens, reasoning_tokens, cached_tokens, "provider", raw)
+
+    @classmethod
     def estimate(cls, input_chars: int, output_chars: int) -> Usage:
         inp = estimate_tokens(input_chars)
         out = estimate_tokens(output_chars)
