@@ -29,9 +29,10 @@ import orjson
 from ._delta import Delta, Finish, Metadata, ReasoningDelta, TextDelta, ToolCallDelta, UsageReport
 from ._errors import ProviderStreamError, StreamError, StreamInterruptedError, StreamProtocolError
 from ._sse import ServerSentEvent, SSEDecoder
+from ._upstream import hold_error
 from ._usage import Usage
 from ._wire_shape import SHAPE_ERRORS as _SHAPE_ERRORS
-from ._wire_shape import count, label, optional_text, shape_error
+from ._wire_shape import count, event_json, label, optional_text, shape_error
 from ._wire_shape import text as _text
 
 __all__ = ["DashScopeStreamMapper", "error_from_sse_body", "generation_deltas", "usage_from_dashscope"]
@@ -156,13 +157,7 @@ class DashScopeStreamMapper:
             self._flush_usage(out)
             return out
         self._flush_usage(out)
-        if not out:
-            raise error
-        # Frames that came in the same network read as the error are delivered first, so
-        # that the error's partial text includes them; the error is raised by the next
-        # call (DashScope ends the body after an error frame, so that call is `end()`).
-        self.error = error
-        return out
+        return hold_error(self, error, out)
 
     def _flush_usage(self, out: list[Delta]) -> None:
         usage = self._usage
@@ -173,12 +168,7 @@ class DashScopeStreamMapper:
     def _event(self, data: bytes, event: str | None, out: list[Delta]) -> None:
         if not data.strip():
             return
-        try:
-            obj = orjson.loads(data)
-        except orjson.JSONDecodeError as exc:
-            raise StreamProtocolError(
-                f"malformed JSON in the stream: {exc} (data: {data[:120]!r})", provider=self._provider
-            ) from None
+        obj = event_json(data, self._provider)
         if event == "error":
             message, code = _error_fields(obj)
             raise ProviderStreamError(message, provider=self._provider, code=code)

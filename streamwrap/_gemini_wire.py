@@ -47,9 +47,10 @@ import orjson
 from ._delta import Delta, Finish, Metadata, ReasoningDelta, TextDelta, ToolCallDelta, UsageReport
 from ._errors import ProviderStreamError, StreamError, StreamInterruptedError, StreamProtocolError
 from ._sse import SSEDecoder
+from ._upstream import hold_error
 from ._usage import Usage
 from ._wire_shape import SHAPE_ERRORS as _SHAPE_ERRORS
-from ._wire_shape import count, label, shape_error
+from ._wire_shape import count, event_json, label, shape_error
 from ._wire_shape import text as _text
 
 __all__ = ["GeminiStreamMapper", "response_deltas", "usage_from_gemini"]
@@ -232,10 +233,10 @@ class GeminiStreamMapper:
                 self._event(event.data, out)
         except _SHAPE_ERRORS as exc:
             self._map.flush_usage(out)
-            return self._fail(_shape_error(exc, self._provider), out)
+            return hold_error(self, _shape_error(exc, self._provider), out)
         except StreamError as exc:
             self._map.flush_usage(out)
-            return self._fail(exc, out)
+            return hold_error(self, exc, out)
         self._map.flush_usage(out)
         return out
 
@@ -259,22 +260,10 @@ class GeminiStreamMapper:
             )
         return out
 
-    def _fail(self, exc: StreamError, out: list[Delta]) -> list[Delta]:
-        if not out:
-            raise exc
-        # Deliver what came before the error first; raise it on the next read or at the end.
-        self.error = exc
-        return out
-
     def _event(self, data: bytes, out: list[Delta]) -> None:
         if not data.strip():
             return
-        try:
-            obj = orjson.loads(data)
-        except orjson.JSONDecodeError as exc:
-            raise StreamProtocolError(
-                f"malformed JSON in the stream: {exc} (data: {data[:120]!r})", provider=self._provider
-            ) from None
+        obj = event_json(data, self._provider)
         self._map.response(obj, out)
 
     def _whole(self, body: bytes, out: list[Delta]) -> None:

@@ -22,9 +22,10 @@ import orjson
 from ._delta import Delta, Finish, Metadata, ReasoningDelta, TextDelta, ToolCallDelta, UsageReport
 from ._errors import ProviderStreamError, StreamError, StreamInterruptedError, StreamProtocolError
 from ._ndjson import NDJSONDecoder
+from ._upstream import hold_error
 from ._usage import Usage
 from ._wire_shape import SHAPE_ERRORS as _SHAPE_ERRORS
-from ._wire_shape import count, shape_error
+from ._wire_shape import count, event_json, shape_error
 from ._wire_shape import text as _text
 
 __all__ = ["OllamaStreamMapper", "chat_deltas", "usage_from_ollama"]
@@ -58,13 +59,7 @@ class _Reader:
         self.done = False
 
     def line(self, line: bytes, out: list[Delta]) -> None:
-        try:
-            obj = orjson.loads(line)
-        except orjson.JSONDecodeError as exc:
-            raise StreamProtocolError(
-                f"malformed JSON line in the stream: {exc} (line: {line[:120]!r})", provider=self._provider
-            ) from None
-        self.object(obj, out)
+        self.object(event_json(line, self._provider, "line"), out)
 
     def object(self, obj: Any, out: list[Delta]) -> None:
         if type(obj) is not dict:
@@ -163,11 +158,7 @@ class OllamaStreamMapper:
                 reader.line(line, out)
         except (StreamError, *_SHAPE_ERRORS) as exc:
             error = exc if isinstance(exc, StreamError) else _shape_error(exc, self._provider)
-            if not out:
-                raise error from None
-            # Lines before the bad one arrived in the same read: deliver them first, so
-            # that the error carries them as partial text, and fail on the next call.
-            self.error = error
+            return hold_error(self, error, out)
         return out
 
     def end(self) -> list[Delta]:

@@ -16,9 +16,10 @@ import orjson
 from ._delta import Delta, Finish, Metadata, ReasoningDelta, TextDelta, ToolCallDelta, UsageReport
 from ._errors import ProviderStreamError, StreamError, StreamInterruptedError, StreamProtocolError
 from ._sse import SSEDecoder
+from ._upstream import hold_error
 from ._usage import Usage
 from ._wire_shape import SHAPE_ERRORS as _SHAPE_ERRORS
-from ._wire_shape import count, label, optional_text, shape_error
+from ._wire_shape import count, event_json, label, optional_text, shape_error
 from ._wire_shape import text as _text
 
 __all__ = ["OpenAIStreamMapper", "completion_deltas", "usage_from_openai"]
@@ -88,16 +89,9 @@ class OpenAIStreamMapper:
             for event in events:
                 self._event(event.data, event.event, out)
         except _SHAPE_ERRORS as exc:
-            return self._fail(_shape_error(exc, self._provider), out)
+            return hold_error(self, _shape_error(exc, self._provider), out)
         except StreamError as exc:
-            return self._fail(exc, out)
-        return out
-
-    def _fail(self, exc: StreamError, out: list[Delta]) -> list[Delta]:
-        if not out:
-            raise exc
-        # The events before the broken one are delivered first (see WireMapper.error).
-        self.error = exc
+            return hold_error(self, exc, out)
         return out
 
     def end(self) -> list[Delta]:
@@ -124,12 +118,7 @@ class OpenAIStreamMapper:
             return
         if not data.strip():
             return  # an empty data line carries nothing (some proxies send them)
-        try:
-            obj = orjson.loads(data)
-        except orjson.JSONDecodeError as exc:
-            raise StreamProtocolError(
-                f"malformed JSON in the stream: {exc} (data: {data[:120]!r})", provider=self._provider
-            ) from None
+        obj = event_json(data, self._provider)
         if event == "error" or (type(obj) is dict and obj.get("error")):
             err = obj.get("error", obj) if type(obj) is dict else obj
             message, code = _error_fields(err)

@@ -7,9 +7,9 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, Protocol
 
 from ._delta import Delta
-from ._errors import StreamInterruptedError, StreamwrapError
+from ._errors import StreamError, StreamInterruptedError, StreamwrapError
 
-__all__ = ["BodyUpstream", "StaticUpstream", "WireMapper"]
+__all__ = ["BodyUpstream", "StaticUpstream", "WireMapper", "hold_error"]
 
 
 class WireMapper(Protocol):
@@ -30,6 +30,22 @@ class WireMapper(Protocol):
     def end(self) -> list[Delta]:
         """End of body: return the last deltas, or raise if the stream was cut short."""
         ...
+
+
+class _HoldsError(Protocol):
+    error: StreamError | None
+
+
+def hold_error(mapper: _HoldsError, error: StreamError, out: list[Delta]) -> list[Delta]:
+    """What a mapper's ``feed`` returns when ``error`` broke a read that had already
+    decoded ``out``: ``out``, with the error held for :class:`BodyUpstream` to raise right
+    after it (see :class:`WireMapper`); with nothing decoded, the error is raised now."""
+    if not out:
+        # (Called from the mapper's except clause: the decoding exception behind a shape
+        # error is summed up in its message, and its frames hold the raw bytes.)
+        raise error from None
+    mapper.error = error
+    return out
 
 
 class BodyUpstream:

@@ -11,11 +11,24 @@ from __future__ import annotations
 
 from typing import Any
 
+import orjson
+
 from ._errors import StreamProtocolError
 
-__all__ = ["SHAPE_ERRORS", "count", "label", "optional_text", "shape_error", "text"]
+__all__ = ["SHAPE_ERRORS", "count", "event_json", "label", "optional_text", "shape_error", "text"]
 
 SHAPE_ERRORS = (AttributeError, TypeError, KeyError, IndexError, ValueError)
+
+
+def event_json(data: bytes, provider: str, what: str = "data") -> Any:
+    """The JSON document of one event (an SSE ``data`` field, an NDJSON line); malformed
+    JSON is a :class:`StreamProtocolError` that quotes the start of ``data``."""
+    try:
+        return orjson.loads(data)
+    except orjson.JSONDecodeError as exc:
+        raise StreamProtocolError(
+            f"malformed JSON in the stream: {exc} ({what}: {data[:120]!r})", provider=provider
+        ) from None
 
 
 def shape_error(exc: Exception, provider: str, shape: str) -> StreamProtocolError:
