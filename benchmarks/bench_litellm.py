@@ -91,51 +91,20 @@ def raw_contender(base_url: str, expected: str) -> bench.Contender:
 
 def streamwrap_contenders(base_url: str, expected: str) -> list[bench.Contender]:
     """``litellm_chat`` consumed three ways, each with its own wrapper."""
-    import streamwrap
-
-    def model() -> streamwrap.ModelWrapper:
-        return streamwrap.load_model(
-            {
-                "model_type": "litellm_chat",
-                "model_name": f"openai/{MODEL}",
-                "stream": True,
-                "base_url": base_url,
-                "api_key": "bench",
-                "max_retries": 0,
-            }
-        )
-
-    m_deltas, m_stream, m_aread = model(), model(), model()
-
-    async def consume_deltas() -> None:
-        response = await m_deltas(MESSAGES)
-        parts: list[str] = []
-        async for delta in response.deltas():
-            if delta.__class__ is streamwrap.TextDelta:
-                parts.append(delta)
-        bench._check("".join(parts), expected, "litellm_chat .deltas()")
-
-    async def consume_stream() -> None:
-        response = await m_stream(MESSAGES)
-        text = None
-        async for is_last, text_so_far in response.stream:
-            if is_last:
-                text = text_so_far
-        bench._check(text or "", expected, "litellm_chat .stream")
-
-    async def consume_aread() -> None:
-        response = await m_aread(MESSAGES)
-        bench._check(await response.aread(), expected, "litellm_chat aread()")
+    config = {
+        "model_type": "litellm_chat",
+        "model_name": f"openai/{MODEL}",
+        "stream": True,
+        "base_url": base_url,
+        "api_key": "bench",
+        "max_retries": 0,
+    }
 
     async def settle() -> None:
         await bench._streamwrap_settle()
         await _quiesce()
 
-    return [
-        bench.Contender("sw_deltas", "litellm_chat .deltas()", consume_deltas, m_deltas.aclose, settle),
-        bench.Contender("sw_stream", "litellm_chat .stream", consume_stream, m_stream.aclose, settle),
-        bench.Contender("sw_aread", "litellm_chat aread()", consume_aread, m_aread.aclose, settle),
-    ]
+    return bench.consuming_contenders(lambda: dict(config), expected, "litellm_chat", settle)
 
 
 async def bench_stream_section(chunks: int, rounds: int, chunk_text: str, only: set[str] | None) -> dict[str, Any]:
@@ -254,7 +223,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    results: dict[str, Any] = {"meta": bench._meta()}
+    results: dict[str, Any] = {"meta": bench._meta("litellm")}
     if "stream" in args.sections:
         only = set(args.contenders) if args.contenders else None
         results["stream"] = asyncio.run(bench_stream_section(args.chunks, args.rounds, args.chunk_text, only))

@@ -38,7 +38,7 @@ from bench_stream import (
     Contender,
     EmulatorProcess,
     _check,
-    _streamwrap_settle,
+    consuming_contenders,
     run_rounds,
 )
 
@@ -168,38 +168,11 @@ def ollama_sdk(url: str, expected: str) -> Contender:
 
 
 def streamwrap_contenders(model_type: str, base_url: str, expected: str) -> list[Contender]:
-    import streamwrap
-
-    def model() -> streamwrap.ModelWrapper:
-        return streamwrap.load_model(
-            {"model_type": model_type, "model_name": MODEL, "stream": True, "base_url": base_url,
-             "api_key": "bench", "max_retries": 0}
-        )
-
-    m_stream, m_deltas = model(), model()
-
-    async def consume_stream() -> None:
-        response = await m_stream(MESSAGES)
-        text = None
-        async for is_last, text_so_far in response.stream:
-            if is_last:
-                text = text_so_far
-        _check(text or "", expected, f"{model_type} .stream")
-
-    async def consume_deltas() -> None:
-        response = await m_deltas(MESSAGES)
-        parts: list[str] = []
-        async for delta in response.deltas():
-            if delta.__class__ is streamwrap.TextDelta:
-                parts.append(delta)
-        _check("".join(parts), expected, f"{model_type} .deltas()")
-
-    return [
-        Contender("sw_stream", f"streamwrap {model_type} .stream", consume_stream, m_stream.aclose,
-                  _streamwrap_settle),
-        Contender("sw_deltas", f"streamwrap {model_type} .deltas()", consume_deltas, m_deltas.aclose,
-                  _streamwrap_settle),
-    ]
+    config = {"model_type": model_type, "model_name": MODEL, "stream": True, "base_url": base_url,
+              "api_key": "bench", "max_retries": 0}
+    # aread() is measured by bench_stream.py; here the two ways of following a stream.
+    return [c for c in consuming_contenders(lambda: dict(config), expected, f"streamwrap {model_type}")
+            if c.key != "sw_aread"]
 
 
 @dataclass(frozen=True)

@@ -219,25 +219,34 @@ def openai_contender(base_url: str, expected: str, pool: int) -> Contender:
 
 
 def streamwrap_contenders(base_url: str, expected: str, pool: int) -> list[Contender]:
-    """streamwrap's three ways to consume a response, each with its own wrapper and client."""
+    """``openai_chat`` consumed streamwrap's three ways, each with its own wrapper and client."""
+    config = {
+        "model_type": "openai_chat",
+        "model_name": MODEL,
+        "stream": True,
+        "base_url": base_url,
+        "api_key": "bench",
+        "max_retries": 0,
+    }
+    # The same pool as the openai SDK contender gets (the SDK's own default keeps only 100
+    # idle connections, which would reconnect half of 200).
+    return consuming_contenders(
+        lambda: {**config, "client_args": {"http_client": _sdk_http_client(pool)}}, expected, "streamwrap"
+    )
+
+
+def consuming_contenders(
+    config: Callable[[], dict[str, Any]],
+    expected: str,
+    label: str,
+    settle: Callable[[], Awaitable[None]] | None = None,
+) -> list[Contender]:
+    """A streamwrap model (``config()``, one wrapper each) consumed three ways: ``.stream``,
+    ``.deltas()`` and ``aread()``. ``settle`` defaults to waiting for the runtime's tasks."""
     import streamwrap
 
-    def model() -> streamwrap.ModelWrapper:
-        return streamwrap.load_model(
-            {
-                "model_type": "openai_chat",
-                "model_name": MODEL,
-                "stream": True,
-                "base_url": base_url,
-                "api_key": "bench",
-                "max_retries": 0,
-                # The same pool as the openai SDK contender gets (the SDK's own default
-                # keeps only 100 idle connections, which would reconnect half of 200).
-                "client_args": {"http_client": _sdk_http_client(pool)},
-            }
-        )
-
-    m_stream, m_deltas, m_aread = model(), model(), model()
+    settle = settle or _streamwrap_settle
+    m_stream, m_deltas, m_aread = (streamwrap.load_model(config()) for _ in range(3))
 
     async def consume_stream() -> None:
         response = await m_stream(MESSAGES)
@@ -245,7 +254,7 @@ def streamwrap_contenders(base_url: str, expected: str, pool: int) -> list[Conte
         async for is_last, text_so_far in response.stream:
             if is_last:
                 text = text_so_far
-        _check(text or "", expected, "streamwrap .stream")
+        _check(text or "", expected, f"{label} .stream")
 
     async def consume_deltas() -> None:
         response = await m_deltas(MESSAGES)
@@ -253,16 +262,16 @@ def streamwrap_contenders(base_url: str, expected: str, pool: int) -> list[Conte
         async for delta in response.deltas():
             if delta.__class__ is streamwrap.TextDelta:
                 parts.append(delta)
-        _check("".join(parts), expected, "streamwrap .deltas()")
+        _check("".join(parts), expected, f"{label} .deltas()")
 
     async def consume_aread() -> None:
         response = await m_aread(MESSAGES)
-        _check(await response.aread(), expected, "streamwrap aread()")
+        _check(await response.aread(), expected, f"{label} aread()")
 
     return [
-        Contender("sw_stream", "streamwrap .stream", consume_stream, m_stream.aclose, _streamwrap_settle),
-        Contender("sw_deltas", "streamwrap .deltas()", consume_deltas, m_deltas.aclose, _streamwrap_settle),
-        Contender("sw_aread", "streamwrap aread()", consume_aread, m_aread.aclose, _streamwrap_settle),
+        Contender("sw_stream", f"{label} .stream", consume_stream, m_stream.aclose, settle),
+        Contender("sw_deltas", f"{label} .deltas()", consume_deltas, m_deltas.aclose, settle),
+        Contender("sw_aread", f"{label} aread()", consume_aread, m_aread.aclose, settle),
     ]
 
 
@@ -830,9 +839,9 @@ def _log(msg: str) -> None:
     print(f"[bench] {msg}", file=sys.stderr, flush=True)
 
 
-def _meta() -> dict[str, Any]:
+def _meta(*extra_dists: str) -> dict[str, Any]:
     versions: dict[str, str | None] = {}
-    for dist in ("streamwrap", "openai", "httpx", "httpx2", "orjson", "pydantic"):
+    for dist in ("streamwrap", "openai", "httpx", "httpx2", "orjson", "pydantic", *extra_dists):
         try:
             versions[dist] = importlib.metadata.version(dist)
         except importlib.metadata.PackageNotFoundError:
