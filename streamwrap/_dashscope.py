@@ -21,7 +21,6 @@ from ._dashscope_wire import DashScopeStreamMapper, error_from_sse_body, generat
 from ._errors import InputError, ProviderHTTPError
 from ._native_http import make_httpx_client, post_json
 from ._secret import scrub
-from ._version import __version__
 from ._wrapper import ChatRequest, ModelWrapper, Upstream
 
 __all__ = ["DashScopeChatWrapper"]
@@ -55,7 +54,7 @@ class DashScopeChatWrapper(ModelWrapper):
     base_url_env: ClassVar[tuple[str, ...]] = ("DASHSCOPE_HTTP_BASE_URL",)
 
     def _make_client(self) -> Any:
-        headers = {"user-agent": f"streamwrap/{__version__}"}
+        headers: dict[str, str] = {}
         # The SDK asks for content inspection only when this variable is "false".
         if os.environ.get("DASHSCOPE_DISABLE_DATA_INSPECTION", "true").lower() == "false":
             headers["X-DashScope-DataInspection"] = "enable"

@@ -60,7 +60,6 @@ from ._errors import AuthenticationError, ConfigError, InputError, ProviderHTTPE
 from ._gemini_wire import GeminiStreamMapper, response_deltas
 from ._native_http import make_httpx_client, post_json
 from ._secret import Secret
-from ._version import __version__
 from ._wrapper import ChatRequest, ModelWrapper, Upstream
 
 __all__ = ["GeminiChatWrapper", "build_request_body"]
@@ -140,7 +139,6 @@ class GeminiChatWrapper(ModelWrapper):
         return make_httpx_client(
             extra=self.extra,
             timeout=self.timeout,
-            headers={"user-agent": f"streamwrap/{__version__}"},
             client_args=self.client_args,
             secret=self._api_key,
             key_header="x-goog-api-key",

@@ -26,6 +26,7 @@ from ._errors import (
 from ._http import http_error
 from ._secret import RedactingUpstream, Secret, redact_error
 from ._upstream import BodyUpstream, StaticUpstream, WireMapper
+from ._version import __version__
 from ._wrapper import Upstream
 
 __all__ = ["make_httpx_client", "post_json"]
@@ -35,8 +36,8 @@ def make_httpx_client(
     *,
     extra: str,
     timeout: float,
-    headers: Mapping[str, str],
     client_args: Mapping[str, Any],
+    headers: Mapping[str, str] | None = None,
     secret: Secret | None = None,
     key_header: str = "authorization",
     key_prefix: str = "Bearer ",
@@ -44,7 +45,8 @@ def make_httpx_client(
     """An ``httpx.AsyncClient`` for one wrapper; ``client_args`` are passed through
     (``proxy``, ``verify``, ``headers``, ...) and win over the defaults.
 
-    The API key (``secret``) is sent in ``key_header`` as ``key_prefix + key``. It is
+    Every request says ``user-agent: streamwrap/<version>``, plus ``headers``. The API key
+    (``secret``) is sent in ``key_header`` as ``key_prefix + key``. It is
     revealed only in the call that builds the client, so no local variable of ours holds
     it if that raises (see ``_secret``).
     """
@@ -57,7 +59,14 @@ def make_httpx_client(
     user_headers = args.pop("headers", None) or {}
     try:
         return httpx.AsyncClient(
-            headers=_with_key(headers, user_headers, secret, key_header, key_prefix), **args
+            headers=_with_key(
+                {"user-agent": f"streamwrap/{__version__}", **(headers or {})},
+                user_headers,
+                secret,
+                key_header,
+                key_prefix,
+            ),
+            **args,
         )
     except TypeError as exc:  # an option httpx does not have
         error = ConfigError(f"'client_args' are not options of httpx.AsyncClient: {exc}", key="client_args")

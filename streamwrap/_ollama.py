@@ -24,7 +24,6 @@ import orjson
 from ._errors import InputError
 from ._native_http import make_httpx_client, post_json
 from ._ollama_wire import OllamaStreamMapper, chat_deltas
-from ._version import __version__
 from ._wrapper import ChatRequest, ModelWrapper, Upstream
 
 __all__ = ["OllamaChatWrapper", "ollama_messages", "ollama_options", "parse_ollama_host"]
@@ -233,14 +232,10 @@ class OllamaChatWrapper(ModelWrapper):
     api_key_optional: ClassVar[bool] = True
 
     def _make_client(self) -> Any:
-        headers = {
-            "accept": "application/json",
-            "user-agent": f"streamwrap/{__version__}",
-        }
         return make_httpx_client(
             extra=self.extra,
             timeout=self.timeout,
-            headers=headers,
+            headers={"accept": "application/json"},
             client_args=self.client_args,
             secret=self._api_key,  # sent as "authorization: Bearer <key>"
         )
