@@ -85,6 +85,14 @@ class BodyUpstream:
             yield batch
 
     async def aclose(self) -> None:
+        # A mapper error leaves the HTTP library's byte iterator suspended mid-body (`async
+        # for` does not close what it iterates). Close it here, in order, on this loop:
+        # left to the garbage collector, the chain of nested async generators under it is
+        # finalized piecemeal, at any time and in any thread, and fails ("async generator
+        # already executing").
+        close_chunks = getattr(self._chunks, "aclose", None)
+        if close_chunks is not None:
+            await close_chunks()
         await self._close()
 
 
