@@ -13,6 +13,7 @@ from typing import Any, NamedTuple
 from ._channel import Channel, State
 from ._delta import Delta, ReasoningDelta, TextDelta, ToolCallDelta
 from ._errors import StreamwrapError
+from ._events import EndEvent, EndStatus, ReasoningEvent, ResponseEvent, StartEvent, TextEvent, ToolCallEvent
 from ._finish import FinishReason, normalize_finish_reason
 from ._runtime import runtime
 from ._tools import ToolCall
@@ -36,6 +37,7 @@ class BlockingReadWarning(RuntimeWarning):
 
 
 _warned_blocking = False
+_END_STATUS: dict[State, EndStatus] = {"done": "finished", "failed": "failed", "cancelled": "cancelled"}
 
 
 class _Cursor:
@@ -64,9 +66,12 @@ class _Cursor:
             return self.final()
         if state == "failed":
             self.finished = True
-            assert ch.error is not None
-            raise ch.error
+            return self.failed()
         return []
+
+    def failed(self) -> list[Any]:
+        assert self.ch.error is not None
+        raise self.ch.error
 
     def render(self, items: list[Delta], start: int, stop: int) -> Iterable[Any]:
         raise NotImplementedError
@@ -110,6 +115,56 @@ class _DeltaCursor(_Cursor):
 
 
 _PUBLIC_DELTAS = frozenset((TextDelta, ReasoningDelta, ToolCallDelta))
+
+
+class _EventCursor(_Cursor):
+    """Renders a channel as :mod:`events <._events>`: a start, the chunks, one end.
+
+    A failure is an end event here, not an exception: delivery must tell every sink how
+    the response ended, whatever happened."""
+
+    __slots__ = ("response", "seq", "text")
+
+    def __init__(self, response: ModelResponse) -> None:
+        super().__init__(response._ch)
+        self.response = response
+        self.seq = 0
+        self.text = ""
+
+    def step(self) -> Iterable[Any]:
+        if self.seq == 0:
+            self.seq = 1
+            r = self.response
+            return [StartEvent(r.id, 0, r.model, r.provider, r.streaming)]
+        return super().step()
+
+    def render(self, items: list[Delta], start: int, stop: int) -> Iterable[Any]:
+        if not self.ch.streaming:
+            return ()  # a non-streaming response is one final message: the end event
+        return self._chunks(items, start, stop)
+
+    def _chunks(self, items: list[Delta], start: int, stop: int) -> Iterator[ResponseEvent]:
+        rid = self.response.id
+        for i in range(start, stop):
+            d = items[i]
+            cls = d.__class__
+            if cls is TextDelta:
+                self.text += d  # type: ignore[operator]
+                event: ResponseEvent = TextEvent(rid, self.seq, d, self.text)  # type: ignore[arg-type]
+            elif cls is ReasoningDelta:
+                event = ReasoningEvent(rid, self.seq, d)  # type: ignore[arg-type]
+            elif cls is ToolCallDelta:
+                event = ToolCallEvent(rid, self.seq, d.index, d.id, d.name, d.arguments)  # type: ignore[union-attr,arg-type]
+            else:
+                continue
+            self.seq += 1
+            yield event
+
+    def final(self) -> list[Any]:
+        return [self.response._end_event(self.seq)]
+
+    def failed(self) -> list[Any]:
+        return [self.response._end_event(self.seq)]
 
 
 class ModelResponse:
@@ -221,7 +276,22 @@ class ModelResponse:
     def deltas_sync(self) -> Generator[StreamDelta, None, None]:
         return self._drive_sync(_DeltaCursor(self._ch))
 
-    async def _drive_async(self, cursor: _Cursor) -> AsyncGenerator[Any, None]:
+    def events(self, *, cancel_on_exit: bool = True) -> AsyncGenerator[ResponseEvent, None]:
+        """A fresh async generator of the response's events, replaying from the start:
+        a :class:`StartEvent`, the chunks as they arrived, and exactly one :class:`EndEvent`
+        (``event.final``), also when the stream fails or is cancelled: it never raises the
+        stream's error. What sinks and web responders are built on.
+
+        Leaving the loop early cancels the response, as with :attr:`stream`; pass
+        ``cancel_on_exit=False`` to watch without owning it (the response then goes on).
+        """
+        return self._drive_async(_EventCursor(self), cancel_on_exit=cancel_on_exit)
+
+    def events_sync(self, *, cancel_on_exit: bool = True) -> Generator[ResponseEvent, None, None]:
+        """The same events as :meth:`events`, for synchronous code."""
+        return self._drive_sync(_EventCursor(self), cancel_on_exit=cancel_on_exit)
+
+    async def _drive_async(self, cursor: _Cursor, *, cancel_on_exit: bool = True) -> AsyncGenerator[Any, None]:
         ch = self._ch
         try:
             while True:
@@ -236,10 +306,10 @@ class ModelResponse:
         finally:
             # Left early (break, cancellation, an error in the consumer's loop body):
             # nobody is reading, so close the upstream rather than leak it.
-            if not cursor.finished:
+            if not cursor.finished and cancel_on_exit:
                 ch.request_cancel()
 
-    def _drive_sync(self, cursor: _Cursor) -> Generator[Any, None, None]:
+    def _drive_sync(self, cursor: _Cursor, *, cancel_on_exit: bool = True) -> Generator[Any, None, None]:
         ch = self._ch
         _refuse_runtime_thread()
         try:
@@ -255,7 +325,7 @@ class ModelResponse:
                     if ch.add_waiter(wake, cursor.idx, cursor.state):
                         wait()
         finally:
-            if not cursor.finished:
+            if not cursor.finished and cancel_on_exit:
                 ch.request_cancel()
 
     async def aread(self) -> str:
@@ -330,17 +400,7 @@ class ModelResponse:
     def finish_reason(self) -> FinishReason:
         """``stop``, ``length``, ``tool_calls``, ``content_filter``, ``error`` or ``cancelled``;
         waits for the end but never raises."""
-        ch = self._final()
-        if ch.state == "failed":
-            return "error"
-        if ch.state == "cancelled":
-            return "cancelled"
-        reason = normalize_finish_reason(ch.finish_raw)
-        if ch.tools and reason in (None, "stop"):
-            # Gemini and Ollama say "stop" when the model stopped to call tools; OpenAI says
-            # "tool_calls". One answer whichever provider: finish_reason_raw keeps theirs.
-            return "tool_calls"
-        return reason or "stop"
+        return _finish_reason(self._final())
 
     @property
     def finish_reason_raw(self) -> str | None:
@@ -351,6 +411,23 @@ class ModelResponse:
     def error(self) -> BaseException | None:
         """The error the stream failed with, if it did (without waiting)."""
         return self._ch.error
+
+    def _end_event(self, seq: int) -> EndEvent:
+        """The end event of a response that has ended."""
+        ch = self._ch
+        assert ch.terminal
+        return EndEvent(
+            self.id, seq, _END_STATUS[ch.state],
+            text="".join(ch.text_parts),
+            reasoning="".join(ch.reasoning_parts) or None,
+            tool_calls=ch.tools.calls(),
+            usage=ch.usage or Usage(),
+            finish_reason=_finish_reason(ch),
+            error=ch.error,
+            model=self.model,
+            duration=self.duration,
+            time_to_first_token=self.time_to_first_token,
+        )
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -405,6 +482,19 @@ class ModelResponse:
             "chunk_count": ch.chunk_count,
             "error": None if ch.error is None else str(ch.error),
         }
+
+
+def _finish_reason(ch: Channel) -> FinishReason:
+    if ch.state == "failed":
+        return "error"
+    if ch.state == "cancelled":
+        return "cancelled"
+    reason = normalize_finish_reason(ch.finish_raw)
+    if ch.tools and reason in (None, "stop"):
+        # Gemini and Ollama say "stop" when the model stopped to call tools; OpenAI says
+        # "tool_calls". One answer whichever provider: finish_reason_raw keeps theirs.
+        return "tool_calls"
+    return reason or "stop"
 
 
 def _cancel_if_alive(channel: weakref.ref[Channel]) -> None:
