@@ -14,7 +14,10 @@
 
 from __future__ import annotations
 
+from ._callbacks import CallbackSink
 from ._config import DEFAULTS, ModelConfig, get_model, load_model, load_model_configs, registered_models
+from ._console import ConsoleSink
+from ._delivery import Delivery, ResponseCallback, default_output, deliver, get_default_output
 from ._delta import ReasoningDelta, TextDelta, ToolCallDelta
 from ._errors import (
     AuthenticationError,
@@ -34,22 +37,29 @@ from ._errors import (
     StreamTimeoutError,
     StreamwrapError,
 )
+from ._events import EndEvent, EndStatus, ReasoningEvent, ResponseEvent, StartEvent, TextEvent, ToolCallEvent
 from ._finish import FinishReason
 from ._openai import OpenAIChatWrapper
 from ._registry import model_types, register_model_type
 from ._response import BlockingReadWarning, ModelResponse, StreamChunk, StreamDelta
 from ._secret import Secret
+from ._sink import Sink
 from ._tools import ToolArgumentsError, ToolCall
 from ._usage import Usage, UsageSource
 from ._version import __version__
 from ._wrapper import ChatRequest, ModelWrapper, Upstream
 
 __all__ = [
-    "DEFAULTS",
     "AuthenticationError",
     "BlockingReadWarning",
+    "CallbackSink",
     "ChatRequest",
     "ConfigError",
+    "ConsoleSink",
+    "DEFAULTS",
+    "Delivery",
+    "EndEvent",
+    "EndStatus",
     "FinishReason",
     "InputError",
     "MissingDependencyError",
@@ -64,8 +74,13 @@ __all__ = [
     "ProviderStreamError",
     "RateLimitError",
     "ReasoningDelta",
+    "ReasoningEvent",
+    "ResponseCallback",
+    "ResponseEvent",
     "Secret",
     "ServerError",
+    "Sink",
+    "StartEvent",
     "StreamChunk",
     "StreamDelta",
     "StreamError",
@@ -74,13 +89,18 @@ __all__ = [
     "StreamTimeoutError",
     "StreamwrapError",
     "TextDelta",
+    "TextEvent",
     "ToolArgumentsError",
     "ToolCall",
     "ToolCallDelta",
+    "ToolCallEvent",
     "Upstream",
     "Usage",
     "UsageSource",
     "__version__",
+    "default_output",
+    "deliver",
+    "get_default_output",
     "get_model",
     "load_model",
     "load_model_configs",

@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, NotRequired, Required, TypedDict
 
 import orjson
 
 from ._errors import ConfigError, MissingDependencyError
 from ._registry import model_types, resolve_model_type
+from ._sink import Sink
 
 if TYPE_CHECKING:
+    from ._delivery import ResponseCallback
     from ._wrapper import ModelWrapper
 
 __all__ = [
@@ -41,6 +43,7 @@ class ModelConfig(TypedDict, total=False):
     timeout: float
     first_token_timeout: float
     idle_timeout: float
+    response_callback: ResponseCallback
 
 
 # Documented defaults: generous, but finite, so that no stream can hang forever.
@@ -67,6 +70,11 @@ _COMMON: dict[str, tuple[tuple[type, ...], str]] = {
     "timeout": (_NUMBER, "a number of seconds > 0"),
     "first_token_timeout": (_NUMBER, "a number of seconds > 0"),
     "idle_timeout": (_NUMBER, "a number of seconds > 0"),
+    # A function or a sink (the protocol is structural: anything with a `send` method).
+    "response_callback": (
+        (Callable, Sink),  # type: ignore[dict-item]
+        "a callable or a sink (an object with `async def send(event)`)",
+    ),
 }
 _SECRET_KEYS = frozenset(("api_key",))
 # Call parameters that people put at the top of a config; they belong in generate_args.

@@ -19,6 +19,7 @@ from typing import Any, ClassVar, Protocol
 
 from ._channel import Channel
 from ._config import DEFAULTS, check_options
+from ._delivery import ResponseCallback, as_sink, get_default_output, observe
 from ._delta import Delta
 from ._errors import (
     ConfigError,
@@ -32,6 +33,7 @@ from ._errors import (
 from ._response import ModelResponse, _wait_state_async
 from ._runtime import runtime
 from ._secret import Secret
+from ._sink import Sink
 from ._tools import normalize_tools
 from ._waiters import thread_waiter
 
@@ -105,6 +107,7 @@ class ModelWrapper:
         timeout: float | None = None,
         first_token_timeout: float | None = None,
         idle_timeout: float | None = None,
+        response_callback: ResponseCallback | None = None,
         **extra: Any,
     ) -> None:
         options = {
@@ -119,6 +122,7 @@ class ModelWrapper:
             "timeout": timeout,
             "first_token_timeout": first_token_timeout,
             "idle_timeout": idle_timeout,
+            "response_callback": response_callback,
             **extra,
         }
         check_options(type(self), options, config_name=config_name)
@@ -146,6 +150,9 @@ class ModelWrapper:
             DEFAULTS["first_token_timeout"] if first_token_timeout is None else float(first_token_timeout)
         )
         self.idle_timeout: float = DEFAULTS["idle_timeout"] if idle_timeout is None else float(idle_timeout)
+        self.response_callback: Sink | None = (
+            None if response_callback is None else as_sink(response_callback, what="'response_callback'")
+        )
         self.extra_options = {k: v for k, v in extra.items() if v is not None}
         self._clients: dict[str, Any] = {}
         self._client_generation = -1
@@ -162,11 +169,19 @@ class ModelWrapper:
         prompt: Any,
         stream: bool | None = None,
         tools: Sequence[Mapping[str, Any]] | None = None,
+        *,
+        response_callback: ResponseCallback | None = None,
         **generate_args: Any,
     ) -> ModelResponse:
         """Send the request; return once its HTTP status is known (streaming) or the whole
-        response has arrived (non-streaming). HTTP errors raise here."""
-        response = self._start(prompt, stream, tools, generate_args)
+        response has arrived (non-streaming). HTTP errors raise here.
+
+        ``response_callback`` (a function or a sink; default: the model's configured one)
+        receives the response's events on this event loop, whether or not anybody reads
+        the response: each chunk, then the end event (a non-streaming call: the end event
+        only), also when the call fails. So do the sinks of :func:`default_output`.
+        """
+        response = self._start(prompt, stream, tools, generate_args, response_callback, on_loop=True)
         ch = response._ch
         try:
             while ch.state == "pending":
@@ -182,11 +197,14 @@ class ModelWrapper:
         prompt: Any,
         stream: bool | None = None,
         tools: Sequence[Mapping[str, Any]] | None = None,
+        *,
+        response_callback: ResponseCallback | None = None,
         **generate_args: Any,
     ) -> ModelResponse:
         """The same call from synchronous code: returns the same :class:`ModelResponse`
-        (iterate it with ``response.stream_sync()``, or read ``response.text``)."""
-        response = self._start(prompt, stream, tools, generate_args)
+        (iterate it with ``response.stream_sync()``, or read ``response.text``). Callbacks
+        and default-output sinks run on a thread of their own."""
+        response = self._start(prompt, stream, tools, generate_args, response_callback, on_loop=False)
         ch = response._ch
         try:
             while ch.state == "pending":
@@ -205,6 +223,9 @@ class ModelWrapper:
         stream: bool | None,
         tools: Sequence[Mapping[str, Any]] | None,
         generate_args: dict[str, Any],
+        response_callback: ResponseCallback | None,
+        *,
+        on_loop: bool,
     ) -> ModelResponse:
         if stream is not None and not isinstance(stream, bool):
             raise InputError(f"stream must be True, False or None, got {type(stream).__name__}")
@@ -217,6 +238,12 @@ class ModelWrapper:
             tools=normalize_tools(tools),
             params={**self.generate_args, **generate_args},
         )
+        callback = self.response_callback
+        if response_callback is not None:
+            callback = as_sink(response_callback, what="response_callback")
+        sinks = get_default_output()
+        if callback is not None:
+            sinks = (callback, *sinks)
         ch = Channel(provider=self.provider, streaming=request.stream, input_chars=input_chars)
         response = ModelResponse(ch, model_name=self.model_name)
 
@@ -226,6 +253,7 @@ class ModelWrapper:
                 cancel()
 
         runtime.spawn(lambda: self._pump(request, ch), contextvars.copy_context(), on_task)
+        observe(response, sinks, on_loop=on_loop)
         return response
 
     # -- the producer (runs on the runtime loop) ----------------------------------------

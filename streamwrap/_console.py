@@ -1,0 +1,161 @@
+"""The console sink: a response typed out on a terminal as it arrives."""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass
+from typing import TextIO
+
+from ._events import EndEvent, ResponseEvent
+
+__all__ = ["ConsoleSink", "summary_line"]
+
+_DIM, _RESET = "\x1b[2m", "\x1b[0m"
+
+
+@dataclass
+class _Progress:
+    printed: int = 0  # characters of the answer written so far
+    in_reasoning: bool = False
+    reasoned: bool = False
+
+
+class ConsoleSink:
+    """Types a response out on a terminal: each new piece of the answer as it arrives
+    (only the new suffix of ``text_so_far``, so nothing is ever printed twice), reasoning
+    dimmed and apart from the answer, tool calls, and a final line with tokens/s and usage.
+
+    ``file`` gets the answer (default ``sys.stdout``); ``info_file`` the reasoning and the
+    final line (default: ``file``; the CLI sends them to stderr, so that a pipe gets the
+    answer alone). When a stream is not a terminal, or ``NO_COLOR`` is set, output is plain
+    text. ``reasoning=None`` shows reasoning only when ``info_file`` is a terminal.
+
+    Responses delivered at the same time interleave: give each its own sink.
+    """
+
+    def __init__(
+        self,
+        file: TextIO | None = None,
+        *,
+        info_file: TextIO | None = None,
+        reasoning: bool | None = None,
+        stats: bool = True,
+        color: bool | None = None,
+    ) -> None:
+        self._file_arg = file
+        self._info_arg = info_file
+        self.reasoning = reasoning
+        self.stats = stats
+        self.color = color
+        self._progress: dict[str, _Progress] = {}
+
+    @property
+    def file(self) -> TextIO:
+        # Looked up at write time: sys.stdout may be replaced (pytest's capture, redirection).
+        return self._file_arg or sys.stdout
+
+    @property
+    def info_file(self) -> TextIO:
+        return self._info_arg or self.file
+
+    def _styled(self, stream: TextIO) -> bool:
+        if self.color is not None:
+            return self.color
+        return _isatty(stream) and os.environ.get("NO_COLOR") is None
+
+    async def send(self, event: ResponseEvent) -> None:
+        self.write(event)
+
+    def write(self, event: ResponseEvent) -> None:
+        """Print one event (the synchronous form of :meth:`send`)."""
+        rid = event.response_id
+        if event.type == "start":
+            self._progress[rid] = _Progress()
+            return
+        progress = self._progress.setdefault(rid, _Progress())
+        if event.type == "reasoning":
+            if self._shows_reasoning():
+                info = self.info_file
+                if not progress.in_reasoning:
+                    progress.in_reasoning = progress.reasoned = True
+                    if self._styled(info):
+                        info.write(_DIM)
+                info.write(event.delta)
+                info.flush()
+        elif event.type == "text":
+            self._answer(progress, event.text_so_far)
+        elif event.type == "end":
+            del self._progress[rid]
+            self._end(progress, event)
+
+    def _shows_reasoning(self) -> bool:
+        return self.reasoning if self.reasoning is not None else _isatty(self.info_file)
+
+    def _close_reasoning(self, progress: _Progress) -> None:
+        if progress.in_reasoning:
+            progress.in_reasoning = False
+            info = self.info_file
+            # A blank line keeps the reasoning apart from the answer, also in plain text.
+            info.write((_RESET if self._styled(info) else "") + "\n\n")
+            info.flush()
+
+    def _answer(self, progress: _Progress, text_so_far: str) -> None:
+        new = text_so_far[progress.printed:]
+        if not new:
+            return
+        self._close_reasoning(progress)
+        progress.printed = len(text_so_far)
+        self.file.write(new)
+        self.file.flush()
+
+    def _end(self, progress: _Progress, end: EndEvent) -> None:
+        # A non-streaming response arrives whole with the end event; so may a last piece.
+        self._answer(progress, end.text)
+        self._close_reasoning(progress)
+        out = self.file
+        if progress.printed:
+            out.write("\n")
+        for call in end.tool_calls:
+            out.write(f"-> {call.name}({call.arguments})\n")
+        out.flush()
+        lines = []
+        if end.status == "failed":
+            lines.append(f"[error: {end.error}]")
+        elif end.status == "cancelled":
+            lines.append("[cancelled]")
+        if self.stats:
+            lines.append(summary_line(end))
+        if lines:
+            info = self.info_file
+            dim, reset = (_DIM, _RESET) if self._styled(info) else ("", "")
+            for line in lines:
+                info.write(f"{dim}{line}{reset}\n")
+            info.flush()
+
+
+def summary_line(end: EndEvent) -> str:
+    """``[12 tokens in 0.40 s · 35.1 tokens/s · first token 0.06 s · usage: ... · finish: stop]``"""
+    usage = end.usage
+    out = usage.output_tokens
+    parts = []
+    if out is not None:
+        parts.append(f"{out} tokens in {end.duration or 0.0:.2f} s")
+        rate = end.tokens_per_second
+        if rate is not None:
+            parts.append(f"{rate:.1f} tokens/s")
+    if end.time_to_first_token is not None:
+        parts.append(f"first token {end.time_to_first_token:.2f} s")
+    parts.append(
+        f"usage: {usage.input_tokens if usage.input_tokens is not None else '?'} in / "
+        f"{out if out is not None else '?'} out ({usage.source})"
+    )
+    parts.append(f"finish: {end.finish_reason}")
+    return "[" + " · ".join(parts) + "]"
+
+
+def _isatty(stream: TextIO) -> bool:
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):  # (closed or not a real stream)
+        return False
