@@ -16,14 +16,14 @@ import contextvars
 import logging
 import sys
 import threading
-from collections.abc import Awaitable, Callable, Generator, Iterator
-from contextlib import contextmanager
+from collections.abc import Awaitable, Callable, Generator
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeAlias
 
 from ._errors import InputError
 from ._events import EndEvent, ResponseEvent
 from ._sink import Sink
+from ._waiters import async_waiter, fire
 
 if TYPE_CHECKING:
     from ._response import ModelResponse
@@ -48,8 +48,8 @@ the end event (a non-streaming response: the end event only)."""
 # telling its sinks (closing a connection takes milliseconds; this only bounds a stuck one).
 _END_GRACE_SECONDS = 5.0
 
-_default_output: contextvars.ContextVar[tuple[Sink, ...]] = contextvars.ContextVar(
-    "streamwrap_default_output", default=()
+_default_output: contextvars.ContextVar[default_output | None] = contextvars.ContextVar(
+    "streamwrap_default_output", default=None
 )
 # Background deliveries on asyncio loops, kept referenced until they finish (the loop
 # holds tasks weakly).
@@ -85,8 +85,7 @@ def as_sink(target: Any, *, what: str = "a sink") -> Sink:
     )
 
 
-@contextmanager
-def default_output(*sinks: ResponseCallback) -> Iterator[tuple[Sink, ...]]:
+class default_output:  # (lower case: used like contextlib's suppress or closing)
     """Deliver every response started in this context to ``sinks`` as well.
 
     Scoped by a context variable: set it in a request handler and the model calls made by
@@ -94,18 +93,67 @@ def default_output(*sinks: ResponseCallback) -> Iterator[tuple[Sink, ...]]:
     request's. It follows the context into tasks started inside the block and into
     streamwrap's own thread. ``default_output()`` with no sink turns delivery off inside
     the block. Nests; the previous output comes back on exit.
+
+    ``with`` sets it; ``async with`` also waits, on exit, until the sinks have had the end
+    event of every response started inside (a handler that closes its websocket next must
+    not cut off the last events).
     """
-    chosen = tuple(as_sink(s, what="default_output()'s argument") for s in sinks)
-    token = _default_output.set(chosen)
-    try:
-        yield chosen
-    finally:
-        _default_output.reset(token)
+
+    def __init__(self, *sinks: ResponseCallback) -> None:
+        self.sinks = tuple(as_sink(s, what="default_output()'s argument") for s in sinks)
+        self._pending: set[_Completion] = set()
+        self._tokens: list[contextvars.Token[default_output | None]] = []
+
+    def __enter__(self) -> tuple[Sink, ...]:
+        self._tokens.append(_default_output.set(self))
+        return self.sinks
+
+    def __exit__(self, *exc_info: object) -> None:
+        _default_output.reset(self._tokens.pop())
+
+    async def __aenter__(self) -> tuple[Sink, ...]:
+        return self.__enter__()
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        self.__exit__()
+        while self._pending:
+            await next(iter(self._pending)).wait()
+
+    def _track(self) -> _Completion:
+        done = _Completion(self._pending.discard)
+        self._pending.add(done)
+        return done
+
+
+class _Completion:
+    """Set once, from any thread; awaited from asyncio or trio."""
+
+    def __init__(self, on_set: Callable[[_Completion], None]) -> None:
+        self._lock = threading.Lock()
+        self._done = False
+        self._wakers: list[Callable[[], None]] = []
+        self._on_set = on_set
+
+    def set(self) -> None:
+        with self._lock:
+            self._done = True
+            wakers, self._wakers = self._wakers, []
+        self._on_set(self)
+        fire(wakers)
+
+    async def wait(self) -> None:
+        wake, wait = async_waiter()
+        with self._lock:
+            if self._done:
+                return
+            self._wakers.append(wake)
+        await wait()
 
 
 def get_default_output() -> tuple[Sink, ...]:
     """The sinks :func:`default_output` set for the current context (empty: none)."""
-    return _default_output.get()
+    output = _default_output.get()
+    return () if output is None else output.sinks
 
 
 def deliver(response: ModelResponse, *sinks: ResponseCallback) -> Delivery:
@@ -213,15 +261,21 @@ async def feed(response: ModelResponse, sink: Sink) -> BaseException | None:
     return failure
 
 
-def observe(response: ModelResponse, sinks: tuple[Sink, ...], *, on_loop: bool) -> None:
-    """Deliver ``response`` to ``sinks`` in the background, holding it until it ends.
+def observe(response: ModelResponse, callback: Sink | None, *, on_loop: bool) -> None:
+    """Deliver ``response`` in the background to ``callback`` and the default output's
+    sinks, holding the response until it ends.
 
     ``on_loop``: the call was made from async code, whose event loop (asyncio or trio) runs
     the sinks: they may touch objects of that loop (a websocket, a queue). From sync code
     the sinks run on a thread of their own with its own event loop.
     """
+    output = _default_output.get()
+    sinks = () if output is None else output.sinks
+    if callback is not None:
+        sinks = (callback, *sinks)
     if not sinks:
         return
+    done = output._track() if output is not None else None
     context = contextvars.copy_context()
     if on_loop:
         asyncio: Any = sys.modules.get("asyncio")
@@ -232,14 +286,14 @@ def observe(response: ModelResponse, sinks: tuple[Sink, ...], *, on_loop: bool) 
             except RuntimeError:
                 pass
         if loop is not None:
-            task = loop.create_task(_observe(response, sinks), context=context)
+            task = loop.create_task(_observe(response, sinks, done), context=context)
             _background.add(task)
             task.add_done_callback(_background.discard)
             return
         trio: Any = sys.modules.get("trio")
         if trio is not None:
             try:
-                trio.lowlevel.spawn_system_task(_observe, response, sinks, context=context)
+                trio.lowlevel.spawn_system_task(_observe, response, sinks, done, context=context)
                 return
             except RuntimeError:
                 pass  # not in a trio run after all
@@ -247,12 +301,12 @@ def observe(response: ModelResponse, sinks: tuple[Sink, ...], *, on_loop: bool) 
     def run() -> None:
         import asyncio
 
-        asyncio.run(_observe(response, sinks))
+        asyncio.run(_observe(response, sinks, done))
 
     threading.Thread(target=context.run, args=(run,), name="streamwrap-delivery", daemon=True).start()
 
 
-async def _observe(response: ModelResponse, sinks: tuple[Sink, ...]) -> None:
+async def _observe(response: ModelResponse, sinks: tuple[Sink, ...], done: _Completion | None) -> None:
     import anyio
 
     async def one(sink: Sink) -> None:
@@ -268,6 +322,9 @@ async def _observe(response: ModelResponse, sinks: tuple[Sink, ...]) -> None:
                 group.start_soon(one, sink)
     except Exception:
         logger.exception("delivering %s failed", response.id)
+    finally:
+        if done is not None:
+            done.set()
 
 
 async def _maybe_await(result: Any) -> Any:

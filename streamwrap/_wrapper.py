@@ -19,7 +19,7 @@ from typing import Any, ClassVar, Protocol
 
 from ._channel import Channel
 from ._config import DEFAULTS, check_options
-from ._delivery import ResponseCallback, as_sink, get_default_output, observe
+from ._delivery import ResponseCallback, as_sink, observe
 from ._delta import Delta
 from ._errors import (
     ConfigError,
@@ -241,9 +241,6 @@ class ModelWrapper:
         callback = self.response_callback
         if response_callback is not None:
             callback = as_sink(response_callback, what="response_callback")
-        sinks = get_default_output()
-        if callback is not None:
-            sinks = (callback, *sinks)
         ch = Channel(provider=self.provider, streaming=request.stream, input_chars=input_chars)
         response = ModelResponse(ch, model_name=self.model_name)
 
@@ -253,7 +250,7 @@ class ModelWrapper:
                 cancel()
 
         runtime.spawn(lambda: self._pump(request, ch), contextvars.copy_context(), on_task)
-        observe(response, sinks, on_loop=on_loop)
+        observe(response, callback, on_loop=on_loop)
         return response
 
     # -- the producer (runs on the runtime loop) ----------------------------------------

@@ -312,6 +312,14 @@ async def test_callback_hears_an_http_error_before_the_stream(emu: Emulator) -> 
     assert kind == "error" and isinstance(end.error, streamwrap.AuthenticationError)
 
 
+def test_default_output_from_sync_code(emu: Emulator, model: Any) -> None:
+    rec = Recorder()
+    emu.script(Reply(text=TEXT))
+    with streamwrap.default_output(rec):
+        assert model.call_sync("hi").text == "The quick brown fox."
+    assert rec.done.wait(10) and rec.text == "The quick brown fox."
+
+
 def test_sync_call_runs_callbacks_on_a_thread_of_their_own(emu: Emulator) -> None:
     rec = Recorder()
     model = streaming(emu, response_callback=rec)
@@ -336,17 +344,15 @@ async def test_default_output_is_per_context(emu: Emulator, model: Any) -> None:
     sinks = {"ann": Recorder(), "bob": Recorder()}
 
     async def request(who: str) -> None:
-        # Like two requests in one server: each sets its own output for its own calls.
-        with streamwrap.default_output(sinks[who]):
-            response = await model(f"I am {who}")
-            await response.aread()
+        # Like two requests in one server: each sets its own output for its own calls, and
+        # `async with` returns once its sink has had the end.
+        async with streamwrap.default_output(sinks[who]):
+            await model(f"I am {who}")
+        assert sinks[who].ends
 
     async with anyio.create_task_group() as group:
         group.start_soon(request, "ann")
         group.start_soon(request, "bob")
-    with anyio.fail_after(10):
-        while not all(s.ends for s in sinks.values()):
-            await anyio.sleep(0.01)
     texts = sorted(s.text for s in sinks.values())
     assert texts == ["ann says hi", "bob says hi"]  # each got exactly one response, whole
     assert all(len(s.ends) == 1 for s in sinks.values())
@@ -379,11 +385,7 @@ async def test_default_output_travels_to_the_runtime_thread(emu: Emulator) -> No
     rec = Recorder()
     model = Probe("emulator-1", stream=True, base_url=emu.openai_base_url, api_key="sk-test", max_retries=0)
     emu.script(Reply(text=TEXT))
-    with streamwrap.default_output(rec):
-        response = await model("hi")
-    await response.aread()
+    async with streamwrap.default_output(rec):
+        await model("hi")
     assert seen == [("streamwrap-runtime", (rec,))]
-    with anyio.fail_after(10):
-        while not rec.ends:
-            await anyio.sleep(0.01)
     assert rec.text == "The quick brown fox."
