@@ -389,3 +389,24 @@ async def test_default_output_travels_to_the_runtime_thread(emu: Emulator) -> No
         await model("hi")
     assert seen == [("streamwrap-runtime", (rec,))]
     assert rec.text == "The quick brown fox."
+
+
+async def test_an_error_in_the_body_cancels_and_passes_through(emu: Emulator, model: Any) -> None:
+    emu.script(Reply(text=[f"w{i} " for i in range(100)], delay=0.01))
+    response = await model("hi")
+    cb = Callbacks()
+    with pytest.raises(ValueError, match="body broke"):
+        async with streamwrap.deliver(response, cb.sink):
+            async for _, text in response.stream:
+                if len(text) > 6:
+                    raise ValueError("body broke")
+    assert [k for k, _ in cb.terminal] == ["cancel"]
+    assert response.finish_reason == "cancelled"
+
+
+def test_events_sync_from_sync_code(emu: Emulator, model: Any) -> None:
+    emu.script(Reply(text=TEXT))
+    response = model.call_sync("hi")
+    events = list(response.events_sync())
+    assert [e.type for e in events] == ["start", "text", "text", "text", "text", "end"]
+    assert events[-1].text == "The quick brown fox."  # type: ignore[union-attr]
