@@ -203,11 +203,13 @@ class Delivery:
         group, self._group = self._group, None
         if exc is not None:
             # The body failed: stop delivering (which cancels the response, and tells the
-            # sinks it was cancelled), and let the body's exception through.
+            # sinks it was cancelled), and let the body's exception through as it is (a
+            # task group would wrap it in an ExceptionGroup).
             group.cancel_scope.cancel()
-        await group.__aexit__(exc_type, exc, tb)
-        if exc is None:
-            self._raise_first()
+            await group.__aexit__(None, None, None)
+            return
+        await group.__aexit__(None, None, None)
+        self._raise_first()
 
     async def _one(self, sink: Sink) -> None:
         error = await feed(self.response, sink)
