@@ -1,10 +1,18 @@
-"""The ``streamwrap`` command: ``streamwrap chat "prompt"`` streams a reply to the terminal."""
+"""The ``streamwrap`` command: ``streamwrap chat "prompt"`` streams a reply to the terminal;
+``streamwrap serve`` serves a chat page and its API over HTTP."""
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
+import ipaddress
+import logging
 import os
+import re
+import socket
 import sys
+import threading
+import urllib.parse
 from collections.abc import Sequence
 from typing import Any, TextIO
 
@@ -70,18 +78,51 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     chat = sub.add_parser("chat", help="stream a reply to a prompt (argument or stdin)")
     chat.add_argument("prompt", nargs="?", help="the prompt; '-' or absent reads stdin")
-    chat.add_argument("--config", help="a JSON or YAML file of model configs")
-    chat.add_argument("--name", help="config_name of the model to use from --config")
-    chat.add_argument("--model-type", help=f"one of: {', '.join(model_types())}")
-    chat.add_argument("--model-name", help="the provider's model name")
-    chat.add_argument("--base-url", help="the server's base URL (any OpenAI-compatible server)")
+    _add_model_options(chat)
     chat.add_argument("--system", help="a system message")
     chat.add_argument("--max-tokens", type=int, help="the longest reply, in tokens")
     chat.add_argument("--no-stream", action="store_true", help="ask for the whole reply at once")
     chat.add_argument("--hide-reasoning", action="store_true", help="do not print reasoning text")
     chat.add_argument("--quiet", "-q", action="store_true", help="no status lines on stderr")
+    serve = sub.add_parser(
+        "serve",
+        help="serve a chat page and its API (SSE, websocket) over HTTP",
+        description="Serve a chat page at / and its API: POST /api/chat (the Vercel AI SDK's UI "
+        "message stream), GET|POST /api/chat/text, WS /ws, GET /healthz. Needs streamwrap[web].",
+    )
+    _add_model_options(serve)
+    serve.add_argument("--host", default="127.0.0.1", help="the address to listen on (default: 127.0.0.1, this machine only)")
+    serve.add_argument("--port", type=int, default=8000, help="the port (default: 8000; 0 picks a free one)")
+    serve.add_argument(
+        "--token",
+        help="require this token on every request (default: $STREAMWRAP_TOKEN; the environment "
+        "keeps it out of the process list)",
+    )
+    serve.add_argument(
+        "--allow-origin", action="append", default=[], metavar="ORIGIN",
+        help="an origin whose pages may call the API, e.g. http://localhost:5173 (repeatable; '*' allows any)",
+    )
+    serve.add_argument(
+        "--allow-host", action="append", default=[], metavar="HOST",
+        help="a hostname this server may be reached by without a token (IP addresses and localhost always may)",
+    )
+    serve.add_argument("--title", default="streamwrap", help="the chat page's title")
+    serve.add_argument("--open", action="store_true", help="open the chat page in a browser")
+    serve.add_argument("--quiet", "-q", action="store_true", help="no request log")
     sub.add_parser("model-types", help="list the known model_type values")
     return parser
+
+
+def _add_model_options(parser: argparse.ArgumentParser) -> None:
+    """The options that choose a model, shared by ``chat`` and ``serve`` (see :func:`_pick_model`)."""
+    group = parser.add_argument_group(
+        "model", "default: an API key in the environment, else a running Ollama, else the local model"
+    )
+    group.add_argument("--config", help="a JSON or YAML file of model configs")
+    group.add_argument("--name", help="config_name of the model to use from --config")
+    group.add_argument("--model-type", help=f"one of: {', '.join(model_types())}")
+    group.add_argument("--model-name", help="the provider's model name")
+    group.add_argument("--base-url", help="the server's base URL (any OpenAI-compatible server)")
 
 
 def _pick_model(args: argparse.Namespace) -> tuple[ModelWrapper, str]:
@@ -237,6 +278,133 @@ def _chat(args: argparse.Namespace, stdout: TextIO, stderr: TextIO, stdin: TextI
     return 0
 
 
+def _serve(args: argparse.Namespace, stderr: TextIO) -> int:
+    """``streamwrap serve``: :func:`streamwrap.web.chat_app` under uvicorn, until Ctrl-C."""
+    token = args.token if args.token is not None else os.environ.get("STREAMWRAP_TOKEN") or None
+    if token is not None and not token.strip():
+        raise ConfigError("--token must not be empty.", key="token")
+    if not 0 <= args.port <= 65535:
+        raise ConfigError(f"--port must be 0-65535, got {args.port}.", key="port")
+    # The dependencies first: picking a model may load one, which is slow to learn nothing.
+    try:
+        import uvicorn
+    except ImportError:
+        raise MissingDependencyError("uvicorn", "web") from None
+    try:
+        from .web import chat_app
+    except MissingDependencyError:
+        raise
+    except ImportError as exc:
+        if exc.name is None or exc.name.startswith("streamwrap"):
+            raise  # our own module is broken: not a missing dependency
+        raise MissingDependencyError(exc.name.partition(".")[0], "web") from None
+    if importlib.util.find_spec("websockets") is None and importlib.util.find_spec("wsproto") is None:
+        print("streamwrap: note: neither 'websockets' nor 'wsproto' is installed: /ws will not work "
+              "(pip install \"streamwrap[web]\")", file=stderr)
+
+    model, origin = _pick_model(args)
+    app = chat_app(model, token=token, allowed_origins=args.allow_origin, allowed_hosts=args.allow_host,
+                   title=args.title)
+    loopback = _is_loopback(args.host)
+    if not loopback and token is None:
+        print(
+            f"streamwrap: WARNING: listening on {args.host}, which other machines may reach, WITHOUT A TOKEN:\n"
+            "  anyone who can connect can use this model (and spend its API quota).\n"
+            "  Set STREAMWRAP_TOKEN (or pass --token), or listen on 127.0.0.1.",
+            file=stderr, flush=True,
+        )
+    try:
+        sock = _listen(args.host, args.port)
+    except OSError as exc:
+        raise StreamwrapError(f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}") from None
+    port = sock.getsockname()[1]
+    url = f"http://{_url_host(args.host)}:{port}/" + (f"?token={urllib.parse.quote(token, safe='')}" if token else "")
+
+    def started() -> None:
+        print(f"streamwrap: {model.model_type} {model.model_name} ({origin})", file=stderr)
+        print(f"streamwrap: serving at {url}  (Ctrl-C stops)", file=stderr, flush=True)
+        if args.open:
+            import webbrowser
+
+            # A browser can take a while to launch; the server must not wait for it.
+            threading.Thread(target=webbrowser.open, args=(url,), daemon=True).start()
+
+    class Server(uvicorn.Server):
+        async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+            await super().startup(sockets=sockets)
+            if self.started:
+                started()
+
+    config = uvicorn.Config(
+        app,
+        log_level="warning" if args.quiet else "info",
+        lifespan="off",  # chat_app has no startup work; skips three lines of log
+        # The access log would write every ?token= URL (the page, the websocket) to the terminal.
+        access_log=token is None and not args.quiet,
+        # Streams and websockets stay open; Ctrl-C must not wait for them for long.
+        timeout_graceful_shutdown=2,
+        ws_max_size=1024 * 1024,
+    )
+    if token is not None:
+        # uvicorn logs websocket handshakes, query string included, outside the access log.
+        for name in ("uvicorn.error", "uvicorn.access"):
+            logging.getLogger(name).addFilter(_RedactToken())
+    try:
+        Server(config).run(sockets=[sock])
+    except KeyboardInterrupt:
+        pass  # uvicorn shut down gracefully, then re-raised the Ctrl-C it had captured
+    finally:
+        sock.close()
+    print("streamwrap: stopped", file=stderr)
+    return 0
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False  # a hostname: it may well resolve to a public interface
+
+
+def _url_host(host: str) -> str:
+    """The host to print in the URL: a wildcard address is not one a browser can open."""
+    host = host.strip("[]")
+    if host in ("", "0.0.0.0"):
+        return "127.0.0.1"
+    if host == "::":
+        return "[::1]"
+    return f"[{host}]" if ":" in host else host
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    """A listening socket, bound here rather than by uvicorn: errors are ours to report,
+    and the real port of ``--port 0`` is known before the URL is printed."""
+    family, kind, proto, _, address = socket.getaddrinfo(
+        host.strip("[]") or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+    )[0]
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+        sock.listen(128)  # connections made before uvicorn accepts wait in the backlog
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+class _RedactToken(logging.Filter):
+    _TOKEN = re.compile(r"([?&]token=)[^&\s\"']*")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if "token=" in message:
+            record.msg, record.args = self._TOKEN.sub(r"\1***", message), None
+        return True
+
+
 def main(argv: Sequence[str] | None = None, *, stdout: TextIO | None = None, stderr: TextIO | None = None,
          stdin: TextIO | None = None) -> int:
     """Run the CLI; returns the exit status (0 ok, 1 error, 2 usage or configuration)."""
@@ -246,6 +414,8 @@ def main(argv: Sequence[str] | None = None, *, stdout: TextIO | None = None, std
         print("\n".join(model_types()), file=out)
         return 0
     try:
+        if args.command == "serve":
+            return _serve(args, err)
         return _chat(args, out, err, inp)
     except _NoModel as exc:
         print(exc.args[0], file=err, end="")

@@ -1,0 +1,257 @@
+"""The chat page in a real browser: headless Chromium (the system's, driven by Playwright)
+loads the ``streamwrap serve`` app, backed by the emulator with a slowly paced reply, and
+watches the answer grow, over SSE and over the websocket; Stop cancels the reply upstream.
+
+Needs Chromium (``chromium`` on the PATH, /usr/bin/chromium, or ``$STREAMWRAP_CHROMIUM``)
+and the ``playwright`` package; skips, saying which is missing, otherwise. Screenshots go
+to ``tests/artifacts/`` (or ``$STREAMWRAP_ARTIFACTS``).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytest.importorskip("starlette")
+uvicorn = pytest.importorskip("uvicorn")
+pytest.importorskip("websockets")
+sync_api = pytest.importorskip(
+    "playwright.sync_api", reason="playwright is not installed (pip install playwright; Chromium comes from the system)"
+)
+
+
+def _chromium() -> str | None:
+    chosen = os.environ.get("STREAMWRAP_CHROMIUM")
+    if chosen:
+        return chosen if os.access(chosen, os.X_OK) else None
+    for name in ("chromium", "chromium-browser"):
+        found = shutil.which(name)
+        if found:
+            return found
+    return "/usr/bin/chromium" if os.access("/usr/bin/chromium", os.X_OK) else None
+
+
+CHROMIUM = _chromium()
+if CHROMIUM is None:
+    pytest.skip(
+        "Chromium not found (looked for $STREAMWRAP_CHROMIUM, chromium on the PATH, /usr/bin/chromium); "
+        "install it with: apt-get install chromium",
+        allow_module_level=True,
+    )
+
+import streamwrap  # noqa: E402
+from streamwrap import EndEvent  # noqa: E402
+from streamwrap.testing import Emulator, Reply  # noqa: E402
+from streamwrap.web import chat_app  # noqa: E402
+
+TOKEN = "browser-t0ken"
+ARTIFACTS = Path(os.environ.get("STREAMWRAP_ARTIFACTS") or Path(__file__).parent / "artifacts")
+# 30 chunks, 30 ms apart: slow enough to watch the text grow, quick enough for a test.
+CHUNKS = [f"word{i:02d} " for i in range(29)] + ["end."]
+ANSWER = "".join(CHUNKS)
+CHROMIUM_ARGS = [
+    "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking",
+    "--disable-extensions", "--no-first-run", "--disable-sync", "--mute-audio",
+]
+
+
+class Server:
+    """chat_app on uvicorn, 127.0.0.1, in a background thread."""
+
+    def __init__(self, app: Any) -> None:
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(64)
+        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
+        self.server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off", timeout_graceful_shutdown=1))
+        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True)
+        self.thread.start()
+        deadline = time.monotonic() + 10
+        while not self.server.started:
+            assert time.monotonic() < deadline and self.thread.is_alive(), "uvicorn did not start"
+            time.sleep(0.01)
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(10)
+        self.sock.close()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    with sync_api.sync_playwright() as playwright:
+        try:
+            launched = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        except sync_api.Error as exc:
+            pytest.skip(f"Chromium at {CHROMIUM} did not start under Playwright: {str(exc).splitlines()[0]}")
+        yield launched
+        launched.close()
+
+
+@pytest.fixture
+def ends() -> list[EndEvent]:
+    """The end event of every response the server's model made."""
+    return []
+
+
+@pytest.fixture
+def server(emu: Emulator, ends: list[EndEvent]) -> Iterator[Server]:
+    def record(event: Any) -> None:
+        if isinstance(event, EndEvent):
+            ends.append(event)
+
+    model = streamwrap.load_model({
+        "model_type": "openai_chat", "model_name": "emulator-1", "base_url": emu.openai_base_url,
+        "api_key": "sk-test", "max_retries": 0, "response_callback": record,
+    })
+    running = Server(chat_app(model, token=TOKEN, heartbeat=1.0, title="streamwrap test"))
+    yield running
+    running.stop()
+
+
+@pytest.fixture
+def page(browser: Any, server: Server) -> Iterator[Any]:
+    context = browser.new_context(viewport={"width": 900, "height": 700})
+    page = context.new_page()
+    problems: list[str] = []
+    page.on("console", lambda message: problems.append(message.text) if message.type == "error" else None)
+    page.on("pageerror", lambda error: problems.append(str(error)))
+    page.goto(f"{server.url}/?token={TOKEN}")
+    page.problems = problems
+    yield page
+    context.close()
+
+
+def state(page: Any) -> dict[str, Any]:
+    """The last reply's text, the status and the info line, read in one round trip."""
+    return dict(page.evaluate("""() => {
+        const texts = document.querySelectorAll('[data-testid="assistant-text"]');
+        const infos = document.querySelectorAll('[data-testid="info"]');
+        return {
+            text: texts.length ? texts[texts.length - 1].textContent : "",
+            info: infos.length ? infos[infos.length - 1].textContent : "",
+            status: document.querySelector('[data-testid="status"]').textContent,
+        };
+    }"""))
+
+
+def send(page: Any, transport: str, prompt: str) -> None:
+    page.get_by_test_id(f"transport-{transport}").check()
+    box = page.get_by_test_id("prompt")
+    box.fill(prompt)
+    box.press("Enter")
+
+
+def wait_until_ready(page: Any) -> None:
+    sync_api.expect(page.get_by_test_id("status")).to_have_text("ready", timeout=15_000)
+
+
+def screenshot(page: Any, name: str) -> None:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / f"browser-{name}.png"), full_page=True)
+
+
+@pytest.mark.parametrize("transport", ["sse", "ws"])
+def test_the_page_streams_the_reply_as_it_grows(emu: Emulator, page: Any, transport: str, ends: list[EndEvent]) -> None:
+    # The token came in the URL and left the address bar at once.
+    assert "token" not in page.url
+    emu.script(
+        Reply(reasoning=["Thinking ", "it over."], text=CHUNKS, delay=0.03, usage=(12, 32)),
+        Reply(text=["Second ", "answer."], usage=(40, 2)),
+    )
+    send(page, transport, "Count for me")
+    sync_api.expect(page.get_by_test_id("status")).to_have_text("streaming")
+    seen: list[int] = []
+    deadline = time.monotonic() + 20
+    while True:
+        now = state(page)
+        seen.append(len(now["text"]))
+        if now["status"] == "ready":
+            break
+        assert time.monotonic() < deadline, now
+        time.sleep(0.04)
+    # The text grew in steps while the reply streamed, not all at once at the end.
+    partial = sorted({n for n in seen if 0 < n < len(ANSWER)})
+    assert len(partial) >= 3, seen
+    assert seen == sorted(seen), "the text never shrinks"
+
+    final = state(page)
+    assert final["text"] == ANSWER
+    # Exactly once on the whole page: no replay, no final copy appended to the deltas.
+    assert page.evaluate("(answer) => document.body.innerText.split(answer).length - 1", ANSWER) == 1
+    assert "32 tokens" in final["info"] and "finish: stop" in final["info"], final["info"]
+    assert "tokens/s" in final["info"]
+    reasoning = page.get_by_test_id("reasoning").last
+    sync_api.expect(reasoning).to_be_visible()
+    sync_api.expect(reasoning).to_contain_text("Thinking it over.")
+    sync_api.expect(page.get_by_test_id("error")).to_be_hidden()
+    assert ends[-1].status == "finished"
+
+    # The conversation goes with the next message: the first answer, without its reasoning.
+    send(page, transport, "And again")
+    wait_until_ready(page)
+    assert state(page)["text"] == "Second answer."
+    assert emu.requests[-1].json["messages"] == [
+        {"role": "user", "content": "Count for me"},
+        {"role": "assistant", "content": ANSWER},
+        {"role": "user", "content": "And again"},
+    ]
+    screenshot(page, transport)
+    assert page.problems == []
+
+
+@pytest.mark.parametrize("transport", ["sse", "ws"])
+def test_stop_cancels_the_reply_upstream(emu: Emulator, page: Any, transport: str, ends: list[EndEvent]) -> None:
+    slow = [f"slow{i:02d} " for i in range(100)]
+    emu.script(Reply(text=slow, delay=0.05))
+    send(page, transport, "Go on and on")
+    sync_api.expect(page.get_by_test_id("assistant-text").last).to_contain_text("slow02", timeout=10_000)
+    page.get_by_test_id("stop").click()
+    wait_until_ready(page)
+    stopped = state(page)
+    assert stopped["info"].startswith("stopped"), stopped
+    assert 0 < len(stopped["text"]) < len("".join(slow))
+    # The server saw the browser go (SSE) or the cancel message (websocket), and cancelled
+    # the provider's stream.
+    deadline = time.monotonic() + 10
+    while not ends:
+        assert time.monotonic() < deadline, "the response never ended on the server"
+        time.sleep(0.05)
+    assert ends[-1].status == "cancelled"
+    assert ends[-1].text.startswith(stopped["text"])
+    # The page goes on working after a stop.
+    emu.script(Reply(text=["after ", "stop"]))
+    send(page, transport, "Shorter, please")
+    wait_until_ready(page)
+    assert state(page)["text"] == "after stop"
+    screenshot(page, f"{transport}-stopped")
+    assert page.problems == []
+
+
+def test_errors_show_in_the_transcript(emu: Emulator, page: Any) -> None:
+    emu.script(Reply(status=429, error={"message": "Rate limit reached for tests", "type": "requests"}))
+    send(page, "sse", "hello?")
+    wait_until_ready(page)
+    error = page.get_by_test_id("error").last
+    sync_api.expect(error).to_be_visible()
+    sync_api.expect(error).to_contain_text("429")
+    sync_api.expect(error).to_contain_text("Rate limit reached for tests")
+    assert page.problems == []
+
+
+def test_the_page_needs_the_token(browser: Any, server: Server) -> None:
+    context = browser.new_context()
+    page = context.new_page()
+    reply = page.goto(server.url + "/")
+    assert reply is not None and reply.status == 401
+    reply = page.goto(server.url + "/?token=wrong")
+    assert reply is not None and reply.status == 401
+    context.close()
