@@ -17,10 +17,10 @@ from collections.abc import Sequence
 from typing import Any, TextIO
 
 from ._config import get_model, load_model, load_model_configs
-from ._delta import ReasoningDelta, TextDelta
+from ._console import ConsoleSink
 from ._errors import ConfigError, MissingDependencyError, StreamwrapError
+from ._events import EndEvent
 from ._registry import model_types
-from ._response import ModelResponse
 from ._version import __version__
 from ._wrapper import ModelWrapper
 
@@ -61,15 +61,6 @@ streamwrap: no model is configured. Choose one of:
 
 class _NoModel(Exception):
     """No model was chosen and none could be picked from the environment."""
-
-
-class _Dim:
-    """ANSI dim for reasoning text, only when the stream is a terminal."""
-
-    def __init__(self, stream: TextIO) -> None:
-        on = stream.isatty() and os.environ.get("NO_COLOR") is None
-        self.start = "\x1b[2m" if on else ""
-        self.end = "\x1b[0m" if on else ""
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -209,27 +200,6 @@ def _read_prompt(args: argparse.Namespace, stdin: TextIO) -> str:
     return stdin.read()
 
 
-def _summary(response: ModelResponse) -> str:
-    usage = response.usage
-    parts = []
-    out = usage.output_tokens
-    duration = response.duration or 0.0
-    ttft = response.time_to_first_token
-    if out is not None:
-        parts.append(f"{out} tokens in {duration:.2f} s")
-        generating = duration - (ttft or 0.0)
-        if generating > 0 and out > 1:
-            parts.append(f"{out / generating:.1f} tokens/s")
-    if ttft is not None:
-        parts.append(f"first token {ttft:.2f} s")
-    parts.append(
-        f"usage: {usage.input_tokens if usage.input_tokens is not None else '?'} in / "
-        f"{out if out is not None else '?'} out ({usage.source})"
-    )
-    parts.append(f"finish: {response.finish_reason}")
-    return "[" + " · ".join(parts) + "]"
-
-
 def _chat(args: argparse.Namespace, stdout: TextIO, stderr: TextIO, stdin: TextIO) -> int:
     model, origin = _pick_model(args)
     prompt = _read_prompt(args, stdin)
@@ -245,37 +215,21 @@ def _chat(args: argparse.Namespace, stdout: TextIO, stderr: TextIO, stdin: TextI
             raise ConfigError("--max-tokens must be > 0.", key="max_tokens")
         generate["max_tokens"] = args.max_tokens
     response = model.call_sync(messages, stream=not args.no_stream, **generate)
-    dim = _Dim(stderr)
-    in_reasoning = False
+    # The answer alone on stdout (pipes get just that); reasoning, errors and the final
+    # line on stderr, dimmed on a terminal.
+    console = ConsoleSink(stdout, info_file=stderr, reasoning=not args.hide_reasoning, stats=not args.quiet)
+    status = "finished"
     try:
-        for delta in response.deltas_sync():
-            cls = delta.__class__
-            if cls is ReasoningDelta and not args.hide_reasoning:
-                if not in_reasoning:
-                    stderr.write(dim.start)
-                    in_reasoning = True
-                stderr.write(delta)  # type: ignore[arg-type]
-                stderr.flush()
-            elif cls is TextDelta:
-                if in_reasoning:
-                    stderr.write(dim.end + "\n")
-                    stderr.flush()
-                    in_reasoning = False
-                stdout.write(delta)  # type: ignore[arg-type]
-                stdout.flush()
+        for event in response.events_sync():
+            console.write(event)
+            if isinstance(event, EndEvent):
+                status = event.status
     except KeyboardInterrupt:
         response.close()
         stdout.write("\n")
         print("streamwrap: interrupted", file=stderr)
         return 130
-    finally:
-        if in_reasoning:
-            stderr.write(dim.end + "\n")
-    stdout.write("\n")
-    stdout.flush()
-    if not args.quiet:
-        print(_summary(response), file=stderr, flush=True)
-    return 0
+    return 1 if status == "failed" else 0
 
 
 def _serve(args: argparse.Namespace, stderr: TextIO) -> int:

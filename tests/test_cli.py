@@ -15,7 +15,7 @@ import pytest
 
 from streamwrap._cli import _ENV_PROVIDERS
 from streamwrap._local import embedded_model_path, local_runtime_installed
-from streamwrap.testing import Emulator, Reply
+from streamwrap.testing import Emulator, Fault, Reply
 
 # Everything that makes the CLI pick a provider from the environment.
 PROVIDER_ENV = (
@@ -216,3 +216,13 @@ def test_chat_non_streaming(emu: Emulator, flag: str) -> None:
     assert result.returncode == 0, result.stderr
     assert result.stdout == "whole\n"
     assert emu.requests[-1].json["stream"] is False
+
+
+def test_chat_keeps_the_partial_answer_and_fails_on_a_broken_stream(emu: Emulator) -> None:
+    emu.script(Reply(text=["Half ", "an ", "answer"], fault=Fault.drop_after(2)))
+    result = run(["chat", "--base-url", emu.openai_base_url, "--model-name", "m", "hi"],
+                 env={"OPENAI_API_KEY": "sk-cli-secret-000111"})
+    assert result.returncode == 1
+    assert result.stdout == "Half an \n"  # what arrived, once; nothing else on stdout
+    assert "[error: " in result.stderr and "connection lost" in result.stderr
+    assert "Traceback" not in result.stderr
