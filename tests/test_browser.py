@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -47,6 +45,8 @@ if CHROMIUM is None:
         allow_module_level=True,
     )
 
+from _uvicorn import Server  # noqa: E402
+
 import streamwrap  # noqa: E402
 from streamwrap import EndEvent  # noqa: E402
 from streamwrap.testing import Emulator, Reply  # noqa: E402
@@ -62,27 +62,6 @@ CHROMIUM_ARGS = [
     "--disable-extensions", "--no-first-run", "--disable-sync", "--mute-audio",
 ]
 
-
-class Server:
-    """chat_app on uvicorn, 127.0.0.1, in a background thread."""
-
-    def __init__(self, app: Any) -> None:
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(64)
-        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
-        self.server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off", timeout_graceful_shutdown=1))
-        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True)
-        self.thread.start()
-        deadline = time.monotonic() + 10
-        while not self.server.started:
-            assert time.monotonic() < deadline and self.thread.is_alive(), "uvicorn did not start"
-            time.sleep(0.01)
-
-    def stop(self) -> None:
-        self.server.should_exit = True
-        self.thread.join(10)
-        self.sock.close()
 
 
 @pytest.fixture(scope="module")

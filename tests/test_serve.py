@@ -25,6 +25,7 @@ pytest.importorskip("starlette")
 uvicorn = pytest.importorskip("uvicorn")
 pytest.importorskip("websockets")
 import httpx  # noqa: E402
+from _uvicorn import Server  # noqa: E402
 from websockets.exceptions import InvalidStatus  # noqa: E402
 from websockets.sync.client import connect  # noqa: E402
 
@@ -41,32 +42,6 @@ PROVIDER_ENV = (
     "OLLAMA_HOST", "OLLAMA_MODEL", "OLLAMA_API_KEY", "STREAMWRAP_MODEL", "STREAMWRAP_TOKEN",
 )
 
-
-class Server:
-    """A uvicorn server on 127.0.0.1 in a background thread (no signal handlers there)."""
-
-    def __init__(self, app: Any) -> None:
-        sock = socket.socket()
-        sock.bind(("127.0.0.1", 0))
-        sock.listen(64)
-        self.port = sock.getsockname()[1]
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.ws_url = f"ws://127.0.0.1:{self.port}/ws"
-        config = uvicorn.Config(app, log_level="warning", lifespan="off", timeout_graceful_shutdown=1)
-        self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [sock]}, daemon=True)
-        self.thread.start()
-        deadline = time.monotonic() + 10
-        while not self.server.started:
-            assert time.monotonic() < deadline, "uvicorn did not start"
-            assert self.thread.is_alive(), "uvicorn failed to start"
-            time.sleep(0.01)
-        self.sock = sock
-
-    def stop(self) -> None:
-        self.server.should_exit = True
-        self.thread.join(10)
-        self.sock.close()
 
 
 @pytest.fixture

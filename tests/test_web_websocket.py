@@ -5,8 +5,6 @@ running the app on trio, and a ``websockets`` library server."""
 from __future__ import annotations
 
 import json
-import socket
-import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
@@ -19,6 +17,7 @@ import pytest
 pytest.importorskip("starlette")
 uvicorn = pytest.importorskip("uvicorn")
 websockets = pytest.importorskip("websockets")
+from _uvicorn import Server  # noqa: E402
 from starlette.applications import Starlette  # noqa: E402
 from starlette.routing import WebSocketRoute  # noqa: E402
 from starlette.testclient import TestClient  # noqa: E402
@@ -98,33 +97,10 @@ async def chat_endpoint(websocket: WebSocket) -> None:
 APP = Starlette(routes=[WebSocketRoute("/ws", chat_endpoint)])
 
 
-class Server:
-    """uvicorn on 127.0.0.1, a port of its own, in a background thread."""
-
-    def __init__(self, app: Any) -> None:
-        sock = socket.socket()
-        sock.bind(("127.0.0.1", 0))
-        sock.listen(64)
-        self.sock = sock
-        self.ws_url = f"ws://127.0.0.1:{sock.getsockname()[1]}/ws"
-        config = uvicorn.Config(app, log_level="critical", lifespan="off", timeout_graceful_shutdown=1)
-        self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [sock]}, daemon=True)
-        self.thread.start()
-        deadline = time.monotonic() + 10
-        while not self.server.started:
-            assert time.monotonic() < deadline and self.thread.is_alive(), "uvicorn did not start"
-            time.sleep(0.01)
-
-    def stop(self) -> None:
-        self.server.should_exit = True
-        self.thread.join(10)
-        self.sock.close()
-
 
 @pytest.fixture(scope="module")
 def server() -> Iterator[Server]:
-    s = Server(APP)
+    s = Server(APP, log_level="critical")
     yield s
     s.stop()
 
