@@ -19,12 +19,16 @@
         └── StreamTimeoutError        no first token, or no new token, within the configured time
 
 Errors carry fields; ``str(error)`` is composed from them. Secrets never reach these
-objects: bodies are scrubbed of the API key before an error is built.
+objects: bodies are scrubbed of the API key before an error is built, and every message
+has the credentials of the URLs it names masked when the error is made (see
+``_url_redaction``), whoever built it.
 """
 
 from __future__ import annotations
 
 from typing import Any
+
+from ._url_redaction import redact_urls
 
 __all__ = [
     "AuthenticationError",
@@ -49,6 +53,11 @@ __all__ = [
 class StreamwrapError(Exception):
     """Base class of every error raised by streamwrap."""
 
+    def __init__(self, *args: Any) -> None:
+        # The one place every message passes: a URL in it (the base_url that could not be
+        # reached, or one quoted by the HTTP library) loses its credentials here.
+        super().__init__(*(redact_urls(arg) if isinstance(arg, str) else arg for arg in args))
+
 
 class ConfigError(StreamwrapError, ValueError):
     """A config dict or wrapper argument is invalid.
@@ -67,12 +76,12 @@ class ConfigError(StreamwrapError, ValueError):
         suggestion: str | None = None,
         config_name: str | None = None,
     ) -> None:
-        self.message = message
+        self.message = redact_urls(message)
         self.key = key
         self.accepted = accepted
         self.suggestion = suggestion
         self.config_name = config_name
-        super().__init__(message)
+        super().__init__(self.message)
 
     def __str__(self) -> str:
         parts = []
@@ -105,9 +114,9 @@ class ProviderError(StreamwrapError):
     """The provider could not be reached or refused the request."""
 
     def __init__(self, message: str, *, provider: str) -> None:
-        self.message = message
+        self.message = redact_urls(message)
         self.provider = provider
-        super().__init__(message)
+        super().__init__(self.message)
 
     def __str__(self) -> str:
         return f"{self.provider}: {self.message}"
@@ -188,13 +197,13 @@ class StreamError(StreamwrapError):
         response_id: str | None = None,
         code: str | None = None,
     ) -> None:
-        self.message = message
+        self.message = redact_urls(message)
         self.provider = provider
         self.partial_text = partial_text
         self.partial_reasoning = partial_reasoning
         self.response_id = response_id
         self.code = code
-        super().__init__(message)
+        super().__init__(self.message)
 
     def __str__(self) -> str:
         code = f" [{self.code}]" if self.code else ""

@@ -20,6 +20,8 @@ from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from ._errors import StreamwrapError
+from ._url_redaction import MASK as _MASK
+from ._url_redaction import redact_urls
 
 if TYPE_CHECKING:
     from ._delta import Delta
@@ -28,7 +30,6 @@ if TYPE_CHECKING:
 __all__ = ["RedactingUpstream", "Secret", "redact_error", "scrub"]
 
 _Error = TypeVar("_Error", bound=BaseException)
-_MASK = "**********"
 
 
 class Secret:
@@ -65,12 +66,14 @@ class Secret:
 
 
 def scrub(value: Any, secret: Secret | None) -> Any:
-    """Replace any occurrence of the secret inside ``value`` (str, or nested dict/list)."""
-    if secret is None or len(secret.reveal()) < 4:
-        return value
-    raw = secret.reveal()
+    """``value`` (str, or nested dict/list) with any occurrence of the secret replaced, and
+    the credentials of any URL in it masked (a server's error body may quote the URL it
+    was asked for, query string and all)."""
     if isinstance(value, str):
-        return value.replace(raw, _MASK) if raw in value else value
+        value = redact_urls(value)
+        if secret is None or len(secret.reveal()) < 4:
+            return value
+        return value.replace(secret.reveal(), _MASK) if secret.reveal() in value else value
     if isinstance(value, dict):
         return {k: scrub(v, secret) for k, v in value.items()}
     if isinstance(value, list):

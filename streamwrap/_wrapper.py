@@ -35,6 +35,7 @@ from ._runtime import runtime
 from ._secret import Secret
 from ._sink import Sink
 from ._tools import normalize_tools
+from ._url_redaction import mask_http_logs, redact_urls
 from ._waiters import thread_waiter
 
 __all__ = ["ChatRequest", "ModelWrapper", "Upstream"]
@@ -130,6 +131,8 @@ class ModelWrapper:
         self.config_name = config_name
         self.stream: bool = DEFAULTS["stream"] if stream is None else stream
         self.base_url = base_url or _first_env(self.base_url_env)
+        if self.base_url and redact_urls(self.base_url) != self.base_url:
+            mask_http_logs()  # the HTTP library logs each request's URL, credentials and all
         key = api_key or _first_env(self.api_key_env)
         if not key and not self.api_key_optional and not self.base_url:
             raise ConfigError(
@@ -159,7 +162,7 @@ class ModelWrapper:
 
     def __repr__(self) -> str:
         name = f" config_name={self.config_name!r}" if self.config_name else ""
-        base = f" base_url={self.base_url!r}" if self.base_url else ""
+        base = f" base_url={redact_urls(self.base_url)!r}" if self.base_url else ""
         return f"<{type(self).__name__}{name} model_name={self.model_name!r}{base} stream={self.stream}>"
 
     # -- calling ------------------------------------------------------------------------

@@ -15,6 +15,7 @@ cause or context of ours), not for what they hold.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import traceback
@@ -341,3 +342,200 @@ def test_redact_error_without_a_key_only_drops_the_frames() -> None:
     message = err.message
     assert redact_error(err, None) is err
     assert err.message == message and err.__traceback__ is None
+
+
+# -- credentials inside the base_url ------------------------------------------------------------
+#
+# A base_url may carry a password (userinfo) and keys in its query string. streamwrap names the
+# URL it could not reach, and a web app forwards that text to the browser: the URL's
+# credentials are masked wherever it shows (error fields, str, repr, args, logs, reprs).
+
+URL_USER = "urluser-0d9e"
+URL_PASSWORD = "urlpass-7c41b2"
+URL_KEY = "urlkey-e5a9f3"
+URL_TOKEN = "urltok-1b6c80"
+URL_SECRETS = (URL_USER, URL_PASSWORD, URL_KEY, URL_TOKEN)
+
+
+def closed_port() -> int:
+    """A port on 127.0.0.1 that nothing listens on: connecting is refused at once."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def credentialed_root(port: int) -> str:
+    return f"http://{URL_USER}:{URL_PASSWORD}@127.0.0.1:{port}"
+
+
+def credentialed_base_url(provider: Provider, port: int) -> str:
+    """The provider's base_url on a closed port, with userinfo and secret query parameters
+    (and a harmless one, which stays)."""
+    return provider.base_url(credentialed_root(port)) + f"?api-key={URL_KEY}&Access_Token={URL_TOKEN}&v=2"
+
+
+def assert_no_url_secret(text: str) -> None:
+    for secret in URL_SECRETS:
+        assert secret not in text, (secret, text)
+
+
+async def test_credentials_in_the_base_url_are_masked_in_errors_reprs_and_logs(
+    provider: Provider, debug_logs: pytest.LogCaptureFixture
+) -> None:
+    port = closed_port()
+    model = streamwrap.load_model(
+        provider.config("", timeout=10) | {"base_url": credentialed_base_url(provider, port)}
+    )
+    assert_no_url_secret(repr(model))
+    if provider.model_type != "ollama_chat":  # (the Ollama wrapper keeps only host and port)
+        assert f"127.0.0.1:{port}" in repr(model) and "**********" in repr(model)
+    with pytest.raises(streamwrap.StreamwrapError) as info:
+        await model("hi")
+    err = info.value
+    assert isinstance(err, streamwrap.ProviderConnectionError)
+    # Still says where the request went.
+    assert f"127.0.0.1:{port}" in str(err) or provider.model_type == "litellm_chat"
+    for shown in (str(err), repr(err), repr(err.args), err.message, "".join(traceback.format_exception(err))):
+        assert_no_url_secret(shown)
+    for error in _chain(err):
+        assert_no_url_secret(str(error))
+    logging.getLogger("streamwrap").warning("the call failed: %s", err, exc_info=err)
+    logging.getLogger("app").error("the call failed: %r", err, exc_info=err)
+    formatter = logging.Formatter("%(name)s %(levelname)s %(message)s")
+    ours = [r for r in debug_logs.records if r.name.split(".")[0] in ("streamwrap", "app")]
+    assert len(ours) >= 2
+    for record in ours:
+        assert_no_url_secret(formatter.format(record))
+
+
+async def test_credentials_in_the_base_url_stay_out_of_the_http_librarys_request_log(
+    emu: Emulator, provider: Provider, debug_logs: pytest.LogCaptureFixture
+) -> None:
+    # httpx logs every request's URL at INFO ("HTTP Request: POST http://user:pass@..."),
+    # for any application that turns INFO logging on.
+    emu.script(Reply(text=TEXT))
+    model = streamwrap.load_model(
+        provider.config("") | {"base_url": provider.base_url(emu.url.replace("http://", f"http://{URL_USER}:{URL_PASSWORD}@"))
+                               + f"?api-key={URL_KEY}"}
+    )
+    try:
+        response = await model("hi")
+        await response.aread()
+    except streamwrap.StreamwrapError as exc:  # (the query string may spoil the path: a 404)
+        assert_no_url_secret(str(exc))
+    assert emu.requests, "no request reached the server"
+    formatter = logging.Formatter("%(name)s %(levelname)s %(message)s")
+    lines = [formatter.format(record) for record in debug_logs.records]
+    if provider.model_type != "litellm_chat":
+        # (Ollama's wrapper drops the userinfo itself.)
+        masked = "http://127.0.0.1" if provider.model_type == "ollama_chat" else "http://**********@127.0.0.1"
+        assert any(f"HTTP Request: POST {masked}" in line for line in lines), lines
+    for line in lines:
+        assert_no_url_secret(line)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("http://u:p@host/v1", "http://**********@host/v1"),
+        ("https://key-only@host:8443/v1", "https://**********@host:8443/v1"),
+        ("http://u:p@ss@host/", "http://**********@host/"),  # an unencoded "@" in the password
+        ("http://host/v1?api-key=K&v=1", "http://host/v1?api-key=**********&v=1"),
+        ("http://host/v1?v=1&API_KEY=K", "http://host/v1?v=1&API_KEY=**********"),
+        ("http://host/v1?apiKey=K", "http://host/v1?apiKey=**********"),
+        ("http://host/v1?key=K", "http://host/v1?key=**********"),
+        ("http://host/v1?x-goog-api-key=K", "http://host/v1?x-goog-api-key=**********"),
+        ("http://host/v1?token=K&access_token=K", "http://host/v1?token=**********&access_token=**********"),
+        ("https://s.blob/x?sv=2024&sig=K&se=1", "https://s.blob/x?sv=2024&sig=**********&se=1"),
+        ("https://s3/x?X-Amz-Signature=K&X-Amz-Credential=K", "https://s3/x?X-Amz-Signature=**********&X-Amz-Credential=**********"),
+        ("http://h/?password=K&client_secret=K&pwd=K", "http://h/?password=**********&client_secret=**********&pwd=**********"),
+        ("http://h/cb#access_token=K&state=s", "http://h/cb#access_token=**********&state=s"),
+        ("http://h/?api%2Dkey=K", "http://h/?api%2Dkey=**********"),
+        # In a message: the URL quoted, a relative URL, several URLs.
+        ("cannot reach 'http://u:p@h/v1?key=K': refused", "cannot reach 'http://**********@h/v1?key=**********': refused"),
+        ("404: no route /v1?api-key=K/chat/completions", "404: no route /v1?api-key=**********"),
+        ("a http://u:p@a/ b http://u:p@b/", "a http://**********@a/ b http://**********@b/"),
+        # What stays.
+        ("http://host:8000/v1?model=m&stream=true", "http://host:8000/v1?model=m&stream=true"),
+        ("write to me@example.com", "write to me@example.com"),
+        ("http://host/v1?key=", "http://host/v1?key="),
+        ("no url here", "no url here"),
+    ],
+)
+def test_url_redaction(text: str, expected: str) -> None:
+    from streamwrap._url_redaction import redact_urls
+
+    assert redact_urls(text) == expected
+    assert redact_urls(expected) == expected  # (masking twice changes nothing)
+
+
+def test_errors_mask_urls_in_their_message_whoever_builds_them() -> None:
+    url = f"http://{URL_USER}:{URL_PASSWORD}@h/v1?key={URL_KEY}"
+    errors: list[streamwrap.StreamwrapError] = [
+        streamwrap.ProviderConnectionError(f"cannot reach {url}", provider="p"),
+        streamwrap.ServerError(f"bad gateway {url}", provider="p", status_code=502),
+        streamwrap.StreamInterruptedError(f"lost {url}", provider="p", partial_text="kept http://a:b@c/"),
+        streamwrap.ConfigError(f"bad base_url {url!r}", key="base_url"),
+        streamwrap.InputError(f"invalid host {url!r}"),
+    ]
+    for err in errors:
+        for shown in (str(err), repr(err), repr(err.args), getattr(err, "message", "")):
+            assert_no_url_secret(shown)
+        assert "**********@h/v1?key=**********" in str(err)
+    # The model's own words are not touched.
+    assert errors[2].partial_text == "kept http://a:b@c/"  # type: ignore[attr-defined]
+
+
+# -- ... and through the web app ----------------------------------------------------------------
+
+
+def test_the_web_app_never_sends_base_url_credentials_to_the_browser(caplog: pytest.LogCaptureFixture) -> None:
+    pytest.importorskip("starlette")
+    pytest.importorskip("uvicorn")
+    pytest.importorskip("websockets")
+    import httpx
+    from _uvicorn import Server
+    from websockets.sync.client import connect
+
+    from streamwrap.web import chat_app
+
+    caplog.set_level(logging.DEBUG)
+    port = closed_port()
+    model = streamwrap.load_model({
+        "model_type": "openai_chat", "model_name": "m", "max_retries": 0, "api_key": SECRET,
+        "base_url": f"{credentialed_root(port)}/v1?api-key={URL_KEY}&token={URL_TOKEN}",
+    })
+    token = "web-token-for-the-test"
+    server = Server(chat_app(model, token=token))
+    auth = {"authorization": f"Bearer {token}"}
+    try:
+        sse = httpx.post(server.url + "/api/chat", json={"prompt": "hi"}, headers=auth, timeout=20)
+        assert sse.status_code == 200
+        chunks = [json.loads(line[6:]) for line in sse.text.splitlines() if line.startswith("data: {")]
+        (error,) = [c for c in chunks if c["type"] == "error"]
+        assert "cannot reach" in error["errorText"] and f"127.0.0.1:{port}" in error["errorText"]
+
+        text = httpx.get(server.url + "/api/chat/text", params={"prompt": "hi"}, headers=auth, timeout=20)
+        assert text.status_code == 502 and text.text.startswith("error: ") and "cannot reach" in text.text
+
+        with connect(server.ws_url, additional_headers=auth, open_timeout=5) as ws:
+            ws.send(json.dumps({"type": "chat", "prompt": "hi"}))
+            frames = []
+            while not frames or frames[-1]["type"] not in ("end", "error"):
+                frame = json.loads(ws.recv(timeout=20))
+                if frame["type"] != "heartbeat":
+                    frames.append(frame)
+        assert "cannot reach" in json.dumps(frames)
+
+        page = httpx.get(server.url + "/", headers=auth, timeout=20)
+        for shown in (sse.text, text.text, json.dumps(frames), page.text):
+            assert_no_url_secret(shown)
+            assert SECRET not in shown
+    finally:
+        server.stop()
+    formatter = logging.Formatter("%(name)s %(levelname)s %(message)s")
+    for record in caplog.records:
+        if record.name.split(".")[0] in ("streamwrap", "uvicorn"):
+            assert_no_url_secret(formatter.format(record))
