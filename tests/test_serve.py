@@ -446,6 +446,30 @@ def test_without_a_token_only_ip_and_localhost_hosts_are_served(serve: Callable[
     assert reply.status_code == 200
 
 
+# -- resuming a stream ------------------------------------------------------------------------------
+
+
+def test_resuming_a_stream_finds_nothing_to_resume(emu: Emulator, serve: Callable[..., Server]) -> None:
+    # useChat({resume: true}) asks this on every page load; 204 is "no active stream",
+    # which the AI SDK's transport answers with null (any other status is an error).
+    server = serve(allowed_origins=["http://localhost:5173"])
+    reply = httpx.get(server.url + "/api/chat/chat-1/stream")
+    assert reply.status_code == 204 and reply.content == b""
+    allowed = httpx.get(server.url + "/api/chat/chat-1/stream", headers={"origin": "http://localhost:5173"})
+    assert allowed.status_code == 204
+    assert allowed.headers["access-control-allow-origin"] == "http://localhost:5173"
+    # The same checks as every route.
+    assert httpx.get(server.url + "/api/chat/x/stream", headers={"origin": "http://evil.example"}).status_code == 403
+    assert httpx.get(server.url + "/api/chat/x/stream", headers={"sec-fetch-site": "cross-site"}).status_code == 403
+    assert httpx.get(server.url + "/api/chat/x/stream", headers={"host": "evil.example"}).status_code == 403
+    assert httpx.post(server.url + "/api/chat/x/stream", json={}).status_code == 405
+    tokened = serve(token=TOKEN)
+    assert httpx.get(tokened.url + "/api/chat/chat-1/stream").status_code == 401
+    reply = httpx.get(tokened.url + "/api/chat/chat-1/stream", headers={"authorization": f"Bearer {TOKEN}"})
+    assert reply.status_code == 204
+    assert emu.requests == []
+
+
 # -- the command ------------------------------------------------------------------------------------
 
 

@@ -94,6 +94,9 @@ def chat_app(
       as plain text, for curl. Here a refused request is an HTTP error, ``error: ...`` as
       the body: 429 (with ``Retry-After``) for a provider's rate limit, else 502. A reply
       that fails or is cancelled midway is cut off (no clean end), never passed off as whole.
+    * ``GET /api/chat/{id}/stream``: 204 No Content, "nothing to resume" (what
+      ``useChat({resume: true})`` asks when a page loads; a reply is not kept after its
+      request ends, so there is never a stream to resume).
     * ``WS /ws``: :func:`websocket_chat`.
     * ``GET /healthz``: ``{"ok": true, "model": ..., "model_type": ...}``.
 
@@ -123,6 +126,7 @@ def chat_app(
         Route("/", endpoints.page, methods=["GET", "HEAD"]),
         Route("/api/chat", endpoints.chat, methods=["POST"]),
         Route("/api/chat/text", endpoints.chat_text, methods=["GET", "POST"]),
+        Route("/api/chat/{chat_id}/stream", endpoints.resume, methods=["GET"]),
         Route("/healthz", endpoints.healthz, methods=["GET"]),
         WebSocketRoute("/ws", endpoints.websocket),
     ]
@@ -304,6 +308,11 @@ class _Endpoints:
             messages = _chat_messages(await _read_json(request))
         # A refusal is an HTTP status here (text has no way to say it): 429 stays 429, else 502.
         return text_response(self.model(messages, stream=True))
+
+    async def resume(self, request: Request) -> Response:
+        # The AI SDK's transport reads 204 as "no active stream" (any other non-2xx status
+        # is an error that useChat shows). Replies end with their request: nothing to resume.
+        return Response(status_code=204)
 
     async def healthz(self, request: Request) -> Response:
         return JSONResponse(
