@@ -111,7 +111,8 @@ def chat_app(
     are also answered with CORS headers (``"*"`` allows any origin). Loading the page is
     exempt: a navigation from anywhere is harmless, and the page cannot be framed.
 
-    Without a token, the Host header must be an IP address, ``localhost``, a host of
+    The Host header must be ``host[:port]`` (RFC 3986; an IPv6 literal in brackets), else
+    400. Without a token, the host must be an IP address, ``localhost``, a host of
     ``allowed_origins`` or one of ``allowed_hosts``: this defeats DNS rebinding, where a
     hostile page's own hostname resolves to this server.
     """
@@ -367,8 +368,17 @@ class _Guard:
 
     def _check(self, scope: Scope) -> tuple[int, str, str] | None:
         headers = Headers(scope=scope)
-        host = headers.get("host", "")
-        if self.token is None and not self._host_ok(host):
+        given_hosts = headers.getlist("host")
+        host = given_hosts[0] if len(given_hosts) == 1 else ""
+        name = _parse_host(host)
+        if name is None:
+            # RFC 9112 3.2: a missing, repeated or malformed Host is a 400, token or not.
+            got = f"got {host!r}" if len(given_hosts) == 1 else f"got {len(given_hosts)} of them"
+            return 400, "bad_host", (
+                "send one Host header, host[:port]: a name, an IPv4 address or a bracketed IPv6 "
+                f"address, and a port 0-65535 (no user, path or spaces); {got}"
+            )
+        if self.token is None and not self._host_ok(name):
             return 403, "host_not_allowed", (
                 f"Host {host!r} is not allowed: open the server by IP address or localhost, "
                 "or start it with a token (--token) or --allow-host"
@@ -394,13 +404,8 @@ class _Guard:
             return 403, "origin_not_allowed", "cross-site requests are not allowed (see --allow-origin)"
         return None
 
-    def _host_ok(self, host: str) -> bool:
-        try:
-            name = urlsplit(f"//{host}").hostname if host else None
-        except ValueError:  # e.g. an unclosed "[::1"
-            return False
-        if not name:
-            return False
+    def _host_ok(self, name: str) -> bool:
+        """Whether a host name (as :func:`_parse_host` returns it) may be served without a token."""
         if name == "localhost" or name.endswith(".localhost") or name in self.allowed_hosts:
             return True
         try:
@@ -418,6 +423,39 @@ class _Guard:
         # Our own origin. The scheme is not compared: behind a TLS proxy the page is
         # https while this server sees http, and one host:port serves one scheme.
         return bool(host) and normalized in (_normalize_origin(f"http://{host}"), _normalize_origin(f"https://{host}"))
+
+
+# One DNS label (RFC 1123; "_" too, which container and LAN names use).
+_LABEL = re.compile(r"[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?")
+_PORT = re.compile(r"[0-9]{1,5}")
+
+
+def _parse_host(value: str) -> str | None:
+    """The host name of a ``Host`` header, in lower case (an IPv6 address without its
+    brackets), or ``None`` when ``value`` is not ``host[:port]``.
+
+    Strict on purpose: the header decides whether a request is served without a token,
+    and a lenient parser reads ``evil.example@127.0.0.1`` as the host ``127.0.0.1`` while
+    the browser that sent it is on ``evil.example``. So: a host is a DNS name (dot-separated
+    labels) or an IPv4 address, or an IPv6 address in brackets (no zone id); then nothing,
+    or ``:`` and a port 0-65535. No user, path, query, spaces or percent-encoding.
+    """
+    if value.startswith("["):
+        name, bracket, port = value[1:].partition("]")
+        if not bracket or "%" in name:
+            return None
+        try:
+            ipaddress.IPv6Address(name)
+        except ValueError:
+            return None
+    else:
+        name, colon, port = value.partition(":")
+        port = colon + port
+        if len(name) > 253 or not all(_LABEL.fullmatch(label) for label in name.split(".")):
+            return None
+    if port and not (port.startswith(":") and _PORT.fullmatch(port[1:]) and int(port[1:]) <= 65535):
+        return None
+    return name.lower()
 
 
 def _bearer(authorization: str | None) -> str | None:
