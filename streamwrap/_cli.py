@@ -91,7 +91,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     serve.add_argument(
         "--allow-origin", action="append", default=[], metavar="ORIGIN",
-        help="an origin whose pages may call the API, e.g. http://localhost:5173 (repeatable; '*' allows any)",
+        help="an origin whose pages may call the API, e.g. http://localhost:5173 (repeatable; '*' allows any, and needs --token)",
     )
     serve.add_argument(
         "--allow-host", action="append", default=[], metavar="HOST",
@@ -256,6 +256,7 @@ def _serve(args: argparse.Namespace, stderr: TextIO) -> int:
         print("streamwrap: note: neither 'websockets' nor 'wsproto' is installed: /ws will not work "
               "(pip install \"streamwrap[web]\")", file=stderr)
 
+    _check_origins(args.allow_origin, token)
     model, origin = _pick_model(args)
     app = chat_app(model, token=token, allowed_origins=args.allow_origin, allowed_hosts=args.allow_host,
                    title=args.title)
@@ -311,6 +312,20 @@ def _serve(args: argparse.Namespace, stderr: TextIO) -> int:
         sock.close()
     print("streamwrap: stopped", file=stderr)
     return 0
+
+
+def _check_origins(origins: list[str], token: str | None) -> None:
+    from .web._app import open_origins
+
+    anyone = open_origins(origins)
+    if anyone and token is None:
+        raise ConfigError(
+            f"--allow-origin {anyone[0]!r} without a token would let every web page you visit use this "
+            "model (and spend its API quota). Either add --token (or set STREAMWRAP_TOKEN) and give it "
+            "to the pages that may call the API, or name those pages' origins instead, e.g. "
+            "--allow-origin http://localhost:5173.",
+            key="allow_origin",
+        )
 
 
 def _is_loopback(host: str) -> bool:

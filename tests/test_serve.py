@@ -537,6 +537,28 @@ def test_resuming_a_stream_finds_nothing_to_resume(emu: Emulator, serve: Callabl
     assert emu.requests == []
 
 
+# -- any origin -------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("origin", ["*", "null", " NULL "])
+def test_chat_app_refuses_any_origin_without_a_token(model: streamwrap.ModelWrapper, origin: str) -> None:
+    with pytest.raises(streamwrap.InputError, match="token") as refused:
+        chat_app(model, allowed_origins=["http://localhost:5173", origin])
+    assert repr(origin) in str(refused.value)
+    chat_app(model, allowed_origins=[origin], token=TOKEN)  # with a token, fine
+
+
+def test_any_origin_with_a_token_is_served(emu: Emulator, serve: Callable[..., Server]) -> None:
+    emu.script(Reply(text=["ok"]))
+    server = serve(allowed_origins=["*"], token=TOKEN)
+    reply = httpx.post(server.url + "/api/chat", json={"prompt": "hi"}, timeout=30,
+                       headers={"origin": "http://anywhere.example", "authorization": f"Bearer {TOKEN}"})
+    assert reply.status_code == 200 and reply.headers["access-control-allow-origin"] == "*"
+    assert text_of(ui_chunks(reply.text)) == "ok"
+    refused = httpx.post(server.url + "/api/chat", json={"prompt": "hi"}, headers={"origin": "http://anywhere.example"})
+    assert refused.status_code == 401
+
+
 # -- the command ------------------------------------------------------------------------------------
 
 
@@ -680,6 +702,35 @@ def test_serve_usage_errors_exit_2(emu: Emulator, args: list[str], unimportable:
     assert result.returncode == 2, result.stderr
     assert words in result.stderr
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("origin", ["*", "null"])
+def test_serve_refuses_any_origin_without_a_token(emu: Emulator, origin: str) -> None:
+    result = run_cli(["serve", "--base-url", emu.openai_base_url, "--model-name", "m", "--port", "0",
+                      "--allow-origin", "http://localhost:5173", "--allow-origin", origin], env={"OPENAI_API_KEY": "x"})
+    assert result.returncode == 2, result.stderr
+    # Why, and the two ways on.
+    assert f"--allow-origin {origin!r} without a token would let every web page you visit use this model" in result.stderr
+    assert "add --token (or set STREAMWRAP_TOKEN)" in result.stderr
+    assert "name those pages' origins instead, e.g. --allow-origin http://localhost:5173" in result.stderr
+    assert "Traceback" not in result.stderr and "serving at" not in result.stderr
+
+
+def test_serve_allows_any_origin_with_a_token(emu: Emulator) -> None:
+    emu.script(Reply(text=["any ", "origin"]))
+    serving = Serving(
+        ["--model-type", "openai_chat", "--model-name", "m", "--base-url", emu.openai_base_url, "--port", "0",
+         "--allow-origin", "*", "--quiet"],
+        {"OPENAI_API_KEY": "x", "STREAMWRAP_TOKEN": TOKEN},
+    )
+    try:
+        url = serving.wait_for(r"serving at (http://127\.0\.0\.1:\d+/)")
+        chat = httpx.post(url.group(1) + "api/chat", json={"prompt": "hi"}, timeout=30,
+                          headers={"origin": "http://anywhere.example", "authorization": f"Bearer {TOKEN}"})
+        assert chat.headers["access-control-allow-origin"] == "*"
+        assert text_of(ui_chunks(chat.text)) == "any origin"
+    finally:
+        assert serving.interrupt() == 0
 
 
 def test_serve_reports_a_port_in_use(emu: Emulator) -> None:

@@ -43,7 +43,7 @@ except ImportError as exc:  # pragma: no cover - exercised by the CLI test with 
 from ._sse import sse_response, text_response
 from ._websocket import check_heartbeat, websocket_chat
 
-__all__ = ["chat_app"]
+__all__ = ["chat_app", "open_origins"]
 
 #: The largest request body accepted: a long conversation is far smaller.
 MAX_BODY_BYTES = 1024 * 1024
@@ -111,6 +111,10 @@ def chat_app(
     are also answered with CORS headers (``"*"`` allows any origin). Loading the page is
     exempt: a navigation from anywhere is harmless, and the page cannot be framed.
 
+    ``"*"`` (and ``"null"``, the origin of sandboxed frames and local files, which any
+    page can take on) are refused without a ``token``: they would let every web page the
+    user visits use the model.
+
     The Host header must be ``host[:port]`` (RFC 3986; an IPv6 literal in brackets), else
     400. Without a token, the host must be an IP address, ``localhost``, a host of
     ``allowed_origins`` or one of ``allowed_hosts``: this defeats DNS rebinding, where a
@@ -122,6 +126,13 @@ def chat_app(
         # (a lone string would be taken as a sequence of one-letter origins)
         if isinstance(values, str) or not all(isinstance(v, str) for v in values):
             raise InputError(f"{name} must be a sequence of strings, got {values!r}")
+    if token is None:
+        anyone = open_origins(allowed_origins)
+        if anyone:
+            raise InputError(
+                f"allowed_origins={anyone!r} without a token would let every web page the user visits "
+                "drive the model: pass token=..., or name the origins that may call the API"
+            )
     endpoints = _Endpoints(model, heartbeat=check_heartbeat(heartbeat), title=title)
     routes = [
         Route("/", endpoints.page, methods=["GET", "HEAD"]),
@@ -147,6 +158,12 @@ def chat_app(
     middleware.append(Middleware(_Guard, token=token, allowed_origins=origins, allowed_hosts=allowed_hosts))
     handlers: dict[Any, Callable[[Request, Exception], Response | Awaitable[Response]]] = {_Problem: _problem_response}
     return Starlette(routes=routes, middleware=middleware, exception_handlers=handlers)
+
+
+def open_origins(origins: Sequence[str]) -> list[str]:
+    """The entries of ``origins`` that let any web page call the API: ``*``, and ``null``
+    (the origin of sandboxed frames and ``file:`` pages, which any page can create)."""
+    return [o for o in origins if o.strip().lower() in ("*", "null")]
 
 
 # -- errors ---------------------------------------------------------------------------------
