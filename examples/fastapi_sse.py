@@ -75,8 +75,9 @@ async def main() -> None:
                     text += chunk["delta"]
                     print(chunk["delta"], end="", flush=True)
                 elif chunk["type"] == "finish":
-                    usage = chunk["messageMetadata"]["usage"]
-                    print(f"\n[{chunk['finishReason']}; {usage['input_tokens']} in, {usage['output_tokens']} out]")
+                    metadata = chunk["messageMetadata"]
+                    usage = metadata["usage"]
+                    print(f"\n[{metadata['finishReason']}; {usage['input_tokens']} in, {usage['output_tokens']} out]")
                 elif chunk["type"] == "error":
                     print("\nerror:", chunk["errorText"])
         assert text == "Server-sent events stream one delta at a time."

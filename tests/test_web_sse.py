@@ -44,30 +44,107 @@ def _any(v: Any) -> bool:
     return True
 
 
-_FINISH_REASONS = {"stop", "length", "content-filter", "tool-calls", "error", "other"}
+def _bool(v: Any) -> bool:
+    return isinstance(v, bool)
 
-# type -> {field: (required, check)}: the strict schemas of the chunks streamwrap sends
-# (vercel/ai packages/ai/src/ui-message-stream/ui-message-chunks.ts, z.strictObject).
-SCHEMAS: dict[str, dict[str, tuple[bool, Callable[[Any], bool]]]] = {
+
+def _one_of(*values: str) -> Callable[[Any], bool]:
+    return lambda v: v in values
+
+
+Schema = dict[str, dict[str, tuple[bool, Callable[[Any], bool]]]]
+
+# type -> {field: (required, check)}: the chunk schemas of the AI SDK client, transcribed from
+# uiMessageChunkSchema in the `ai` package's dist/index.js (its source is vercel/ai
+# packages/ai/src/ui-message-stream/ui-message-chunks.ts), for the chunk types a UI message
+# stream made of text, reasoning and tool calls may hold. ("providerMetadata" and friends
+# are checked as present-or-absent only: streamwrap never sends them.)
+#
+# The oldest v5, `npm pack ai@5.0.0`: every object is z.strictObject (a field it does not
+# list fails the whole chunk, and useChat shows an error). It has no "finishReason" on
+# "finish" (5.0.92 added it) and no "tool-input-error" (5.0.7 added it).
+SCHEMA_AI_5_0_0: Schema = {
     "start": {"messageId": (False, _str), "messageMetadata": (False, _any)},
     "start-step": {},
     "finish-step": {},
-    "text-start": {"id": (True, _str)},
-    "text-delta": {"id": (True, _str), "delta": (True, _str)},
-    "text-end": {"id": (True, _str)},
-    "reasoning-start": {"id": (True, _str)},
-    "reasoning-delta": {"id": (True, _str), "delta": (True, _str)},
-    "reasoning-end": {"id": (True, _str)},
-    "tool-input-start": {"toolCallId": (True, _str), "toolName": (True, _str)},
-    "tool-input-delta": {"toolCallId": (True, _str), "inputTextDelta": (True, _str)},
-    "tool-input-available": {"toolCallId": (True, _str), "toolName": (True, _str), "input": (True, _any)},
-    "tool-input-error": {
-        "toolCallId": (True, _str), "toolName": (True, _str), "input": (True, _any), "errorText": (True, _str),
+    "text-start": {"id": (True, _str), "providerMetadata": (False, _any)},
+    "text-delta": {"id": (True, _str), "delta": (True, _str), "providerMetadata": (False, _any)},
+    "text-end": {"id": (True, _str), "providerMetadata": (False, _any)},
+    "reasoning-start": {"id": (True, _str), "providerMetadata": (False, _any)},
+    "reasoning-delta": {"id": (True, _str), "delta": (True, _str), "providerMetadata": (False, _any)},
+    "reasoning-end": {"id": (True, _str), "providerMetadata": (False, _any)},
+    "tool-input-start": {
+        "toolCallId": (True, _str), "toolName": (True, _str), "providerExecuted": (False, _bool), "dynamic": (False, _bool),
     },
-    "finish": {"finishReason": (False, lambda v: v in _FINISH_REASONS), "messageMetadata": (False, _any)},
+    "tool-input-delta": {"toolCallId": (True, _str), "inputTextDelta": (True, _str)},
+    "tool-input-available": {
+        "toolCallId": (True, _str), "toolName": (True, _str), "input": (True, _any),
+        "providerExecuted": (False, _bool), "providerMetadata": (False, _any), "dynamic": (False, _bool),
+    },
+    "tool-output-error": {
+        "toolCallId": (True, _str), "errorText": (True, _str), "providerExecuted": (False, _bool), "dynamic": (False, _bool),
+    },
+    "finish": {"messageMetadata": (False, _any)},
+    "error": {"errorText": (True, _str)},
+    "abort": {},
+}
+# The current release, `npm pack ai@latest` (7.0.173). Its objects are z.looseObject (6.0.0
+# was still strict), but the required fields and the values checked here still apply.
+SCHEMA_AI_CURRENT: Schema = {
+    "start": {"messageId": (False, _str), "messageMetadata": (False, _any)},
+    "start-step": {},
+    "finish-step": {},
+    "text-start": {"id": (True, _str), "providerMetadata": (False, _any)},
+    "text-delta": {"id": (True, _str), "delta": (True, _str), "providerMetadata": (False, _any)},
+    "text-end": {"id": (True, _str), "citations": (False, _any), "providerMetadata": (False, _any)},
+    "reasoning-start": {"id": (True, _str), "providerMetadata": (False, _any)},
+    "reasoning-delta": {"id": (True, _str), "delta": (True, _str), "providerMetadata": (False, _any)},
+    "reasoning-end": {"id": (True, _str), "providerMetadata": (False, _any)},
+    "tool-input-start": {
+        "toolCallId": (True, _str), "toolName": (True, _str), "inputEncoding": (False, _one_of("json", "text")),
+        "providerExecuted": (False, _bool), "providerMetadata": (False, _any), "toolMetadata": (False, _any),
+        "dynamic": (False, _bool), "title": (False, _str),
+    },
+    "tool-input-delta": {"toolCallId": (True, _str), "inputTextDelta": (True, _str)},
+    "tool-input-available": {
+        "toolCallId": (True, _str), "toolName": (True, _str), "input": (True, _any), "providerExecuted": (False, _bool),
+        "providerMetadata": (False, _any), "toolMetadata": (False, _any), "dynamic": (False, _bool), "title": (False, _str),
+    },
+    "tool-input-error": {
+        "toolCallId": (True, _str), "toolName": (True, _str), "input": (True, _any), "providerExecuted": (False, _bool),
+        "providerMetadata": (False, _any), "toolMetadata": (False, _any), "dynamic": (False, _bool),
+        "errorText": (True, _str), "title": (False, _str),
+    },
+    "tool-output-error": {
+        "toolCallId": (True, _str), "errorText": (True, _str), "providerExecuted": (False, _bool),
+        "providerMetadata": (False, _any), "toolMetadata": (False, _any), "dynamic": (False, _bool),
+    },
+    "finish": {
+        "finishReason": (False, _one_of("stop", "length", "content-filter", "tool-calls", "error", "interrupted", "other")),
+        "messageMetadata": (False, _any),
+    },
     "error": {"errorText": (True, _str)},
     "abort": {"reason": (False, _str)},
 }
+# Every chunk must pass both: what 5.0.0 accepts and what the current release does.
+SCHEMAS = {"ai 5.0.0": SCHEMA_AI_5_0_0, "ai current": SCHEMA_AI_CURRENT}
+
+
+def check_chunk(chunk: dict[str, Any]) -> None:
+    """Assert that every transcribed client schema accepts ``chunk``."""
+    kind = chunk.get("type")
+    for version, schemas in SCHEMAS.items():
+        assert kind in schemas, f"{version} has no chunk type {kind!r}"
+        schema = schemas[kind]
+        extra = set(chunk) - {"type"} - set(schema)
+        assert not extra, f"{version}: {kind} has fields its strict schema rejects: {extra}"
+        for name, (required, check) in schema.items():
+            if name in chunk:
+                assert check(chunk[name]), f"{version}: {kind}.{name} = {chunk[name]!r}"
+            else:
+                assert not required, f"{version}: {kind} lacks {name}"
+
+
 TERMINAL = {"finish", "error", "abort"}
 
 
@@ -135,16 +212,8 @@ def check_ui_stream(body: str, response_id: str | None = None) -> UIStream:
         event_rid, _, index = event.id.rpartition(":")
         rid = rid or event_rid
         assert event_rid == rid and index == str(n), (event.id, n)
-        kind = chunk.get("type")
-        assert kind in SCHEMAS, f"unexpected chunk type {kind!r}"
-        schema = SCHEMAS[kind]
-        extra = set(chunk) - {"type"} - set(schema)
-        assert not extra, f"{kind} has fields the strict schema rejects: {extra}"
-        for name, (required, check) in schema.items():
-            if name in chunk:
-                assert check(chunk[name]), f"{kind}.{name} = {chunk[name]!r}"
-            else:
-                assert not required, f"{kind} lacks {name}"
+        check_chunk(chunk)
+        kind = chunk["type"]
         # Only the terminal chunk is marked final, and it is the last before [DONE].
         is_last = n == len(events) - 2
         assert (event.event == "final") == is_last, (event.event, n)
@@ -192,13 +261,13 @@ def check_ui_stream(body: str, response_id: str | None = None) -> UIStream:
         if kind == "tool-input-start":
             assert chunk["toolCallId"] not in tools
             tools[chunk["toolCallId"]] = {"name": chunk["toolName"], "args": "", "closed": False}
-        elif kind.startswith("tool-input-"):
+        elif kind.startswith("tool-"):
             tool = tools[chunk["toolCallId"]]  # (KeyError: a tool chunk before its start)
             assert not tool["closed"]
             if kind == "tool-input-delta":
                 tool["args"] += chunk["inputTextDelta"]
-            else:
-                assert chunk["toolName"] == tool["name"]
+            else:  # tool-input-available, or tool-output-error for a call that failed
+                assert chunk.get("toolName", tool["name"]) == tool["name"]
                 tool["closed"] = True
                 tool[kind] = chunk
     return UIStream(chunks, "".join(text), "".join(reasoning), tools, comments)
@@ -316,7 +385,8 @@ def test_plain_text(client: httpx.Client, emu: Emulator, scenario: Scenario) -> 
     assert stream.types()[-3:] == ["text-end", "finish-step", "finish"]
     assert stream.types().count("text-delta") == len(WORDS)
     metadata = stream.terminal["messageMetadata"]
-    assert stream.terminal["finishReason"] == "stop"
+    # The reason travels in the metadata: ai 5.0.0-5.0.91 reject a finish chunk with one.
+    assert "finishReason" not in stream.terminal
     assert metadata["responseId"] == response.id and metadata["model"] == "emulator-1"
     assert metadata["finishReason"] == "stop" and metadata["duration"] > 0
     # The terminal chunk never carries the answer (it would be appended twice).
@@ -343,7 +413,6 @@ def test_tool_calls(client: httpx.Client, emu: Emulator, scenario: Scenario) -> 
     ))
     stream = check_ui_stream(post(client).text)
     response = finished(scenario.responses[0])
-    assert stream.terminal["finishReason"] == "tool-calls"
     assert stream.terminal["messageMetadata"]["finishReason"] == "tool_calls"
     assert set(stream.tools) == {"call_a", "call_b"}
     for call in response.tool_calls:
@@ -388,9 +457,10 @@ def test_a_failed_tool_call_is_closed_with_an_error(client: httpx.Client, emu: E
     emu.script(Reply(tool_calls=[ToolCallSpec("f", ['{"a"', ": 1", "}"], id="call_f")], fault=Fault.drop_after(2)))
     stream = check_ui_stream(post(client).text)
     tool = stream.tools["call_f"]
-    # Closed as incomplete, with the arguments that had arrived (not as available input).
+    # Closed as failed (not as available input), after the arguments that had arrived;
+    # with tool-output-error, which every ai 5.x knows (tool-input-error came in 5.0.7).
     assert "tool-input-available" not in tool
-    assert tool["tool-input-error"]["input"] == tool["args"]
+    assert "before the tool call was complete" in tool["tool-output-error"]["errorText"]
     assert tool["args"] and '{"a": 1}'.startswith(tool["args"]) and tool["args"] != '{"a": 1}'
     assert stream.terminal["type"] == "error"
 

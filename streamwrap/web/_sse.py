@@ -77,7 +77,7 @@ def sse_response(
         ...
         id: swr-1f2e...:9
         event: final
-        data: {"type":"finish","finishReason":"stop","messageMetadata":{"responseId":...}}
+        data: {"type":"finish","messageMetadata":{"responseId":...,"finishReason":"stop",...}}
 
         data: [DONE]
 

@@ -1,9 +1,19 @@
 """The Vercel AI SDK's UI message stream protocol (v1), sans-I/O: a response's events in,
 UI message chunks (JSON-ready dicts) out.
 
-The AI SDK client validates every chunk against a strict schema (``z.strictObject``): a
-chunk with a field it does not know is rejected, so chunks here carry exactly the fields of
-their type and nothing else. Its rules, kept here:
+The AI SDK client validates every chunk against a schema; from ``ai`` 5.0.0 to 6.0.x it
+is strict (``z.strictObject``): a chunk with a field it does not know is rejected, and
+``useChat`` shows an error. So chunks here carry exactly the fields of their type that
+**every** ``ai`` release from 5.0.0 on accepts, and only chunk types 5.0.0 knows:
+
+* ``finish`` has no ``finishReason`` (5.0.92 added it; 5.0.0-5.0.91 reject it): the
+  reason travels in ``messageMetadata.finishReason`` (streamwrap's words), where the
+  client keeps it on the message;
+* a tool call that failed or was cut off is closed with ``tool-output-error`` (which
+  every 5.x reads as a tool part in the ``output-error`` state), not ``tool-input-error``
+  (which 5.0.0-5.0.6 do not know).
+
+The client's ordering rules, kept here:
 
 * a ``text-delta`` follows a ``text-start`` with the same ``id`` and precedes its
   ``text-end`` (likewise ``reasoning-*``; ``tool-input-delta`` follows ``tool-input-start``);
@@ -13,11 +23,12 @@ their type and nothing else. Its rules, kept here:
 
 A finished response is ``start``, ``start-step``, its reasoning, text and tool-call parts
 in the order they arrived (one text or reasoning part is open at a time, so the client's
-parts keep that order), ``finish-step``, then ``finish`` with the finish reason and
-``messageMetadata`` (``responseId``, ``model``, ``usage``, ``finishReason`` in streamwrap's
-words, ``duration``). The end event's text that never arrived as deltas (all of it for a
-non-streaming response) is sent as one more text part just before the terminal chunk; the
-terminal chunk itself never carries text, so a client cannot append the answer twice.
+parts keep that order), ``finish-step``, then ``finish`` with ``messageMetadata``
+(``responseId``, ``model``, ``usage``, ``finishReason`` in streamwrap's words,
+``duration``, ``timeToFirstToken``). The end event's text that never arrived as deltas
+(all of it for a non-streaming response) is sent as one more text part just before the
+terminal chunk; the terminal chunk itself never carries text, so a client cannot append
+the answer twice.
 """
 
 from __future__ import annotations
@@ -25,25 +36,9 @@ from __future__ import annotations
 from typing import Any
 
 from .._events import EndEvent, ReasoningEvent, ResponseEvent, StartEvent, TextEvent, ToolCallEvent
-from .._finish import FinishReason
 from .._tools import ToolArgumentsError, ToolCall
 
-__all__ = ["UIMessageEncoder", "ui_finish_reason"]
-
-# Our finish reasons in the AI SDK's words. "cancelled" has none: a cancelled response ends
-# with an ``abort`` chunk instead of ``finish``.
-_FINISH_REASONS: dict[FinishReason, str] = {
-    "stop": "stop",
-    "length": "length",
-    "content_filter": "content-filter",
-    "tool_calls": "tool-calls",
-    "error": "error",
-}
-
-
-def ui_finish_reason(reason: FinishReason) -> str:
-    """The AI SDK's ``finishReason`` for one of ours (``"other"`` if it has no equivalent)."""
-    return _FINISH_REASONS.get(reason, "other")
+__all__ = ["UIMessageEncoder"]
 
 
 class _ToolSlot:
@@ -176,7 +171,7 @@ class UIMessageEncoder:
             try:
                 arguments: Any = call.parsed_arguments()
             except ToolArgumentsError as exc:
-                chunks.append(_tool_error(slot, call.arguments, str(exc)))
+                chunks.append(_tool_error(slot, str(exc)))
             else:
                 chunks.append({
                     "type": "tool-input-available",
@@ -188,10 +183,9 @@ class UIMessageEncoder:
 
     def _abandon_tools(self, why: str) -> list[dict[str, Any]]:
         """Close the calls of a response that failed or was cancelled: their arguments are
-        incomplete, which ``tool-input-error`` says (else the client shows them streaming
-        for ever)."""
+        incomplete, which the error says (else the client shows them streaming for ever)."""
         return [
-            _tool_error(slot, slot.arguments, f"{why} before the tool call was complete")
+            _tool_error(slot, f"{why} before the tool call was complete")
             for slot in self._slots
             if slot.started and not slot.closed
         ]
@@ -213,7 +207,7 @@ class UIMessageEncoder:
             chunks.append({"type": "finish-step"})
             chunks.append({
                 "type": "finish",
-                "finishReason": ui_finish_reason(end.finish_reason),
+                # (No "finishReason" here: ai 5.0.0-5.0.91 reject the whole chunk for it.)
                 "messageMetadata": {
                     "responseId": end.response_id,
                     "model": end.model,
@@ -236,12 +230,7 @@ def _tool_delta(slot: _ToolSlot, text: str) -> dict[str, Any]:
     return {"type": "tool-input-delta", "toolCallId": slot.tool_call_id, "inputTextDelta": text}
 
 
-def _tool_error(slot: _ToolSlot, arguments: str, why: str) -> dict[str, Any]:
+def _tool_error(slot: _ToolSlot, why: str) -> dict[str, Any]:
+    # The client keeps the arguments that arrived as deltas (tool-output-error takes none).
     slot.closed = True
-    return {
-        "type": "tool-input-error",
-        "toolCallId": slot.tool_call_id,
-        "toolName": slot.name or "",
-        "input": arguments,
-        "errorText": why,
-    }
+    return {"type": "tool-output-error", "toolCallId": slot.tool_call_id, "errorText": why}
