@@ -35,6 +35,10 @@ CACHE = Path(os.environ.get("STREAMWRAP_NPM_CACHE", Path.home() / ".cache" / "st
 DRIVER = Path(__file__).resolve().parent / "ai_sdk" / "chat.mjs"
 
 
+# Why an install failed, once: the next test skips at once (npm's own retries take a minute).
+_INSTALL_FAILED: list[str] = []
+
+
 def _install(version: str) -> Path:
     """The npm prefix that holds ``ai@version`` (installed on first use); skips if it cannot be."""
     if shutil.which("node") is None or shutil.which("npm") is None:
@@ -42,24 +46,29 @@ def _install(version: str) -> Path:
     prefix = CACHE / version
     if (prefix / "node_modules" / "ai" / "package.json").is_file():
         return prefix
+    if _INSTALL_FAILED:
+        pytest.skip(_INSTALL_FAILED[0])
     CACHE.mkdir(parents=True, exist_ok=True)
     # Installed beside, then moved into place: an interrupted install is never taken as done.
     staging = Path(tempfile.mkdtemp(prefix=f".{version}-", dir=CACHE))
     try:
         result = subprocess.run(
             ["npm", "install", "--prefix", str(staging), f"ai@{version}", "--no-audit", "--no-fund",
-             "--loglevel=error"],
+             "--loglevel=error", "--fetch-retries=1", "--fetch-retry-mintimeout=1000", "--fetch-retry-maxtimeout=5000"],
             capture_output=True, text=True, timeout=300,
         )
         if result.returncode != 0:
-            pytest.skip(f"npm could not install ai@{version} (is the registry reachable?): {result.stderr.strip()[-300:]}")
+            first = next((line for line in result.stderr.splitlines() if line.strip()), "")
+            _INSTALL_FAILED.append(f"npm could not install ai@{version} (is the registry reachable?): {first}")
+            pytest.skip(_INSTALL_FAILED[0])
         try:
             staging.rename(prefix)
         except OSError:
             if not prefix.is_dir():  # (else another run installed it meanwhile)
                 raise
     except subprocess.TimeoutExpired:
-        pytest.skip(f"npm install ai@{version} took over 300 s (is the registry reachable?)")
+        _INSTALL_FAILED.append(f"npm install ai@{version} took over 300 s (is the registry reachable?)")
+        pytest.skip(_INSTALL_FAILED[0])
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return prefix
