@@ -1,6 +1,7 @@
 """The chat page in a real browser: headless Chromium (the system's, driven by Playwright)
 loads the ``streamwrap serve`` app, backed by the emulator with a slowly paced reply, and
-watches the answer grow, over SSE and over the websocket; Stop cancels the reply upstream.
+watches the answer grow, over SSE and over the websocket; Stop cancels the reply upstream;
+the end of a reply stays in view.
 
 Needs Chromium (``chromium`` on the PATH, /usr/bin/chromium, or ``$STREAMWRAP_CHROMIUM``)
 and the ``playwright`` package; skips, saying which is missing, otherwise. Screenshots go
@@ -49,7 +50,7 @@ from _uvicorn import Server  # noqa: E402
 
 import streamwrap  # noqa: E402
 from streamwrap import EndEvent  # noqa: E402
-from streamwrap.testing import Emulator, Reply  # noqa: E402
+from streamwrap.testing import Emulator, Fault, Reply, ToolCallSpec  # noqa: E402
 from streamwrap.web import chat_app  # noqa: E402
 
 TOKEN = "browser-t0ken"
@@ -81,8 +82,7 @@ def ends() -> list[EndEvent]:
     return []
 
 
-@pytest.fixture
-def server(emu: Emulator, ends: list[EndEvent]) -> Iterator[Server]:
+def start_server(emu: Emulator, ends: list[EndEvent], **options: Any) -> Server:
     def record(event: Any) -> None:
         if isinstance(event, EndEvent):
             ends.append(event)
@@ -91,22 +91,42 @@ def server(emu: Emulator, ends: list[EndEvent]) -> Iterator[Server]:
         "model_type": "openai_chat", "model_name": "emulator-1", "base_url": emu.openai_base_url,
         "api_key": "sk-test", "max_retries": 0, "response_callback": record,
     })
-    running = Server(chat_app(model, token=TOKEN, heartbeat=1.0, title="streamwrap test"))
+    return Server(chat_app(model, token=TOKEN, heartbeat=1.0, title="streamwrap test"), **options)
+
+
+@pytest.fixture
+def server(emu: Emulator, ends: list[EndEvent]) -> Iterator[Server]:
+    running = start_server(emu, ends)
     yield running
     running.stop()
 
 
-@pytest.fixture
-def page(browser: Any, server: Server) -> Iterator[Any]:
-    context = browser.new_context(viewport={"width": 900, "height": 700})
+def open_page(browser: Any, server: Server, width: int = 900, height: int = 700) -> Any:
+    """A new tab on the URL ``streamwrap serve`` prints; ``page.problems`` collects the
+    console's errors and uncaught exceptions."""
+    context = browser.new_context(viewport={"width": width, "height": height})
     page = context.new_page()
     problems: list[str] = []
     page.on("console", lambda message: problems.append(message.text) if message.type == "error" else None)
     page.on("pageerror", lambda error: problems.append(str(error)))
     page.goto(f"{server.url}/?token={TOKEN}")
     page.problems = problems
-    yield page
-    context.close()
+    return page
+
+
+@pytest.fixture
+def page(browser: Any, server: Server) -> Iterator[Any]:
+    opened = open_page(browser, server)
+    yield opened
+    opened.context.close()
+
+
+@pytest.fixture
+def small_page(browser: Any, server: Server) -> Iterator[Any]:
+    """A phone-sized window: a long reply overflows the transcript."""
+    opened = open_page(browser, server, width=420, height=480)
+    yield opened
+    opened.context.close()
 
 
 def state(page: Any) -> dict[str, Any]:
@@ -234,3 +254,87 @@ def test_the_page_needs_the_token(browser: Any, server: Server) -> None:
     reply = page.goto(server.url + "/?token=wrong")
     assert reply is not None and reply.status == 401
     context.close()
+
+
+# -- the end of a reply stays in view ------------------------------------------------------------------
+
+# (The last line ends without a newline: the summary then needs a line of its own.)
+LINES = [f"line {i:02d}\n" for i in range(59)] + ["line 59, the end."]
+
+
+def in_view(page: Any, testid: str) -> bool:
+    """Whether the last element with this test id lies wholly inside the transcript's box."""
+    return bool(page.evaluate("""(testid) => {
+        const all = document.querySelectorAll(`[data-testid="${testid}"]`);
+        const box = all[all.length - 1].getBoundingClientRect();
+        const view = document.querySelector('[data-testid="transcript"]').getBoundingClientRect();
+        return box.height > 0 && box.top >= view.top - 1 && box.bottom <= view.bottom + 1;
+    }""", testid))
+
+
+def distance_from_bottom(page: Any) -> float:
+    return float(page.evaluate("""() => {
+        const t = document.querySelector('[data-testid="transcript"]');
+        return t.scrollHeight - t.scrollTop - t.clientHeight;
+    }"""))
+
+
+ENDINGS = {
+    "summary": (Reply(text=LINES, delay=0.005, usage=(5, 60)), ["info"]),
+    "error": (Reply(text=LINES, delay=0.005, fault=Fault.error_event_after(len(LINES), "gone")), ["error"]),
+    "tool call": (
+        Reply(text=LINES, delay=0.005, tool_calls=[ToolCallSpec("lookup", '{"query": "the weather in Lisbon"}')]),
+        ["tool-call", "info"],
+    ),
+}
+
+
+@pytest.mark.parametrize("ending", list(ENDINGS))
+@pytest.mark.parametrize("transport", ["sse", "ws"])
+def test_the_end_of_a_long_reply_stays_in_view(emu: Emulator, small_page: Any, transport: str, ending: str) -> None:
+    reply, last_parts = ENDINGS[ending]
+    emu.script(reply)
+    send(small_page, transport, "A long one, please")
+    wait_until_ready(small_page)
+    # Stuck to the bottom (the padding below the last message could hide a line or so of
+    # summary from a check of the summary alone), and so the end of the reply is in view.
+    assert distance_from_bottom(small_page) <= 4
+    for testid in last_parts:
+        assert in_view(small_page, testid), (testid, distance_from_bottom(small_page))
+    screenshot(small_page, f"end-in-view-{ending.replace(' ', '-')}-{transport}")
+    assert small_page.problems == []
+
+
+def settled_scroll_top(page: Any) -> float:
+    """The transcript's scroll position once a (smooth) scroll has come to rest."""
+    last = None
+    for _ in range(50):
+        now = float(page.evaluate("() => document.querySelector('[data-testid=\"transcript\"]').scrollTop"))
+        if now == last:
+            return now
+        last = now
+        time.sleep(0.05)
+    raise AssertionError("the transcript never stopped scrolling")
+
+
+@pytest.mark.parametrize("transport", ["sse", "ws"])
+def test_scrolling_up_mid_reply_is_not_undone(emu: Emulator, small_page: Any, transport: str) -> None:
+    emu.script(Reply(text=LINES, delay=0.04, usage=(5, 60)))
+    send(small_page, transport, "A long one, please")
+    text = small_page.get_by_test_id("assistant-text").last
+    sync_api.expect(text).to_contain_text("line 15", timeout=15_000)  # (the first call imports the SDK)
+    box = small_page.get_by_test_id("transcript").bounding_box()
+    small_page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    small_page.mouse.wheel(0, -250)
+    top = settled_scroll_top(small_page)
+    assert distance_from_bottom(small_page) > 100
+    # More text arrives; the reader stays where they scrolled to.
+    sync_api.expect(text).to_contain_text("line 35", timeout=10_000)
+    assert settled_scroll_top(small_page) == pytest.approx(top, abs=1)
+    assert distance_from_bottom(small_page) > 100
+    # Back at the bottom, the page follows the reply again, to its summary.
+    small_page.mouse.wheel(0, 100_000)
+    settled_scroll_top(small_page)
+    wait_until_ready(small_page)
+    assert in_view(small_page, "info"), (distance_from_bottom(small_page), settled_scroll_top(small_page))
+    assert small_page.problems == []
