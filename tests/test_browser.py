@@ -1,7 +1,7 @@
 """The chat page in a real browser: headless Chromium (the system's, driven by Playwright)
 loads the ``streamwrap serve`` app, backed by the emulator with a slowly paced reply, and
 watches the answer grow, over SSE and over the websocket; Stop cancels the reply upstream;
-the end of a reply stays in view.
+a reply ends with the same summary over both; the end of a reply stays in view.
 
 Needs Chromium (``chromium`` on the PATH, /usr/bin/chromium, or ``$STREAMWRAP_CHROMIUM``)
 and the ``playwright`` package; skips, saying which is missing, otherwise. Screenshots go
@@ -10,7 +10,9 @@ to ``tests/artifacts/`` (or ``$STREAMWRAP_ARTIFACTS``).
 
 from __future__ import annotations
 
+import math
 import os
+import re
 import shutil
 import time
 from collections.abc import Iterator
@@ -256,6 +258,60 @@ def test_the_page_needs_the_token(browser: Any, server: Server) -> None:
     context.close()
 
 
+# -- the summary ------------------------------------------------------------------------------------
+
+SUMMARY_TEXT = [f"piece{i:02d} " for i in range(12)]
+SUMMARY_REPLIES = {
+    "finished": Reply(text=SUMMARY_TEXT, usage=(9, 12), delay=0.01),
+    "estimated": Reply(text=SUMMARY_TEXT, stream_usage=False, delay=0.01),
+    # All the text, then nothing: Stop comes while the reply is stalled.
+    "stopped": Reply(text=SUMMARY_TEXT, delay=0.01, fault=Fault.stall_after(len(SUMMARY_TEXT), 20)),
+    "failed": Reply(text=SUMMARY_TEXT, delay=0.01, fault=Fault.error_event_after(5, "upstream fell over")),
+}
+
+
+def _estimate(text: str) -> int:
+    return math.ceil(len(text) / 4)  # streamwrap's estimate: about 4 characters a token
+
+
+def _masked(summary: str) -> str:
+    """A summary with its timings (which differ from run to run) as N."""
+    return re.sub(r"\b\d+\.\d+ (s|tokens/s)\b", r"N \1", summary)
+
+
+@pytest.mark.parametrize("outcome", list(SUMMARY_REPLIES))
+def test_a_reply_is_summarised_alike_over_sse_and_the_websocket(
+    emu: Emulator, page: Any, outcome: str, ends: list[EndEvent]
+) -> None:
+    seen = {}
+    for transport in ("sse", "ws"):
+        emu.script(SUMMARY_REPLIES[outcome])
+        send(page, transport, f"{outcome} over {transport}")
+        if outcome == "stopped":
+            sync_api.expect(page.get_by_test_id("assistant-text").last).to_have_text("".join(SUMMARY_TEXT))
+            page.get_by_test_id("stop").click()
+        wait_until_ready(page)
+        seen[transport] = {**state(page), "error": page.get_by_test_id("error").last.text_content()}
+        screenshot(page, f"summary-{outcome}-{transport}")
+    sse, ws = seen["sse"], seen["ws"]
+    assert _masked(sse["info"]) == _masked(ws["info"]), seen
+    assert sse["text"] == ws["text"] and sse["error"] == ws["error"], seen
+    expected = {
+        "finished": "12 tokens · N tokens/s · N s · finish: stop",
+        "estimated": f"~{_estimate(sse['text'])} tokens (estimated) · N s · finish: stop",
+        "stopped": f"stopped · ~{_estimate(sse['text'])} tokens (estimated) · N s",
+        "failed": f"failed · ~{_estimate(sse['text'])} tokens (estimated) · N s",
+    }[outcome]
+    assert _masked(sse["info"]) == expected, sse
+    if outcome == "estimated":
+        # The page shows the server's estimate: the same count.
+        assert ends[-1].usage.source == "estimated"
+        assert f"~{ends[-1].usage.output_tokens} tokens" in sse["info"]
+    if outcome == "failed":
+        assert "upstream fell over" in sse["error"]
+    assert page.problems == []
+
+
 # -- the end of a reply stays in view ------------------------------------------------------------------
 
 # (The last line ends without a newline: the summary then needs a line of its own.)
@@ -281,7 +337,7 @@ def distance_from_bottom(page: Any) -> float:
 
 ENDINGS = {
     "summary": (Reply(text=LINES, delay=0.005, usage=(5, 60)), ["info"]),
-    "error": (Reply(text=LINES, delay=0.005, fault=Fault.error_event_after(len(LINES), "gone")), ["error"]),
+    "error": (Reply(text=LINES, delay=0.005, fault=Fault.error_event_after(len(LINES), "gone")), ["error", "info"]),
     "tool call": (
         Reply(text=LINES, delay=0.005, tool_calls=[ToolCallSpec("lookup", '{"query": "the weather in Lisbon"}')]),
         ["tool-call", "info"],
