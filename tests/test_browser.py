@@ -1,7 +1,8 @@
 """The chat page in a real browser: headless Chromium (the system's, driven by Playwright)
 loads the ``streamwrap serve`` app, backed by the emulator with a slowly paced reply, and
 watches the answer grow, over SSE and over the websocket; Stop cancels the reply upstream;
-a reply ends with the same summary over both; the end of a reply stays in view.
+a reply ends with the same summary over both; the end of a reply stays in view; a reload
+(or a new tab) asks for the token, which stays out of every URL and log line.
 
 Needs Chromium (``chromium`` on the PATH, /usr/bin/chromium, or ``$STREAMWRAP_CHROMIUM``)
 and the ``playwright`` package; skips, saying which is missing, otherwise. Screenshots go
@@ -10,6 +11,7 @@ to ``tests/artifacts/`` (or ``$STREAMWRAP_ARTIFACTS``).
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import re
@@ -18,6 +20,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote, urlsplit
 
 import pytest
 
@@ -101,6 +104,31 @@ def server(emu: Emulator, ends: list[EndEvent]) -> Iterator[Server]:
     running = start_server(emu, ends)
     yield running
     running.stop()
+
+
+class _Lines(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__()
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(record.getMessage())
+
+
+@pytest.fixture
+def logged_server(emu: Emulator, ends: list[EndEvent]) -> Iterator[tuple[Server, list[str]]]:
+    """A server with uvicorn's access log on, and the lines it logged: requests in
+    ``uvicorn.access``, websocket handshakes in ``uvicorn.error``."""
+    running = start_server(emu, ends, log_level="info")
+    # (after the server configured logging, which replaces the loggers' handlers)
+    collect = _Lines()
+    loggers = [logging.getLogger("uvicorn.access"), logging.getLogger("uvicorn.error")]
+    for logger in loggers:
+        logger.addHandler(collect)
+    yield running, collect.lines
+    running.stop()
+    for logger in loggers:
+        logger.removeHandler(collect)
 
 
 def open_page(browser: Any, server: Server, width: int = 900, height: int = 700) -> Any:
@@ -248,13 +276,110 @@ def test_errors_show_in_the_transcript(emu: Emulator, page: Any) -> None:
     assert page.problems == []
 
 
-def test_the_page_needs_the_token(browser: Any, server: Server) -> None:
+# -- the token ------------------------------------------------------------------------------------
+
+
+def _carries(url: str) -> bool:
+    """Whether a URL as sent to the server carries the token (a fragment is not sent)."""
+    sent = urlsplit(url)._replace(fragment="").geturl()
+    return TOKEN in sent or quote(TOKEN, safe="") in sent
+
+
+def test_a_reload_or_a_new_tab_asks_for_the_token_which_stays_out_of_urls_and_logs(
+    browser: Any, emu: Emulator, logged_server: tuple[Server, list[str]]
+) -> None:
+    server, log = logged_server
+    context = browser.new_context(viewport={"width": 900, "height": 700})
+    urls: list[str] = []
+    context.on("request", lambda request: urls.append(request.url))
+    problems: list[str] = []
+
+    def new_tab() -> Any:
+        tab = context.new_page()
+        tab.on("websocket", lambda ws: urls.append(ws.url))
+        tab.on("console", lambda message: problems.append(message.text) if message.type == "error" else None)
+        tab.on("pageerror", lambda error: problems.append(str(error)))
+        return tab
+
+    emu.script(*(Reply(text=[f"answer {i}"]) for i in range(1, 7)))
+    # The URL `streamwrap serve` printed: the only URL that ever holds the token.
+    page = new_tab()
+    opened = page.goto(f"{server.url}/?token={TOKEN}")
+    assert opened is not None and opened.status == 200
+    assert "token" not in page.url
+    send(page, "sse", "one")
+    wait_until_ready(page)
+    assert state(page)["text"] == "answer 1"
+
+    # A reload: the address bar has no token any more, the tab still has it.
+    reloaded = page.reload()
+    assert reloaded is not None and reloaded.status == 401  # (the request itself carried none)
+    sync_api.expect(page.get_by_test_id("prompt")).to_be_visible()
+    sync_api.expect(page.get_by_test_id("gate")).to_be_hidden()
+    sync_api.expect(page.get_by_test_id("model")).to_have_text("openai_chat · emulator-1")
+    for i, transport in enumerate(("ws", "sse"), start=2):
+        send(page, transport, "again")
+        wait_until_ready(page)
+        assert state(page)["text"] == f"answer {i}", transport
+
+    # A new tab on the bare URL asks for the token, and says so when it is wrong.
+    tab = new_tab()
+    bare = tab.goto(server.url + "/")
+    assert bare is not None and bare.status == 401
+    gate = tab.get_by_test_id("gate")
+    sync_api.expect(gate).to_be_visible()
+    sync_api.expect(tab.get_by_test_id("prompt")).to_be_hidden()
+    assert tab.get_by_test_id("model").text_content() == ""  # not even which model, yet
+    tab.get_by_test_id("token-input").fill("not-the-token")
+    tab.get_by_test_id("token-submit").click()
+    message = tab.get_by_test_id("token-message")
+    sync_api.expect(message).to_be_visible()
+    sync_api.expect(message).to_contain_text("Wrong token")
+    sync_api.expect(tab.get_by_test_id("prompt")).to_be_hidden()
+    screenshot(tab, "token")
+    tab.get_by_test_id("token-input").fill(TOKEN)
+    tab.get_by_test_id("token-input").press("Enter")
+    sync_api.expect(gate).to_be_hidden()
+    sync_api.expect(tab.get_by_test_id("model")).to_have_text("openai_chat · emulator-1")
+    for i, transport in enumerate(("sse", "ws"), start=4):
+        send(tab, transport, "from the new tab")
+        wait_until_ready(tab)
+        assert state(tab)["text"] == f"answer {i}", transport
+
+    # A URL with the token in its fragment, which browsers never send.
+    hashed = new_tab()
+    hashed.goto(f"{server.url}/#token={TOKEN}")
+    assert "token" not in hashed.url
+    sync_api.expect(hashed.get_by_test_id("prompt")).to_be_visible()
+    send(hashed, "ws", "by fragment")
+    wait_until_ready(hashed)
+    assert state(hashed)["text"] == "answer 6"
+    context.close()
+
+    # No request but the first carried the token: not the API calls, not the websocket.
+    assert any("/ws" in url for url in urls) and any("/api/chat" in url for url in urls), urls
+    assert [url for url in urls if _carries(url)] == [f"{server.url}/?token={TOKEN}"], urls
+    # The log: requests and websocket handshakes, the token only in the printed URL's line
+    # (which `streamwrap serve` keeps out of its log).
+    assert sum("POST /api/chat" in line for line in log) == 3, log
+    assert sum("WebSocket /ws" in line for line in log) == 3, log
+    assert [line for line in log if TOKEN in line] == [
+        line for line in log if f"GET /?token={TOKEN} " in line
+    ] and len([line for line in log if TOKEN in line]) == 1, log
+    # Only the refused checks of a wrong token showed in the console.
+    assert all("401" in problem for problem in problems), problems
+
+
+def test_the_page_needs_the_token_for_every_call(browser: Any, server: Server) -> None:
     context = browser.new_context()
     page = context.new_page()
-    reply = page.goto(server.url + "/")
-    assert reply is not None and reply.status == 401
     reply = page.goto(server.url + "/?token=wrong")
     assert reply is not None and reply.status == 401
+    sync_api.expect(page.get_by_test_id("token-message")).to_contain_text("Wrong token")
+    # The locked page's script cannot chat without the token either.
+    status = page.evaluate("""async () => (await fetch("api/chat", {method: "POST",
+        headers: {"Content-Type": "application/json"}, body: '{"prompt": "hi"}'})).status""")
+    assert status == 401
     context.close()
 
 
