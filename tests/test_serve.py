@@ -28,6 +28,7 @@ import httpx  # noqa: E402
 from _uvicorn import Server  # noqa: E402
 from websockets.exceptions import InvalidStatus  # noqa: E402
 from websockets.sync.client import connect  # noqa: E402
+from websockets.typing import Subprotocol  # noqa: E402
 
 import streamwrap  # noqa: E402
 from streamwrap._cli import _ENV_PROVIDERS  # noqa: E402
@@ -381,6 +382,61 @@ def test_a_token_is_required_on_the_websocket(emu: Emulator, serve: Callable[...
     assert frames[-1]["status"] == "finished"
     frames = ws_chat(server.ws_url, {"type": "chat", "prompt": "hi"}, additional_headers={"Authorization": f"Bearer {TOKEN}"})
     assert frames[-1]["status"] == "finished"
+
+
+def test_a_browser_without_the_token_gets_the_page_that_asks_for_it(serve: Callable[..., Server]) -> None:
+    server = serve(token=TOKEN)
+    html = {"accept": "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"}
+    opened = httpx.get(server.url + "/", params={"token": TOKEN}, headers=html)
+    assert opened.status_code == 200
+    assert 'class=""' in opened.text and "openai_chat · emulator-1" in opened.text
+    for reply in (
+        httpx.get(server.url + "/", headers=html),  # a reload: the page took ?token= out of the URL
+        httpx.get(server.url + "/", params={"token": "wrong"}, headers=html),
+        httpx.get(server.url + "/", headers={**html, "authorization": "Bearer wrong"}),
+    ):
+        assert reply.status_code == 401, reply.request.url
+        assert reply.headers["www-authenticate"] == "Bearer"
+        assert reply.headers["content-type"].startswith("text/html")
+        # The same page (same CSP), locked: no secret in it, not even which model it is.
+        assert reply.headers["content-security-policy"] == opened.headers["content-security-policy"]
+        assert reply.headers["x-frame-options"] == "DENY"
+        assert '<body class="locked">' in reply.text and 'data-testid="token-input"' in reply.text
+        assert "emulator" not in reply.text and "openai_chat" not in reply.text
+    assert httpx.head(server.url + "/", headers=html).status_code == 401
+    # Everything else keeps its JSON 401, HTML-accepting or not.
+    for method, path in [("GET", "/healthz"), ("POST", "/api/chat"), ("GET", "/api/chat/text?prompt=hi")]:
+        reply = httpx.request(method, server.url + path, headers=html, json={"prompt": "hi"})
+        assert reply.status_code == 401
+        assert reply.json()["error"]["code"] == "unauthorized"
+
+
+def token_protocol(token: str) -> Subprotocol:
+    """The subprotocol in which the chat page sends the token (base64url, no padding)."""
+    return Subprotocol("streamwrap.bearer." + base64.urlsafe_b64encode(token.encode()).decode().rstrip("="))
+
+
+def test_the_websocket_takes_the_token_as_a_subprotocol(emu: Emulator, serve: Callable[..., Server]) -> None:
+    token = "tök/en+?=&"  # not a valid subprotocol name as it is
+    server = serve(token=token)
+    offered = [Subprotocol("streamwrap"), token_protocol(token)]
+    with connect(server.ws_url, subprotocols=offered, open_timeout=5) as ws:
+        # The events protocol is chosen: the token is not echoed back.
+        assert ws.subprotocol == "streamwrap"
+        ws.send(json.dumps({"type": "chat", "prompt": "hi"}))
+        while json.loads(ws.recv(timeout=10))["type"] != "end":
+            pass
+    for protocols in (
+        [Subprotocol("streamwrap"), token_protocol("wrong")],
+        [Subprotocol("streamwrap"), Subprotocol("streamwrap.bearer.*not*base64*")],
+        [Subprotocol("streamwrap")],
+    ):
+        with pytest.raises(InvalidStatus) as refused:
+            connect(server.ws_url, subprotocols=protocols, open_timeout=5)
+        assert refused.value.response.status_code == 401, protocols
+    # Over HTTP the subprotocol header means nothing.
+    header = {"sec-websocket-protocol": f"streamwrap, {token_protocol(token)}"}
+    assert httpx.get(server.url + "/healthz", headers=header).status_code == 401
 
 
 # -- origins and hosts ----------------------------------------------------------------------------

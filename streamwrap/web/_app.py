@@ -66,6 +66,14 @@ _SCRIPT_SRC = _csp_hashes("script")
 _STYLE_SRC = _csp_hashes("style")
 # A Host header that is safe to repeat inside a header value (no ';', spaces or quotes).
 _SANE_HOST = re.compile(r"^(?:[A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\])(?::\d{1,5})?$")
+# The websocket's subprotocols. Browsers cannot set headers on a websocket, and a token in
+# the URL would be logged, so the page offers "streamwrap" plus the token as a second
+# name, base64url-encoded (any token then makes a valid name); the server picks
+# "streamwrap", so the token is never echoed.
+_EVENTS_PROTOCOL = "streamwrap"
+_TOKEN_PROTOCOL = "streamwrap.bearer."
+# Set by the guard on a browser's page load without a valid token.
+_LOCKED = "streamwrap_locked"
 
 
 def chat_app(
@@ -103,8 +111,16 @@ def chat_app(
     Bad bodies are 400, bodies over 1 MiB 413, POSTs that are not
     ``Content-Type: application/json`` 415, all as ``{"error": {"code", "message"}}``.
 
-    ``token``: every route (the page too) requires ``Authorization: Bearer <token>`` or
-    ``?token=<token>``; else 401 (a websocket handshake is refused with 401).
+    ``token``: every route requires ``Authorization: Bearer <token>`` or ``?token=<token>``
+    (the websocket also takes it as a subprotocol, see below); else 401 (a websocket
+    handshake is refused with 401). A browser that opens the page without a valid token
+    (a reload after the page took ``?token=`` out of the address bar, a new tab) gets the
+    page in its locked state, still with status 401: it holds no secret (not even the
+    model's name) and asks for the token, which it keeps in the tab's ``sessionStorage``
+    and sends in headers only. The URL ``streamwrap serve`` prints may also carry the token
+    as ``#token=``, which never reaches the server. A browser websocket offers the
+    subprotocols ``streamwrap`` and ``streamwrap.bearer.<the token in base64url>``; the
+    server then selects ``streamwrap``.
 
     Browsers: a request with an ``Origin`` (or, without one, ``Sec-Fetch-Site``) from
     another site is refused with 403 unless the origin is in ``allowed_origins``, which
@@ -287,7 +303,10 @@ class _Endpoints:
         self.model = model
         self.heartbeat = heartbeat
         model_line = f"{getattr(model, 'model_type', '') or type(model).__name__} · {getattr(model, 'model_name', '')}"
-        self.html = _PAGE.replace("{{title}}", html.escape(title)).replace("{{model}}", html.escape(model_line))
+        page = _PAGE.replace("{{title}}", html.escape(title))
+        self.html = page.replace("{{model}}", html.escape(model_line)).replace("{{body_class}}", "")
+        # Without the token, not even which model this is: the page gets it from healthz.
+        self.locked_html = page.replace("{{model}}", "").replace("{{body_class}}", "locked")
 
     async def page(self, request: Request) -> Response:
         host = request.headers.get("host", "")
@@ -307,6 +326,9 @@ class _Endpoints:
             "cache-control": "no-store",
             "x-frame-options": "DENY",
         }
+        if getattr(request.state, _LOCKED, False):
+            headers["www-authenticate"] = "Bearer"
+            return Response(self.locked_html, status_code=401, headers=headers, media_type="text/html; charset=utf-8")
         return Response(self.html, headers=headers, media_type="text/html; charset=utf-8")
 
     async def chat(self, request: Request) -> Response:
@@ -338,7 +360,9 @@ class _Endpoints:
         )
 
     async def websocket(self, websocket: WebSocket) -> None:
-        await websocket.accept()
+        # (Selecting a subprotocol that was not offered would fail the handshake.)
+        offered = websocket.scope.get("subprotocols") or ()
+        await websocket.accept(subprotocol=_EVENTS_PROTOCOL if _EVENTS_PROTOCOL in offered else None)
         # A model's configured mode may be non-streaming; a chat page always wants a stream.
         await websocket_chat(websocket, functools.partial(self.model, stream=True), heartbeat=self.heartbeat)
 
@@ -371,6 +395,10 @@ class _Guard:
             await self.app(scope, receive, send)
             return
         refusal = self._check(scope)
+        if refusal is not None and refusal[0] == 401 and _opens_the_page(scope):
+            # The page asks for the token itself (see chat_app); the API still needs it.
+            scope = {**scope, "state": {**scope.get("state", {}), _LOCKED: True}}
+            refusal = None
         if refusal is None:
             if scope["type"] == "http":
                 send = _with_nosniff(send)
@@ -401,7 +429,11 @@ class _Guard:
                 "or start it with a token (--token) or --allow-host"
             )
         if self.token is not None:
-            given = _bearer(headers.get("authorization")) or QueryParams(scope.get("query_string", b"")).get("token")
+            given = (
+                _bearer(headers.get("authorization"))
+                or QueryParams(scope.get("query_string", b"")).get("token")
+                or (_protocol_token(headers.get("sec-websocket-protocol")) if scope["type"] == "websocket" else None)
+            )
             if not given:
                 return 401, "unauthorized", (
                     "this server needs a token: open the URL `streamwrap serve` printed, or send "
@@ -480,6 +512,29 @@ def _bearer(authorization: str | None) -> str | None:
         return None
     scheme, _, value = authorization.partition(" ")
     return value.strip() if scheme.lower() == "bearer" else None
+
+
+def _protocol_token(offered: str | None) -> str | None:
+    """The token in a ``streamwrap.bearer.<base64url>`` subprotocol, if one is offered
+    (a malformed one counts as none)."""
+    for name in (offered or "").split(","):
+        name = name.strip()
+        if name.startswith(_TOKEN_PROTOCOL):
+            encoded = name[len(_TOKEN_PROTOCOL):]
+            try:
+                return base64.b64decode(encoded + "=" * (-len(encoded) % 4), altchars=b"-_", validate=True).decode()
+            except ValueError:  # (binascii.Error and UnicodeDecodeError are ValueErrors)
+                return None
+    return None
+
+
+def _opens_the_page(scope: Scope) -> bool:
+    """A browser loading the page (navigations accept HTML; API clients and fetches do not
+    ask for it)."""
+    return (
+        scope["type"] == "http" and scope["path"] == "/" and scope["method"] in ("GET", "HEAD")
+        and "text/html" in Headers(scope=scope).get("accept", "").lower()
+    )
 
 
 def _normalize_origin(origin: str) -> str:
