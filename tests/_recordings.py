@@ -206,7 +206,8 @@ def params(
     width = len([n for n in argnames.split(",") if n.strip()])
     out = [_param(values(r), width, id=r.id) for r in selected]
     out += [
-        pytest.param(*_blank(width), marks=pytest.mark.skip(reason=no_wrapper_reason(r)), id=r.id) for r in skipped
+        pytest.param(*_blank(width), marks=pytest.mark.skip(reason=no_wrapper_reason(r)), id=r.id)
+        for r in skipped
     ]
     if out:
         return out

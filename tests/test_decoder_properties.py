@@ -4,9 +4,9 @@
    decodes (routed by the provider table in ``_recordings.py``: OpenAI-format ones, Azure's
    included, through :class:`OpenAIStreamMapper`, DashScope native, Gemini, Ollama; the
    providers with no wrapper yet are skipped, saying so) is fed whole, then cut into
-   network reads at hypothesis-drawn points; the deltas (and what the response derives from them: text, reasoning, assembled tool
-   calls, usage, finish reason, identity) are the same, and the whole parse is the
-   recording's ``expected`` block. A recorded error body a mapper reads (Gemini's) gives
+   network reads at hypothesis-drawn points; the deltas (and what the response derives
+   from them: text, reasoning, assembled tool calls, usage, finish reason, identity) are
+   the same, and the whole parse is the recording's ``expected`` block. A recorded error body a mapper reads (Gemini's) gives
    the same error however it is cut.
 2. Nothing but streamwrap's typed errors: arbitrary bytes, mutations of the recordings
    (flipped bytes, cuts, inserted garbage, invalid UTF-8, duplicated or deleted spans) and
@@ -259,7 +259,8 @@ def test_every_recording_folder_is_in_the_provider_table(recordings: Path) -> No
     # break collection or be silently left out.
     everything = _recordings.everything()
     assert not [r.id for r in everything if not r.routed]
-    assert {p.name for p in recordings.iterdir() if p.is_dir()} <= {*_recordings.WIRES, *_recordings.NO_WRAPPER}
+    folders = {p.name for p in recordings.iterdir() if p.is_dir()}
+    assert folders <= {*_recordings.WIRES, *_recordings.NO_WRAPPER}
     assert {r.wire.name for r in RECORDED} == {"openai", "dashscope", "gemini", "ollama"}
     # Every streamed recording of a provider with a wrapper is decoded here.
     streamed = [r for r in everything if r.status == 200 and r.provider not in _recordings.NO_WRAPPER]

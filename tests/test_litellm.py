@@ -403,7 +403,10 @@ async def test_aclose_closes_the_upstream_connection(own_emu: Emulator) -> None:
 
 # The recordings, as the provider table (tests/_recordings.py) routes them.
 OPENAI_RECORDINGS = _recordings.params(
-    "meta_path, meta", _recordings.select(wire=_recordings.OPENAI), lambda r: (r.meta_path, r.meta), what="OpenAI-wire"
+    "meta_path, meta",
+    _recordings.select(wire=_recordings.OPENAI),
+    lambda r: (r.meta_path, r.meta),
+    what="OpenAI-wire",
 )
 OLLAMA_RECORDINGS = _recordings.params(
     "meta_path", _recordings.select(wire=_recordings.OLLAMA), lambda r: r.meta_path, what="Ollama"

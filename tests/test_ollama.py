@@ -27,7 +27,10 @@ API_KEY = "ollama-test-secret-key-0123456789"
 
 # Ollama's recordings, as the provider table (tests/_recordings.py) routes them.
 RECORDED = _recordings.params(
-    "meta_path, meta", _recordings.select(wire=_recordings.OLLAMA), lambda r: (r.meta_path, r.meta), what="Ollama"
+    "meta_path, meta",
+    _recordings.select(wire=_recordings.OLLAMA),
+    lambda r: (r.meta_path, r.meta),
+    what="Ollama",
 )
 
 

@@ -225,7 +225,9 @@ async def test_usage_after_a_cancel_is_an_estimate_of_what_arrived(emu: Emulator
     reasoning, text = ["hmm, "], ["Once ", "upon ", "a time"]  # 5 + 16 characters: 6 tokens
     # The stall keeps the rest (and the usage chunk) from arriving: what was received when
     # the consumer stops is exactly these chunks.
-    emu.script(Reply(reasoning=reasoning, text=[*text, " there", " was"], fault=Fault.stall_after(4, seconds=5.0)))
+    emu.script(
+        Reply(reasoning=reasoning, text=[*text, " there", " was"], fault=Fault.stall_after(4, seconds=5.0))
+    )
     response = await model(prompt)
     if how == "break":
         async for _, so_far in response.stream:
