@@ -248,14 +248,17 @@ class LiteLLMStream:
     async def __aiter__(self) -> AsyncIterator[list[Delta]]:
         stream = self._stream
         first = True
+        named = False  # whether a chunk has carried the response's id
         error: StreamError | None = None
         try:
             async for chunk in stream:
                 batch: list[Delta] = []
-                if first:
-                    first = False
+                # Azure OpenAI's first chunk (`choices: []`, `prompt_filter_results`) has an
+                # empty id and model: the first chunk that has an id names the response.
+                if not named and (first or chunk.id):
+                    first, named = False, bool(chunk.id)
                     answered = _provider_model(chunk)
-                    batch.append(Metadata(chunk.id, answered))
+                    batch.append(Metadata(chunk.id or None, answered))
                     if self._route is not None and answered:
                         _pin_server_model_info(self._route, answered)
                 choices = chunk.choices

@@ -128,8 +128,12 @@ class OpenAIStreamMapper:
                 f"expected a JSON object in the stream, got {type(obj).__name__}", provider=self._provider
             )
         if not self._seen_meta:
-            self._seen_meta = True
-            out.append(Metadata(label(obj.get("id")), label(obj.get("model"))))
+            # Azure OpenAI's first chunk (`choices: []`, `prompt_filter_results`) has an
+            # empty id and model: take them from the first chunk that names them.
+            provider_id, model = label(obj.get("id")), label(obj.get("model"))
+            if provider_id is not None or model is not None:
+                self._seen_meta = True
+                out.append(Metadata(provider_id, model))
         choices = obj.get("choices")
         if choices:
             choice = choices[0]

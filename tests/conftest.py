@@ -2,18 +2,14 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from _recordings import MISSING, RECORDINGS
 
 import streamwrap
 from streamwrap.testing import Emulator
-
-# Real provider traffic recorded by other projects, kept beside the repository (never
-# copied into it). Tests that need it skip when it is absent.
-RECORDINGS = Path(os.environ.get("STREAMWRAP_RECORDINGS", Path(__file__).resolve().parents[2] / "shared" / "recordings"))
 
 
 @pytest.fixture(params=["asyncio", "trio"])
@@ -60,6 +56,8 @@ def model(emu: Emulator) -> streamwrap.ModelWrapper:
 
 @pytest.fixture
 def recordings() -> Path:
+    """The folder of real provider traffic (tests/_recordings.py), kept beside the
+    repository, never copied into it: tests that need it skip, saying so, without it."""
     if not RECORDINGS.is_dir():
-        pytest.skip(f"recordings folder not found at {RECORDINGS}")
+        pytest.skip(MISSING)
     return RECORDINGS

@@ -10,12 +10,12 @@ documented shapes and marked ``HAND-WRITTEN``.
 from __future__ import annotations
 
 import json
-import os
 import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import _recordings
 import orjson
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -30,9 +30,6 @@ from streamwrap.testing import Emulator, Fault, Reply, ToolCallSpec
 
 pytestmark = pytest.mark.anyio
 
-RECORDINGS = Path(
-    os.environ.get("STREAMWRAP_RECORDINGS", Path(__file__).resolve().parents[2] / "shared" / "recordings")
-)
 SECRET = "sk-dashscope-test-secret-0123456789"
 GENERATION_PATH = "/api/v1/services/aigc/text-generation/generation"
 WEATHER_TOOL = {
@@ -49,17 +46,14 @@ WEATHER_TOOL = {
 }
 
 
-def _native_recordings() -> list[Any]:
-    if not RECORDINGS.is_dir():
-        return []
-    found = []
-    for meta_path in sorted((RECORDINGS / "dashscope").glob("native_*.meta.json")):
-        meta = json.loads(meta_path.read_text(encoding="utf-8"))
-        found.append(pytest.param(meta_path, meta, id=meta["name"]))
-    return found
-
-
-NATIVE = _native_recordings()
+# DashScope's native-protocol recordings, as the provider table (tests/_recordings.py)
+# routes them (its compat_* ones are the OpenAI wire: test_recordings.py).
+NATIVE = _recordings.params(
+    "meta_path, meta",
+    _recordings.select(wire=_recordings.DASHSCOPE),
+    lambda r: (r.meta_path, r.meta),
+    what="DashScope native",
+)
 
 
 def base_url(emu: Emulator) -> str:

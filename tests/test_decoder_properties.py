@@ -1,11 +1,12 @@
 """Properties of every wire mapper (bytes → deltas), over real recordings and arbitrary bytes.
 
 1. Cutting changes nothing: each real recording in ``../shared/recordings`` that a mapper
-   decodes (OpenAI-format ones through :class:`OpenAIStreamMapper`, DashScope native,
-   Gemini, Ollama) is fed whole, then cut into network reads at hypothesis-drawn points;
-   the deltas (and what the response derives from them: text, reasoning, assembled tool
-   calls, usage, finish reason, identity) are the same, and the whole parse is the
-   recording's ``expected`` block. A recorded error body a mapper reads (Gemini's) gives
+   decodes (routed by the provider table in ``_recordings.py``: OpenAI-format ones, Azure's
+   included, through :class:`OpenAIStreamMapper`, DashScope native, Gemini, Ollama; the
+   providers with no wrapper yet are skipped, saying so) is fed whole, then cut into
+   network reads at hypothesis-drawn points; the deltas (and what the response derives
+   from them: text, reasoning, assembled tool calls, usage, finish reason, identity) are
+   the same, and the whole parse is the recording's ``expected`` block. A recorded error body a mapper reads (Gemini's) gives
    the same error however it is cut.
 2. Nothing but streamwrap's typed errors: arbitrary bytes, mutations of the recordings
    (flipped bytes, cuts, inserted garbage, invalid UTF-8, duplicated or deleted spans) and
@@ -23,13 +24,12 @@ run, so CI is deterministic) with a bounded number of examples: the module takes
 from __future__ import annotations
 
 import itertools
-import json
-import os
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+import _recordings
 import orjson
 import pytest
 from hypothesis import HealthCheck, example, given, settings
@@ -45,10 +45,6 @@ from streamwrap._openai_wire import OpenAIStreamMapper
 from streamwrap._tools import ToolCallAssembler
 from streamwrap._upstream import WireMapper
 from streamwrap._usage import Usage
-
-RECORDINGS = Path(
-    os.environ.get("STREAMWRAP_RECORDINGS", Path(__file__).resolve().parents[2] / "shared" / "recordings")
-)
 
 
 def _settings(examples: int) -> settings:
@@ -95,56 +91,37 @@ OLLAMA = Wire("ollama", lambda: OllamaStreamMapper("ollama"), lambda data: data 
 WIRES = [OPENAI, DASHSCOPE, DASHSCOPE_CUMULATIVE, GEMINI, OLLAMA]
 WIRE_PARAMS = [pytest.param(w, id=w.name) for w in WIRES]
 
-OPENAI_WIRE_PROVIDERS = frozenset(("openai", "deepseek", "groq", "openrouter", "zhipuai"))
-NO_MAPPER = frozenset(("anthropic",))  # recorded for a future native wrapper
-
-
-def wire_of(meta: dict[str, Any]) -> Wire | None:
-    """The mapper that decodes a recording's body, or None (an error body, or a
-    provider streamwrap has no native mapper for)."""
-    provider, name = meta["provider"], meta["name"]
-    if meta["response"]["status"] != 200 or provider in NO_MAPPER:
-        return None
-    if provider in OPENAI_WIRE_PROVIDERS or (provider == "dashscope" and name.startswith("compat_")):
-        return OPENAI
-    return {"dashscope": DASHSCOPE, "gemini": GEMINI, "ollama": OLLAMA}[provider]
+# The recordings, routed by the one provider table (tests/_recordings.py).
+MAPPERS = {
+    _recordings.OPENAI: OPENAI,
+    _recordings.DASHSCOPE: DASHSCOPE,
+    _recordings.GEMINI: GEMINI,
+    _recordings.OLLAMA: OLLAMA,
+}
 
 
 @dataclass(frozen=True)
 class Recording:
-    path: Path
-    meta: dict[str, Any]
+    source: _recordings.Recording
     wire: Wire
 
     @property
+    def meta(self) -> dict[str, Any]:
+        return self.source.meta
+
+    @property
     def body(self) -> bytes:
-        return _read(self.path)
+        return self.source.body
 
 
-_BODIES: dict[Path, bytes] = {}
-
-
-def _read(path: Path) -> bytes:
-    if path not in _BODIES:
-        _BODIES[path] = path.read_bytes()
-    return _BODIES[path]
-
-
-def _metas() -> list[tuple[Path, dict[str, Any]]]:
-    if not RECORDINGS.is_dir():
-        return []
-    return [
-        (path, json.loads(path.read_text(encoding="utf-8"))) for path in sorted(RECORDINGS.glob("*/*.meta.json"))
-    ]
-
-
-METAS = _metas()
-RECORDED = [
-    Recording(path.parent / meta["body_file"], meta, wire)
-    for path, meta in METAS
-    if (wire := wire_of(meta)) is not None
-]
-RECORDING_PARAMS = [pytest.param(r, id=f"{r.meta['provider']}/{r.meta['name']}") for r in RECORDED]
+RECORDED = [Recording(r, MAPPERS[r.wire]) for r in _recordings.select() if r.wire is not None]
+RECORDING_PARAMS = _recordings.params(
+    "recording",
+    [r.source for r in RECORDED],
+    lambda r: Recording(r, MAPPERS[str(r.wire)]),
+    what="streamed",
+    skipped=_recordings.without_wrapper(),
+)
 
 
 def recordings_of(wire: Wire) -> list[bytes]:
@@ -277,16 +254,21 @@ def outcome(wire: Wire, chunks: Sequence[bytes]) -> tuple[Any, ...]:
 # -- 1. real recordings cut anywhere ------------------------------------------------------
 
 
-def test_every_streamed_recording_has_a_mapper(recordings: Path) -> None:
-    # A new recording of a provider streamwrap decodes must not be silently left out.
-    left_out = {
-        f"{meta['provider']}/{meta['name']}"
-        for _, meta in METAS
-        if wire_of(meta) is None and meta["response"]["status"] == 200
-    }
-    assert {name.partition("/")[0] for name in left_out} <= NO_MAPPER
+def test_every_recording_folder_is_in_the_provider_table(recordings: Path) -> None:
+    # A new provider's recordings must be routed (or skipped, saying why) on purpose, not
+    # break collection or be silently left out.
+    everything = _recordings.everything()
+    assert not [r.id for r in everything if not r.routed]
+    folders = {p.name for p in recordings.iterdir() if p.is_dir()}
+    assert folders <= {*_recordings.WIRES, *_recordings.NO_WRAPPER}
     assert {r.wire.name for r in RECORDED} == {"openai", "dashscope", "gemini", "ollama"}
-    assert len(RECORDED) >= 19
+    # Every streamed recording of a provider with a wrapper is decoded here.
+    streamed = [r for r in everything if r.status == 200 and r.provider not in _recordings.NO_WRAPPER]
+    assert sorted(r.source.id for r in RECORDED) == sorted(r.id for r in streamed)
+    assert len(RECORDED) >= 22
+    # Azure OpenAI's chat completions are the OpenAI wire (every deployment style).
+    assert {r.source.name for r in RECORDED if r.source.provider == "azure"} >= {"o4-mini_v1_text_usage"}
+    assert all(r.wire is OPENAI for r in RECORDED if r.source.provider == "azure")
 
 
 def expected_parse(recording: Recording) -> dict[str, Any]:
@@ -372,11 +354,12 @@ def test_recording_fed_byte_by_byte_parses_like_the_whole(recording: Recording) 
 
 # Error bodies a mapper reads too: Gemini sends its errors as a JSON body even where the
 # content type says text/event-stream (see the recordings' README).
-ERROR_RECORDINGS = [
-    pytest.param(path.parent / meta["body_file"], meta, id=f"{meta['provider']}/{meta['name']}")
-    for path, meta in METAS
-    if meta["provider"] == "gemini" and meta["response"]["status"] != 200
-]
+ERROR_RECORDINGS = _recordings.params(
+    "path, meta",
+    [r for r in _recordings.select(wire=_recordings.GEMINI, status=None) if r.status != 200],
+    lambda r: (r.body_path, r.meta),
+    what="Gemini error",
+)
 
 
 @pytest.mark.parametrize(("path", "meta"), ERROR_RECORDINGS)
@@ -385,7 +368,7 @@ ERROR_RECORDINGS = [
 def test_recorded_error_body_cut_anywhere_is_the_same_error(
     path: Path, meta: dict[str, Any], data: st.DataObject
 ) -> None:
-    body = _read(path)
+    body = path.read_bytes()
     whole = outcome(GEMINI, [body])
     error = meta["expected"]["error_body_json"]["error"]
     assert whole[0] == (
@@ -463,7 +446,7 @@ def mutated(draw: st.DrawFn, bodies: list[bytes]) -> bytes:
 def test_mutated_recordings_raise_only_streamwrap_errors(wire: Wire, data: st.DataObject, cuts: list[int]) -> None:
     bodies = recordings_of(wire)
     if not bodies:
-        pytest.skip(f"no recordings found at {RECORDINGS}")
+        pytest.skip(_recordings.MISSING if not _recordings.RECORDINGS.is_dir() else f"no {wire.name} recordings")
     check_bytes(wire, data.draw(mutated(bodies), label="body"), cuts)
 
 

@@ -609,7 +609,8 @@ def test_stop_aborts_open_streams_promptly(caplog: pytest.LogCaptureFixture) -> 
 def test_command_line_server(stop_signal: signal.Signals) -> None:
     root = Path(streamwrap.testing.__file__).resolve().parents[2]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(root), os.environ.get("PYTHONPATH", "")])}
-    command = [sys.executable, "-m", "streamwrap.testing", "--chunks", "3", "--chunk-text", "x ", "--usage"]
+    command = [sys.executable, "-m", "streamwrap.testing", "--port", "0"]
+    command += ["--chunks", "3", "--chunk-text", "x ", "--usage"]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
     try:
         assert process.stdout is not None
@@ -617,6 +618,9 @@ def test_command_line_server(stop_signal: signal.Signals) -> None:
         prefix = "streamwrap-emulator listening on "
         assert line.startswith(prefix + "http://127.0.0.1:")
         url = line.removeprefix(prefix).strip()
+        # Then the base_url of each dialect and the key rule (tests/test_emulator_auth.py).
+        banner = [process.stdout.readline().decode() for _ in range(5)]
+        assert banner[0].startswith(f"  base_url for openai:    {url}/v1 ")
         text = httpx.post(url + CHAT, json=chat_body()).text
         assert [d.get("content") for d in deltas(text)] == ["x ", "x ", "x ", None]
         assert chunks(text)[-1]["usage"]["completion_tokens"] == 3  # --usage: sent unasked
@@ -624,4 +628,4 @@ def test_command_line_server(stop_signal: signal.Signals) -> None:
         process.send_signal(stop_signal)
         out, err = process.communicate(timeout=10)
     assert process.returncode == 0, err.decode()
-    assert out == b""  # nothing beyond the one line
+    assert out == b""  # nothing beyond the banner

@@ -91,6 +91,21 @@ async def test_non_retryable_status_is_not_retried(emu: Emulator) -> None:
     assert len(emu.requests) == 1
 
 
+async def test_no_retry_once_a_token_has_arrived(emu: Emulator) -> None:
+    # Retries happen only before the first token: a stream that breaks after it is not
+    # sent again (the reply would be duplicated, and billed twice), however many retries
+    # are allowed. The second reply would succeed if it were asked for.
+    model = make_model(emu, max_retries=1)
+    emu.script(Reply(text=TEXT, fault=Fault.drop_after(3)), Reply(text="a retry"))
+    response = await model("hi")
+    with pytest.raises(streamwrap.StreamInterruptedError) as info:
+        await response.aread()
+    assert info.value.partial_text == "".join(TEXT[:3])
+    assert response.partial_text == "".join(TEXT[:3])
+    assert len(emu.requests) == 1
+    assert [a["status"] for a in response.attempts] == [200]
+
+
 async def test_connection_refused_is_a_provider_connection_error() -> None:
     with Emulator() as emu:
         url = emu.openai_base_url
@@ -168,14 +183,24 @@ async def test_stream_that_ends_without_done_after_a_finish_is_fine(emu: Emulato
 
 
 async def test_first_token_timeout(own_emu: Emulator) -> None:
+    # The budget is for the provider's first token, not for a cold start: whether the
+    # clock starts before or after the SDK's import and the client's construction (the
+    # first call in a fresh process spends a second or more there on a busy machine), and
+    # whatever ran before this test, both are done first, by a model of default timeouts
+    # and by this model's own first call, which the same budget lets through.
+    warm = make_model(own_emu)
     model = make_model(own_emu, first_token_timeout=0.3)
-    own_emu.script(Reply(text=TEXT, first_delay=3.0))
+    own_emu.script(Reply(text=TEXT), Reply(text=TEXT), Reply(text=TEXT, first_delay=3.0))
+    assert await (await warm("warm up")).aread() == "".join(TEXT)
+    await warm.aclose()
+    assert await (await model("fast")).aread() == "".join(TEXT)
     response = await model("hi")  # headers arrive at once; the first token does not
     with anyio.fail_after(2):
         with pytest.raises(streamwrap.StreamTimeoutError) as info:
             await response.aread()
     assert info.value.code == "first_token_timeout"
     assert info.value.partial_text == ""
+    assert response.finish_reason == "error"
     assert await idle(own_emu)
 
 

@@ -1,6 +1,6 @@
 """``gemini_chat``: the Gemini API's native protocol, over real HTTP to the emulator.
 
-Real Gemini recordings (../shared/recordings/gemini) are replayed byte for byte and must
+Real Gemini recordings (../shared/recordings/gemini, routed by tests/_recordings.py) are replayed byte for byte and must
 parse to their ``expected`` block; the request streamwrap sends is checked against what
 google-genai (the reference SDK) sends for the same call; failures (HTTP errors, error
 events, cut streams, blocked prompts) raise typed errors that keep the partial text.
@@ -9,11 +9,11 @@ events, cut streams, blocked prompts) raise typed errors that keep the partial t
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import _recordings
 import orjson
 import pytest
 
@@ -23,30 +23,20 @@ from streamwrap.testing import Emulator, Fault, Reply, ToolCallSpec
 
 pytestmark = pytest.mark.anyio
 
-RECORDINGS = Path(
-    os.environ.get("STREAMWRAP_RECORDINGS", Path(__file__).resolve().parents[2] / "shared" / "recordings")
-)
 API_KEY = "AIza-test-secret-key-0123456789"
 MODEL = "gemini-2.5-flash"
 STREAM_PATH = f"/v1beta/models/{MODEL}:streamGenerateContent?alt=sse"
 SPLITS = ["event", 7]
 
 
-def _discover() -> list[tuple[Path, dict[str, Any]]]:
-    if not (RECORDINGS / "gemini").is_dir():
-        return []
-    return [
-        (path, json.loads(path.read_text(encoding="utf-8")))
-        for path in sorted((RECORDINGS / "gemini").glob("*.meta.json"))
-    ]
-
-
-_ALL = _discover()
-STREAMING = [
-    pytest.param(path, meta, id=meta["name"])
-    for path, meta in _ALL
-    if meta["response"]["status"] == 200 and meta["body_file"].endswith(".sse")
-]
+# The Gemini-wire recordings, as the provider table (tests/_recordings.py) routes them.
+_ALL = [(r.meta_path, r.meta) for r in _recordings.select(wire=_recordings.GEMINI, status=None)]
+STREAMING = _recordings.params(
+    "meta_path, meta",
+    _recordings.select(wire=_recordings.GEMINI),
+    lambda r: (r.meta_path, r.meta),
+    what="Gemini",
+)
 
 
 def _body(meta_path: Path, meta: dict[str, Any]) -> bytes:
@@ -54,10 +44,7 @@ def _body(meta_path: Path, meta: dict[str, Any]) -> bytes:
 
 
 def _content_type(meta: dict[str, Any]) -> str:
-    recorded = meta["response"].get("content_type")
-    if isinstance(recorded, list):
-        recorded = recorded[0] if recorded else None
-    return recorded or "text/event-stream"
+    return _recordings.content_type(meta)
 
 
 def _events(body: bytes) -> list[dict[str, Any]]:
@@ -440,7 +427,7 @@ async def test_bad_input_is_an_input_error(
 async def test_tool_call_round_trip_keeps_the_thought_signature(
     emu: Emulator, model: Any, recordings: Path
 ) -> None:
-    meta_path = RECORDINGS / "gemini" / "2.5-flash_parallel_function_calls.meta.json"
+    meta_path = recordings / "gemini" / "2.5-flash_parallel_function_calls.meta.json"
     meta = json.loads(meta_path.read_text(encoding="utf-8"))
     body = _body(meta_path, meta)
     recorded = [p for p in _events(body)[0]["candidates"][0]["content"]["parts"]]

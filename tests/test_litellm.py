@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import _recordings
 import anyio
 import pytest
 
@@ -40,10 +41,6 @@ TOOLS = [
     {"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object"}}},
     {"type": "function", "function": {"name": "get_time", "parameters": {"type": "object"}}},
 ]
-RECORDINGS = Path(
-    os.environ.get("STREAMWRAP_RECORDINGS", Path(__file__).resolve().parents[2] / "shared" / "recordings")
-)
-OPENAI_WIRE_PROVIDERS = frozenset(("openai", "deepseek", "groq", "openrouter", "zhipuai"))
 
 
 # -- what the process contacts ------------------------------------------------------------
@@ -404,26 +401,20 @@ async def test_aclose_closes_the_upstream_connection(own_emu: Emulator) -> None:
 # -- real recordings through LiteLLM's openai/ route -------------------------------------
 
 
-def _discover() -> list[Any]:
-    if not RECORDINGS.is_dir():
-        return []
-    found = []
-    for meta_path in sorted(RECORDINGS.glob("*/*.meta.json")):
-        meta = json.loads(meta_path.read_text(encoding="utf-8"))
-        provider, name = meta["provider"], meta["name"]
-        openai_wire = provider in OPENAI_WIRE_PROVIDERS or (
-            provider == "dashscope" and name.startswith("compat_")
-        )
-        if openai_wire and meta["response"]["status"] == 200 and meta["body_file"].endswith(".sse"):
-            found.append(pytest.param(meta_path, meta, id=f"{provider}/{name}"))
-    return found
+# The recordings, as the provider table (tests/_recordings.py) routes them.
+OPENAI_RECORDINGS = _recordings.params(
+    "meta_path, meta",
+    _recordings.select(wire=_recordings.OPENAI),
+    lambda r: (r.meta_path, r.meta),
+    what="OpenAI-wire",
+)
+OLLAMA_RECORDINGS = _recordings.params(
+    "meta_path", _recordings.select(wire=_recordings.OLLAMA), lambda r: r.meta_path, what="Ollama"
+)
 
 
 def _content_type(meta: dict[str, Any], default: str) -> str:
-    recorded = meta["response"].get("content_type")
-    if isinstance(recorded, list):
-        recorded = recorded[0] if recorded else None
-    return recorded or default
+    return _recordings.content_type(meta, default)
 
 
 def _subset(expected: Any, got: Any) -> bool:
@@ -435,7 +426,7 @@ def _subset(expected: Any, got: Any) -> bool:
     return bool(expected == got)
 
 
-@pytest.mark.parametrize(("meta_path", "meta"), _discover())
+@pytest.mark.parametrize(("meta_path", "meta"), OPENAI_RECORDINGS)
 async def test_recording_through_litellm_matches_expected(
     emu: Emulator, recordings: Path, meta_path: Path, meta: dict[str, Any], contacted: Any
 ) -> None:
@@ -548,10 +539,7 @@ async def test_ollama_chat_route_mid_stream_failures(emu: Emulator, fault: Fault
         assert "model crashed" in info.value.message
 
 
-OLLAMA_RECORDINGS = sorted(RECORDINGS.glob("ollama/*.meta.json")) if RECORDINGS.is_dir() else []
-
-
-@pytest.mark.parametrize("meta_path", OLLAMA_RECORDINGS, ids=lambda p: p.name.removesuffix(".meta.json"))
+@pytest.mark.parametrize("meta_path", OLLAMA_RECORDINGS)
 async def test_ollama_recording_through_litellm(
     emu: Emulator, recordings: Path, meta_path: Path, contacted: Any
 ) -> None:

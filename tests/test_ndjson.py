@@ -6,11 +6,11 @@ from __future__ import annotations
 
 import itertools
 import json
-import os
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+import _recordings
 import orjson
 import pytest
 from hypothesis import HealthCheck, example, given, settings
@@ -22,16 +22,13 @@ from streamwrap._delta import Finish, Metadata, UsageReport
 from streamwrap._ndjson import NDJSONDecoder
 from streamwrap._ollama_wire import OllamaStreamMapper, chat_deltas
 
-RECORDINGS = Path(
-    os.environ.get("STREAMWRAP_RECORDINGS", Path(__file__).resolve().parents[2] / "shared" / "recordings")
-)
 BOM = b"\xef\xbb\xbf"
 FAST = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
-OLLAMA_BODIES = [
-    pytest.param(path, id=path.name)
-    for path in (sorted((RECORDINGS / "ollama").glob("*.ndjson")) if (RECORDINGS / "ollama").is_dir() else [])
-]
+# The Ollama bodies, as the provider table (tests/_recordings.py) routes them.
+OLLAMA_BODIES = _recordings.params(
+    "path", _recordings.select(wire=_recordings.OLLAMA), lambda r: r.body_path, what="Ollama"
+)
 
 
 def pieces(body: bytes, cuts: Iterable[int]) -> list[bytes]:

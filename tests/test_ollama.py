@@ -6,11 +6,10 @@ the ``OLLAMA_HOST`` parsing, and cross-checks against the real ``ollama`` SDK.""
 
 from __future__ import annotations
 
-import json
-import os
 from pathlib import Path
 from typing import Any
 
+import _recordings
 import anyio
 import orjson
 import pytest
@@ -22,21 +21,17 @@ from streamwrap.testing import Emulator, Fault, Reply, ToolCallSpec
 
 pytestmark = pytest.mark.anyio
 
-RECORDINGS = Path(
-    os.environ.get("STREAMWRAP_RECORDINGS", Path(__file__).resolve().parents[2] / "shared" / "recordings")
-)
 SPLITS = ["line", 7]
 API_KEY = "ollama-test-secret-key-0123456789"
 
 
-def _metas() -> list[tuple[Path, dict[str, Any]]]:
-    folder = RECORDINGS / "ollama"
-    if not folder.is_dir():
-        return []
-    return [(p, json.loads(p.read_text(encoding="utf-8"))) for p in sorted(folder.glob("*.meta.json"))]
-
-
-RECORDED = [pytest.param(path, meta, id=meta["name"]) for path, meta in _metas()]
+# Ollama's recordings, as the provider table (tests/_recordings.py) routes them.
+RECORDED = _recordings.params(
+    "meta_path, meta",
+    _recordings.select(wire=_recordings.OLLAMA),
+    lambda r: (r.meta_path, r.meta),
+    what="Ollama",
+)
 
 
 def _base_url(emu: Emulator) -> str:

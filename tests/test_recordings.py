@@ -2,19 +2,21 @@
 wrapper: the openai SDK sends the request over HTTP to the emulator, which serves the
 recorded body byte for byte; the parsed response must equal the recording's ``expected``.
 
-Only OpenAI-wire-format recordings are replayed here: OpenAI, DeepSeek, Groq, OpenRouter,
-Zhipu and DashScope's ``compat_*`` (compatible-mode) bodies. DashScope native, Gemini,
-Ollama and Anthropic speak other formats.
+Only OpenAI-wire-format recordings are replayed here, as the provider table in
+``_recordings.py`` routes them: OpenAI, Azure OpenAI, DeepSeek, Groq, OpenRouter, Zhipu and
+DashScope's ``compat_*`` (compatible-mode) bodies. DashScope native, Gemini and Ollama have
+their own test modules; the providers with no wrapper yet are skipped in
+``test_decoder_properties.py``.
 """
 
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import _recordings
 import pytest
 
 import streamwrap
@@ -23,13 +25,7 @@ from streamwrap.testing import Emulator
 
 pytestmark = pytest.mark.anyio
 
-# The same location as conftest's `recordings` fixture; needed at collection time to
-# parametrize over the files.
-RECORDINGS = Path(
-    os.environ.get("STREAMWRAP_RECORDINGS", Path(__file__).resolve().parents[2] / "shared" / "recordings")
-)
 API_KEY = "sk-test-secret-key-0123456789"  # the `model` fixture's key
-OPENAI_WIRE_PROVIDERS = frozenset(("openai", "deepseek", "groq", "openrouter", "zhipuai"))
 NORMALISED = {
     "stop": "stop",
     "length": "length",
@@ -38,32 +34,12 @@ NORMALISED = {
 }
 SPLITS = ["event", 7]
 
-
-def _is_openai_wire(meta: dict[str, Any]) -> bool:
-    provider, name, wire = meta["provider"], meta["name"], meta.get("wire_format", "")
-    if provider == "dashscope":
-        # compat_* is DashScope's OpenAI-compatible mode; native_* is its own format.
-        return name.startswith("compat_") and "OpenAI-compatible" in wire
-    return provider in OPENAI_WIRE_PROVIDERS
-
-
-def _discover() -> list[tuple[Path, dict[str, Any]]]:
-    if not RECORDINGS.is_dir():
-        return []
-    found = []
-    for meta_path in sorted(RECORDINGS.glob("*/*.meta.json")):
-        meta = json.loads(meta_path.read_text(encoding="utf-8"))
-        if _is_openai_wire(meta):
-            found.append((meta_path, meta))
-    return found
-
-
-_ALL = _discover()
-STREAMING = [
-    pytest.param(path, meta, id=f"{meta['provider']}/{meta['name']}")
-    for path, meta in _ALL
-    if meta["response"]["status"] == 200 and meta["body_file"].endswith(".sse")
-]
+# Every OpenAI-wire recording, as the provider table (tests/_recordings.py) routes them.
+_ALL = _recordings.select(wire=_recordings.OPENAI, status=None)
+_STREAMED = [r for r in _ALL if r.status == 200]
+STREAMING = _recordings.params(
+    "meta_path, meta", _STREAMED, lambda r: (r.meta_path, r.meta), what="OpenAI-wire"
+)
 ERROR_RECORDING = ("openai", "error_401_invalid_api_key")
 
 
@@ -72,11 +48,7 @@ def _body(meta_path: Path, meta: dict[str, Any]) -> bytes:
 
 
 def _content_type(meta: dict[str, Any]) -> str:
-    """The first recorded content type (recorded as a list, a string, or not at all)."""
-    recorded = meta["response"].get("content_type")
-    if isinstance(recorded, list):
-        recorded = recorded[0] if recorded else None
-    return recorded or "text/event-stream"
+    return _recordings.content_type(meta)
 
 
 async def _replay(
@@ -113,17 +85,17 @@ def _joined(deltas: Sequence[Any], kind: type) -> str:
 
 
 def test_discovery_selects_the_openai_wire_recordings(recordings: Path) -> None:
-    assert recordings == RECORDINGS
-    providers = {meta["provider"] for _, meta in _ALL}
-    assert providers == OPENAI_WIRE_PROVIDERS | {"dashscope"}
-    names = {(meta["provider"], meta["name"]) for _, meta in _ALL}
+    assert recordings == _recordings.RECORDINGS
+    providers = {r.provider for r in _ALL}
+    assert providers == {"openai", "azure", "deepseek", "groq", "openrouter", "zhipuai", "dashscope"}
+    names = {(r.provider, r.name) for r in _ALL}
     assert not any(name.startswith("native_") for _, name in names)
     assert ERROR_RECORDING in names
-    assert len(STREAMING) >= 10
-    for param in STREAMING:
-        _, meta = param.values
-        assert "chat.completions SSE" in meta["wire_format"]
-        assert set(meta["expected"]) >= {
+    assert len(_STREAMED) >= 13
+    for recording in _STREAMED:
+        assert recording.meta["body_file"].endswith(".sse")
+        assert "chat.completions SSE" in recording.meta["wire_format"]
+        assert set(recording.expected) >= {
             "text",
             "reasoning",
             "tool_calls",
@@ -260,13 +232,50 @@ async def test_recording_result_does_not_depend_on_how_the_body_is_cut(
         assert other == first
 
 
+# Azure OpenAI's newer endpoint takes a plain OpenAI client: base_url <resource>/openai/v1.
+AZURE_V1 = _recordings.params(
+    "meta_path, meta",
+    [r for r in _STREAMED if r.provider == "azure" and r.meta["request"]["path"].startswith("/openai/v1/")],
+    lambda r: (r.meta_path, r.meta),
+    what="Azure /openai/v1/",
+)
+
+
+@pytest.mark.parametrize(("meta_path", "meta"), AZURE_V1)
+async def test_azure_v1_recording_through_openai_chat_at_the_recorded_path(
+    emu: Emulator, meta_path: Path, meta: dict[str, Any]
+) -> None:
+    recorded_request = meta["request"]
+    model = streamwrap.load_model(
+        {
+            "model_type": "openai_chat",
+            "model_name": recorded_request["body"]["model"],
+            "stream": True,
+            "base_url": emu.url + "/openai/v1",
+            "api_key": API_KEY,
+            "max_retries": 0,
+        }
+    )
+    emu.replay(_body(meta_path, meta), content_type=_content_type(meta))
+    response = await model("Say hi in Portuguese")
+    expected = meta["expected"]
+    assert await response.aread() == expected["text"]
+    assert (response.provider_id, response.model) == (expected["id"], expected["model"])
+    assert response.finish_reason_raw == expected["finish_reason"]
+    _check_usage(response.usage, expected["usage"])
+    (request,) = emu.requests
+    assert request.path == recorded_request["path"]
+    assert request.headers["authorization"] == f"Bearer {API_KEY}"
+    assert request.json["model"] == recorded_request["body"]["model"]
+
+
 # -- the HTTP error recording -----------------------------------------------------------
 
 
 def _error_recording() -> tuple[Path, dict[str, Any]]:
-    for path, meta in _ALL:
-        if (meta["provider"], meta["name"]) == ERROR_RECORDING:
-            return path, meta
+    for recording in _ALL:
+        if (recording.provider, recording.name) == ERROR_RECORDING:
+            return recording.meta_path, recording.meta
     pytest.skip(f"recording {'/'.join(ERROR_RECORDING)} not found")
 
 

@@ -12,7 +12,7 @@ import anyio
 import pytest
 
 import streamwrap
-from streamwrap.testing import Emulator, Reply, ToolCallSpec
+from streamwrap.testing import Emulator, Fault, Reply, ToolCallSpec
 
 pytestmark = pytest.mark.anyio
 
@@ -214,6 +214,37 @@ async def test_usage_is_estimated_and_marked_when_the_server_reports_none(emu: E
     assert usage.source == "estimated"
     assert usage.output_tokens is not None and usage.output_tokens > 0
     assert usage.input_tokens is not None and usage.input_tokens > 0
+
+
+@pytest.mark.parametrize("how", ["break", "aclose"])
+async def test_usage_after_a_cancel_is_an_estimate_of_what_arrived(emu: Emulator, model: Any, how: str) -> None:
+    # The provider reports usage only at the end (include_usage), which a cancel never
+    # reaches: what arrived is counted locally, about four characters a token, rounded up
+    # (streamwrap._usage), reasoning included, and marked so.
+    prompt = "Tell me a story about a cat"  # 27 characters: 7 tokens
+    reasoning, text = ["hmm, "], ["Once ", "upon ", "a time"]  # 5 + 16 characters: 6 tokens
+    # The stall keeps the rest (and the usage chunk) from arriving: what was received when
+    # the consumer stops is exactly these chunks.
+    emu.script(
+        Reply(reasoning=reasoning, text=[*text, " there", " was"], fault=Fault.stall_after(4, seconds=5.0))
+    )
+    response = await model(prompt)
+    if how == "break":
+        async for _, so_far in response.stream:
+            if so_far == "".join(text):
+                break
+    else:
+        with anyio.fail_after(5):
+            while response.partial_text != "".join(text):
+                await anyio.sleep(0.01)
+        await response.aclose()
+    await response.await_done()
+    assert response.finish_reason == "cancelled"
+    assert response.text == "".join(text)
+    usage = response.usage
+    assert usage.source == "estimated"
+    assert (usage.input_tokens, usage.output_tokens, usage.total_tokens) == (7, 6, 13)
+    assert (usage.reasoning_tokens, usage.cached_tokens) == (None, None)  # not estimated: unknown
 
 
 async def test_stream_options_rejected_retries_once_and_remembers() -> None:

@@ -6,11 +6,10 @@ through ``openai_chat``."""
 
 from __future__ import annotations
 
-import json
-import os
 from pathlib import Path
 from typing import Any
 
+import _recordings
 import orjson
 import pytest
 
@@ -21,22 +20,15 @@ from streamwrap.testing import Emulator, Reply, ToolCallSpec
 
 pytestmark = pytest.mark.anyio
 
-RECORDINGS = Path(
-    os.environ.get("STREAMWRAP_RECORDINGS", Path(__file__).resolve().parents[2] / "shared" / "recordings")
-)
 API_KEY = "zhipu-test-secret.0123456789abcdef"
 KEY_VARS = ("ZHIPUAI_API_KEY", "ZAI_API_KEY")
 URL_VARS = ("ZHIPUAI_BASE_URL", "ZAI_BASE_URL")
 
 
-def _metas() -> list[tuple[Path, dict[str, Any]]]:
-    folder = RECORDINGS / "zhipuai"
-    if not folder.is_dir():
-        return []
-    return [(p, json.loads(p.read_text(encoding="utf-8"))) for p in sorted(folder.glob("*.meta.json"))]
-
-
-RECORDED = [pytest.param(path, meta, id=meta["name"]) for path, meta in _metas()]
+# Zhipu's recordings, as the provider table (tests/_recordings.py) routes them.
+RECORDED = _recordings.params(
+    "meta_path, meta", _recordings.select(provider="zhipuai"), lambda r: (r.meta_path, r.meta), what="Zhipu"
+)
 
 
 @pytest.fixture(autouse=True)

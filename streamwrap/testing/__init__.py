@@ -16,8 +16,10 @@ alike.  The dialects, and the base URL to hand each provider's client:
   ``:generateContent``: :attr:`Emulator.gemini_base_url`.
 * Ollama, ``POST /api/chat`` (NDJSON unless ``"stream": false``): :attr:`Emulator.ollama_base_url`.
 
-Faults (:class:`Fault`) and error statuses take each provider's own shape.
-:meth:`Emulator.replay` serves recorded bytes verbatim on any path::
+Faults (:class:`Fault`) and error statuses take each provider's own shape.  Any API key
+is accepted unless one is required with ``Emulator(api_key="...")``: then a missing or
+wrong key is answered as each provider answers it (Ollama, which has no keys, is never
+checked).  :meth:`Emulator.replay` serves recorded bytes verbatim on any path::
 
     import httpx
     from streamwrap.testing import Emulator, Fault, Reply
@@ -39,8 +41,9 @@ Faults (:class:`Fault`) and error statuses take each provider's own shape.
         for line in httpx.post(emu.ollama_base_url + "/api/chat", json=body).text.splitlines():
             print(line)  # {"model":"emulator-1",...,"message":{...,"thinking":"hm"},"done":false} ...
 
-``python -m streamwrap.testing --help`` runs one in the foreground for
-benchmarks that need the server in another process.
+``python -m streamwrap.testing`` runs one in the foreground (on port 8090; ``--port 0``
+picks a free one, ``--api-key KEY`` requires a key) and prints the ``base_url`` to give
+each dialect's client; ``--help`` says more.
 """
 
 from ._emulator import Emulator

@@ -1,13 +1,16 @@
 """Run the emulator in the foreground: ``python -m streamwrap.testing``.
 
-For benchmarks that need the server in another process.  Prints exactly one
-line, ``streamwrap-emulator listening on http://HOST:PORT``, then serves a
-default reply of ``--chunks`` copies of ``--chunk-text`` until SIGTERM or
-SIGINT, and exits 0.  Every dialect answers with that reply: OpenAI at
-``/v1/chat/completions``, DashScope at
+For trying a client against it by hand, and for benchmarks that need the server in
+another process.  Listens on 127.0.0.1:8090 by default (not 8000, where ``streamwrap
+serve`` listens; ``--port 0`` picks a free port).  Its first line is always
+``streamwrap-emulator listening on http://HOST:PORT`` (scripts read the address from it);
+then it prints, one line each, the exact ``base_url`` to give each dialect's client, and
+which API key it accepts.  It serves a default reply of ``--chunks`` copies of
+``--chunk-text`` until SIGTERM or SIGINT, and exits 0.  Every dialect answers with that
+reply: OpenAI at ``/v1/chat/completions``, DashScope at
 ``/api/v1/services/aigc/text-generation/generation``, Gemini at
-``/v1beta/models/{model}:streamGenerateContent?alt=sse`` and Ollama at
-``/api/chat``.
+``/v1beta/models/{model}:streamGenerateContent?alt=sse`` and Ollama at ``/api/chat``.
+``--api-key KEY`` makes it refuse any other key as each provider does.
 """
 
 from __future__ import annotations
@@ -16,12 +19,23 @@ import argparse
 import signal
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from types import FrameType
 from typing import NoReturn
 
 from ._emulator import Emulator
 from ._script import Reply
+
+# Not 8000: that is `streamwrap serve`'s port, and both are often run side by side.
+DEFAULT_PORT = 8090
+
+# (dialect, its base_url on a running emulator, the streamwrap model_type and client that take it)
+_BASE_URLS: tuple[tuple[str, Callable[[Emulator], str], str], ...] = (
+    ("openai", lambda emu: emu.openai_base_url, "openai_chat; openai.OpenAI(base_url=...)"),
+    ("dashscope", lambda emu: emu.dashscope_base_url, "dashscope_chat; dashscope.base_http_api_url"),
+    ("gemini", lambda emu: emu.gemini_base_url, "gemini_chat; genai.Client(http_options={'base_url': ...})"),
+    ("ollama", lambda emu: emu.ollama_base_url, "ollama_chat; ollama.Client(host=...)"),
+)
 
 
 def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -35,7 +49,9 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         ),
     )
     parser.add_argument("--host", default="127.0.0.1", help="interface to listen on (default: %(default)s)")
-    parser.add_argument("--port", type=int, default=0, help="port; 0 picks a free one (default: %(default)s)")
+    parser.add_argument(
+        "--port", type=int, default=DEFAULT_PORT, help="port; 0 picks a free one (default: %(default)s)"
+    )
     parser.add_argument("--chunks", type=int, default=10, help="text chunks per reply (default: %(default)s)")
     parser.add_argument("--chunk-text", default="tok ", help="text of each chunk (default: %(default)r)")
     parser.add_argument(
@@ -46,7 +62,33 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         action="store_true",
         help="end every OpenAI stream with a usage chunk, even if the request did not ask",
     )
-    return parser.parse_args(argv)
+    parser.add_argument(
+        "--api-key",
+        metavar="KEY",
+        help=(
+            "require this API key, refusing a missing or wrong one as each provider does"
+            " (Ollama has no keys: never checked); default: any key is accepted"
+        ),
+    )
+    args = parser.parse_args(argv)
+    if args.api_key == "":
+        parser.error("--api-key needs a non-empty KEY")
+    return args
+
+
+def _banner(emulator: Emulator) -> str:
+    """What the command prints once it listens: the address, each dialect's base_url, the key rule."""
+    lines = [f"streamwrap-emulator listening on {emulator.url}"]
+    rows = [(f"{name}:", base_url(emulator), takers) for name, base_url, takers in _BASE_URLS]
+    name_width = max(len(name) for name, _, _ in rows)
+    url_width = max(len(url) for _, url, _ in rows)
+    for name, url, takers in rows:
+        lines.append(f"  base_url for {name:<{name_width}} {url:<{url_width}}  ({takers})")
+    if emulator.api_key is None:
+        lines.append("  API key: any key is accepted (--api-key KEY requires one)")
+    else:
+        lines.append("  API key: only the one given with --api-key (Ollama requests are not checked)")
+    return "\n".join(lines)
 
 
 def _interrupt(signum: int, frame: FrameType | None) -> NoReturn:
@@ -58,7 +100,7 @@ def _interrupt(signum: int, frame: FrameType | None) -> NoReturn:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the emulator until SIGTERM or SIGINT; return the exit status."""
     args = _parse_args(argv)
-    emulator = Emulator(args.host, args.port)
+    emulator = Emulator(args.host, args.port, api_key=args.api_key)
     emulator.default = Reply(
         text=[args.chunk_text] * args.chunks,
         delay=args.delay,
@@ -67,8 +109,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     signal.signal(signal.SIGINT, _interrupt)
     signal.signal(signal.SIGTERM, _interrupt)
     try:
-        emulator.start()
-        print(f"streamwrap-emulator listening on {emulator.url}", flush=True)
+        try:
+            emulator.start()
+        except OSError as exc:
+            print(
+                f"python -m streamwrap.testing: cannot listen on {args.host}:{args.port}:"
+                f" {exc.strerror or exc} (--port 0 picks a free port)",
+                file=sys.stderr,
+            )
+            return 1
+        print(_banner(emulator), flush=True)
         threading.Event().wait()  # only a signal ends this wait
     except KeyboardInterrupt:
         pass

@@ -18,7 +18,9 @@ tool calls by index with continuation fragments carrying ``id: ""``.  Unless
 ``parameters.incremental_output`` is true every frame restates everything so
 far (the text, the reasoning, each tool call's arguments), as DashScope does.
 Usage is restated cumulatively on every frame.  Errors are
-``{"code", "message", "request_id"}``, mid-stream as an ``event:error`` frame.
+``{"code", "message", "request_id"}``, mid-stream as an ``event:error`` frame.  The key
+travels as ``Authorization: Bearer KEY``; a missing or wrong one gets HTTP 401
+``InvalidApiKey`` ("No API-key provided." / "Invalid API-key provided.").
 """
 
 from __future__ import annotations
@@ -153,6 +155,16 @@ class DashScopeDialect:
         )
         renderer = _Renderer(completion, form)
         return renderer.stream(reply) if _wants_stream(request.headers) else renderer.json(reply)
+
+    def refuse_key(self, request: RecordedRequest, api_key: str, ids: IdSequence) -> Plan | None:
+        """DashScope's 401 unless ``request`` carries ``Authorization: Bearer <api_key>``."""
+        sent = request.bearer_token
+        if sent == api_key:
+            return None
+        message = "No API-key provided." if sent is None else "Invalid API-key provided."
+        request_id = ids.request_id()
+        body = {"code": "InvalidApiKey", "message": message, "request_id": request_id}
+        return fixed_plan(401, orjson.dumps(body), {"x-request-id": request_id})
 
     def error(self, status: int, message: str, *, headers: Mapping[str, str] | None = None) -> Plan:
         """A DashScope error body for a request the emulator refuses."""

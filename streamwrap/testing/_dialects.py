@@ -40,6 +40,11 @@ class Dialect(Protocol):
         """Answer ``request`` (whose JSON body is ``body``) with ``reply``."""
         ...
 
+    def refuse_key(self, request: RecordedRequest, api_key: str, ids: IdSequence) -> Plan | None:
+        """This provider's answer to ``request`` if it lacks ``api_key`` (missing or wrong,
+        each answered as the provider answers it), or ``None`` to let it through."""
+        ...
+
     def error(self, status: int, message: str, *, headers: Mapping[str, str] | None = None) -> Plan:
         """This provider's error body, for a request the emulator refuses before scripting."""
         ...

@@ -51,13 +51,25 @@ class Emulator:
 
     Every request is recorded in :attr:`requests`.
 
+    Any API key is accepted unless ``api_key`` is given: then a request that lacks it is
+    answered as the provider of its dialect answers a missing or wrong key (OpenAI and
+    DashScope: HTTP 401 with their error bodies, the key read from ``Authorization:
+    Bearer``; Gemini: 400 ``API_KEY_INVALID`` for a wrong ``x-goog-api-key`` or ``?key=``,
+    403 ``PERMISSION_DENIED`` for none; Ollama has no keys and is never checked), before
+    anything else, and without taking a scripted reply from the queue.
+
     Use it as a context manager (sync or async) or call :meth:`start` and
     :meth:`stop`.  ``port=0`` picks a free port; read it back from :attr:`url`.
     """
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(self, host: str = "127.0.0.1", port: int = 0, *, api_key: str | None = None) -> None:
+        if api_key is not None and (not isinstance(api_key, str) or not api_key):
+            raise ValueError(
+                f"api_key must be a non-empty string, or None to accept any key; got {api_key!r}"
+            )
         self._host = host
         self._requested_port = port
+        self._api_key = api_key
         self._running: tuple[threading.Thread, _Listening] | None = None
         self._ids = IdSequence()
         # Guards everything shared with the caller's threads below.
@@ -152,6 +164,11 @@ class Emulator:
         E.g. ``ollama.AsyncClient(host=...)``.
         """
         return self.url
+
+    @property
+    def api_key(self) -> str | None:
+        """The API key requests must carry, or ``None`` if any key (or none) is accepted."""
+        return self._api_key
 
     # -- scripting ------------------------------------------------------------------
 
@@ -269,6 +286,13 @@ class Emulator:
     def _respond(self, request: RecordedRequest) -> Plan:
         with self._state:
             self._requests.append(request)
+        path = request.path.split("?", 1)[0]
+        dialect = dialect_for(path)
+        if self._api_key is not None and dialect is not None:
+            # As a real provider does: the key is checked before anything else is looked at.
+            refusal = dialect.refuse_key(request, self._api_key, self._ids)
+            if refusal is not None:
+                return refusal
         with self._state:
             # A replayed body answers whatever was asked, on any path: recordings of every
             # provider's native protocol replay through the same queue.
@@ -277,8 +301,6 @@ class Emulator:
                 self._queue.popleft()
         if isinstance(head, RawReply):
             return render_raw(head)
-        path = request.path.split("?", 1)[0]
-        dialect = dialect_for(path)
         if dialect is None:
             return OPENAI.error(404, f"Invalid URL ({request.method} {path})")
         if request.method != "POST":

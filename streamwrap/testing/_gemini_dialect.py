@@ -10,7 +10,9 @@ content chunk carries ``finishReason``; ``usageMetadata`` is restated
 cumulatively on every chunk.  JSON is spaced like Google's (``": "`` after
 keys), whole bodies indented by two.  Errors are
 ``{"error": {"code", "message", "status"}}``; mid-stream, that object is
-sent as an ordinary data event (Gemini has no event types).
+sent as an ordinary data event (Gemini has no event types).  The key travels as
+``x-goog-api-key: KEY`` (or ``?key=KEY``); a wrong one gets Google's HTTP 400
+``API_KEY_INVALID`` (not a 401), a missing one its 403 ``PERMISSION_DENIED``.
 """
 
 from __future__ import annotations
@@ -54,6 +56,34 @@ _DEFAULT_ERRORS: dict[int, tuple[str, str]] = {
     504: ("DEADLINE_EXCEEDED", "Deadline expired before operation could complete."),
 }
 _STATUS_CODES = {status: code for code, (status, _) in _DEFAULT_ERRORS.items()}
+# Google's answers to a request without a key and with a wrong one.
+_NO_KEY: dict[str, Any] = {
+    "code": 403,
+    "message": (
+        "Method doesn't allow unregistered callers (callers without established identity)."
+        " Please use API Key or other form of API consumer identity to call this API."
+    ),
+    "status": "PERMISSION_DENIED",
+}
+_WRONG_KEY_MESSAGE = "API key not valid. Please pass a valid API key."
+_WRONG_KEY: dict[str, Any] = {
+    "code": 400,
+    "message": _WRONG_KEY_MESSAGE,
+    "status": "INVALID_ARGUMENT",
+    "details": [
+        {
+            "@type": "type.googleapis.com/google.rpc.ErrorInfo",
+            "reason": "API_KEY_INVALID",
+            "domain": "googleapis.com",
+            "metadata": {"service": "generativelanguage.googleapis.com"},
+        },
+        {
+            "@type": "type.googleapis.com/google.rpc.LocalizedMessage",
+            "locale": "en-US",
+            "message": _WRONG_KEY_MESSAGE,
+        },
+    ],
+}
 # OpenAI's finish reasons in Gemini's words; anything else is sent as scripted.
 _FINISH_REASONS = {"stop": "STOP", "length": "MAX_TOKENS", "tool_calls": "STOP", "content_filter": "SAFETY"}
 
@@ -98,10 +128,7 @@ class GeminiDialect:
         self, reply: Reply, request: RecordedRequest, body: Mapping[str, Any], ids: IdSequence
     ) -> Plan:
         """Answer the ``generateContent`` request ``body`` with ``reply``."""
-        target, _, query = request.path.partition("?")
-        match = self.path.fullmatch(target)
-        streaming = match is not None and match["method"] == "streamGenerateContent"
-        sse = streaming and parse_qs(query).get("alt") == ["sse"]
+        streaming, sse = self._mode(request)
         error_headers = _SSE_ERROR_HEADERS if sse else _JSON_HEADERS
         if reply.status != 200:
             error = dict(reply.error) if reply.error is not None else _error(reply.status)
@@ -121,6 +148,24 @@ class GeminiDialect:
         if sse:
             return renderer.stream(reply)
         return renderer.whole(reply, as_array=streaming)
+
+    def _mode(self, request: RecordedRequest) -> tuple[bool, bool]:
+        """Whether ``request`` streams, and whether as SSE (``alt=sse``)."""
+        target, _, query = request.path.partition("?")
+        match = self.path.fullmatch(target)
+        streaming = match is not None and match["method"] == "streamGenerateContent"
+        return streaming, streaming and parse_qs(query).get("alt") == ["sse"]
+
+    def refuse_key(self, request: RecordedRequest, api_key: str, ids: IdSequence) -> Plan | None:
+        """Google's refusal unless ``request`` carries ``x-goog-api-key: <api_key>`` (or
+        ``?key=<api_key>``)."""
+        _, _, query = request.path.partition("?")
+        sent = request.headers.get("x-goog-api-key") or next(iter(parse_qs(query).get("key", [])), None)
+        if sent == api_key:
+            return None
+        error = _NO_KEY if not sent else _WRONG_KEY
+        headers = _SSE_ERROR_HEADERS if self._mode(request)[1] else _JSON_HEADERS
+        return fixed_plan(error["code"], _dumps({"error": error}, indent=2), {}, defaults=headers)
 
     def error(self, status: int, message: str, *, headers: Mapping[str, str] | None = None) -> Plan:
         """A Google error body for a request the emulator refuses."""

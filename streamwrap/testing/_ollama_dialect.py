@@ -7,7 +7,8 @@ line with ``done_reason``, ``prompt_eval_count``, ``eval_count`` and the
 durations.  ``"stream": false`` gets one object.  JSON is escaped like Go's
 encoder (``<``, ``>``, ``&`` as ``\\u003c`` …).  Errors are
 ``{"error": "..."}``, mid-stream as such a line.  NDJSON has no comments, so a
-keep-alive is a blank line (Ollama itself sends none while it stalls).
+keep-alive is a blank line (Ollama itself sends none while it stalls).  Ollama has no API
+keys, so an emulator that requires one lets Ollama requests through unchecked.
 """
 
 from __future__ import annotations
@@ -112,6 +113,11 @@ class OllamaDialect:
         except ValueError as exc:
             return self.error(500, str(exc))
         return renderer.stream() if body.get("stream") is not False else renderer.whole()
+
+    def refuse_key(self, request: RecordedRequest, api_key: str, ids: IdSequence) -> Plan | None:
+        """Never: an Ollama server has no API keys to check (streamwrap's ``ollama_chat``
+        sends one only for a proxy in front of it)."""
+        return None
 
     def error(self, status: int, message: str, *, headers: Mapping[str, str] | None = None) -> Plan:
         """An Ollama error body for a request the emulator refuses."""

@@ -2,7 +2,9 @@
 
 Streams are ``data: {chunk}`` server-sent events ending in ``data: [DONE]``;
 ``"stream": false`` gets one ``chat.completion`` object; errors are
-``{"error": {"message", "type", "param", "code"}}``.
+``{"error": {"message", "type", "param", "code"}}``.  The key travels as
+``Authorization: Bearer KEY``; a missing or wrong one is answered with OpenAI's own
+401 bodies.
 """
 
 from __future__ import annotations
@@ -48,6 +50,28 @@ _DEFAULT_ERRORS: dict[int, tuple[str, str, str | None]] = {
     503: ("The server is overloaded or not ready yet.", "server_error", None),
     504: ("Gateway timeout.", "server_error", None),
 }
+
+
+# OpenAI's answers to a request without a key and with a wrong one (the key masked as
+# OpenAI masks it: its first 8 and last 4 characters).
+_NO_KEY = (
+    "You didn't provide an API key. You need to provide your API key in an Authorization header"
+    " using Bearer auth (i.e. Authorization: Bearer YOUR_KEY), or as the password field (with blank"
+    " username) if you're accessing the API from your browser and are prompted for a username. You"
+    " can obtain an API key from https://platform.openai.com/account/api-keys."
+)
+_WRONG_KEY = (
+    "Incorrect API key provided: {key}. You can find your API key at"
+    " https://platform.openai.com/account/api-keys."
+)
+
+
+def masked_key(key: str) -> str:
+    """``key`` as OpenAI shows it in an error: ``"invalid-key-12345"`` → ``"invalid-*****2345"``.
+    A key of 12 characters or fewer is all stars (the two ends would show all of it)."""
+    if len(key) <= 12:
+        return "*" * len(key)
+    return key[:8] + "*" * (len(key) - 12) + key[-4:]
 
 
 def error_object(
@@ -116,6 +140,18 @@ class OpenAIDialect:
             send_usage = reply.stream_usage if reply.stream_usage is not None else _asks_for_usage(body)
             return _stream(reply, completion, send_usage=send_usage)
         return _json(reply, completion)
+
+    def refuse_key(self, request: RecordedRequest, api_key: str, ids: IdSequence) -> Plan | None:
+        """OpenAI's 401 unless ``request`` carries ``Authorization: Bearer <api_key>``."""
+        sent = request.bearer_token
+        if sent == api_key:
+            return None
+        if sent is None:
+            error = error_object(_NO_KEY, "invalid_request_error")
+        else:
+            message = _WRONG_KEY.format(key=masked_key(sent))
+            error = error_object(message, "invalid_request_error", code="invalid_api_key")
+        return _error_plan(401, error, {})
 
     def error(self, status: int, message: str, *, headers: Mapping[str, str] | None = None) -> Plan:
         """An OpenAI error body for a request the emulator refuses."""

@@ -27,6 +27,14 @@ class RecordedRequest:
     body: bytes
     json: Any
 
+    @property
+    def bearer_token(self) -> str | None:
+        """The credential of an ``Authorization: Bearer ...`` header (how OpenAI and
+        DashScope clients send their key), or ``None`` if there is none."""
+        scheme, _, token = self.headers.get("authorization", "").strip().partition(" ")
+        token = token.strip()
+        return token if scheme.lower() == "bearer" and token else None
+
     @classmethod
     def from_wire(
         cls, method: bytes, target: bytes, headers: Iterable[tuple[bytes, bytes]], body: bytes
