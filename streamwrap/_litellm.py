@@ -358,9 +358,7 @@ def _check_finished(stream: Any, provider: str) -> None:
     # complete; its record of what the provider really sent tells the two apart.
     received = getattr(stream, "received_finish_reason", "")
     if received is None and getattr(stream, "intermittent_finish_reason", None) is None:
-        raise StreamInterruptedError(
-            "the stream ended before the provider finished (no finish reason)", provider=provider
-        )
+        raise StreamInterruptedError(_UNFINISHED, provider=provider)
 
 
 def _completion_deltas(response: Any, provider: str) -> list[Delta]:
@@ -403,8 +401,23 @@ def _chain(exc: BaseException) -> list[BaseException]:
     current: BaseException | None = exc
     while current is not None and len(out) < _CHAIN_LIMIT and current not in out:
         out.append(current)
-        current = current.__cause__ or current.__context__
+        # Newer LiteLLM re-raises mid-stream failures as MidStreamFallbackError, which keeps
+        # the error it replaces in `original_exception` rather than as the cause.
+        original = getattr(current, "original_exception", None)
+        current = original if isinstance(original, BaseException) else current.__cause__ or current.__context__
     return out
+
+
+# LiteLLM (1.10x) reports a stream that ended without a finish reason by raising an
+# httpx.RemoteProtocolError that it then drops from the chain: only its message is left.
+_ENDED_UNFINISHED = "Stream ended before a finish_reason was received"
+
+
+_UNFINISHED = "the stream ended before the provider finished (no finish reason)"
+
+
+def _ended_unfinished(chain: list[BaseException]) -> bool:
+    return any(_ENDED_UNFINISHED in str(exc) for exc in chain)
 
 
 def _transport_types() -> tuple[type[BaseException], ...]:
@@ -532,6 +545,8 @@ def _stream_error(exc: Exception, provider: str, secret: Secret | None) -> Strea
     if failed is not None:
         message = scrub(f"connection lost mid-stream ({type(failed).__name__}: {failed})", secret)
         return StreamInterruptedError(str(message), provider=provider)
+    if _ended_unfinished(chain):
+        return StreamInterruptedError(_UNFINISHED, provider=provider)
     # Anything else is an error the provider reported in the stream (an SSE error event,
     # an error object), which LiteLLM re-raises as one of its own.
     code = next((getattr(e, "code", None) for e in reversed(chain) if getattr(e, "code", None)), None)

@@ -85,17 +85,28 @@ def redact_urls(text: str) -> str:
 
 
 # httpx, and httpx2, the fork openai 3.x sends with: both log "HTTP Request: <method> <url>".
-_HTTP_LOGGERS = ("httpx", "httpx2")
+# The openai SDK's client logs "Sending HTTP Request: <method> <url>" at DEBUG, and an HTTP
+# error with its traceback, whose last line quotes the URL. A logger's filters see only the
+# records logged on that very logger, so each one is named here, not a parent.
+_HTTP_LOGGERS = ("httpx", "httpx2", "openai._base_client")
+# The formatter that renders a traceback the way logging's own Formatter does.
+_TRACEBACKS = logging.Formatter()
 
 
 class _MaskingFilter(logging.Filter):
-    """Masks URL credentials in the records of the logger it is added to."""
+    """Masks URL credentials in the records of the logger it is added to, the rendered
+    traceback of a record logged with ``exc_info`` included."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
         masked = redact_urls(message)
         if masked != message:
             record.msg, record.args = masked, None
+        if record.exc_info and not record.exc_text:
+            # Formatters render exc_text when it is set rather than the traceback itself.
+            record.exc_text = redact_urls(_TRACEBACKS.formatException(record.exc_info))
+        elif record.exc_text:
+            record.exc_text = redact_urls(record.exc_text)
         return True
 
 
