@@ -273,7 +273,9 @@ def _serve(args: argparse.Namespace, stderr: TextIO) -> int:
     except OSError as exc:
         raise StreamwrapError(f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}") from None
     port = sock.getsockname()[1]
-    url = f"http://{_url_host(args.host)}:{port}/" + (f"?token={urllib.parse.quote(token, safe='')}" if token else "")
+    # The token travels in the fragment, which the browser never sends: no server, proxy or
+    # access log sees it (the page reads it, keeps it in the tab and clears the address bar).
+    url = f"http://{_url_host(args.host)}:{port}/" + (f"#token={urllib.parse.quote(token, safe='')}" if token else "")
 
     def started() -> None:
         print(f"streamwrap: {model.model_type} {model.model_name} ({origin})", file=stderr)

@@ -714,7 +714,7 @@ def test_serve_takes_the_token_from_the_environment_and_keeps_it_out_of_the_log(
         {"OPENAI_API_KEY": "x", "STREAMWRAP_TOKEN": TOKEN},
     )
     try:
-        url = serving.wait_for(r"serving at (http://127\.0\.0\.1:\d+/)\?token=(\S+)")
+        url = serving.wait_for(r"serving at (http://127\.0\.0\.1:\d+/)#token=(\S+)")
         assert url.group(2) == TOKEN
         assert httpx.get(url.group(1) + "healthz").status_code == 401
         assert httpx.get(url.group(1) + f"?token={TOKEN}").status_code == 200
