@@ -214,6 +214,8 @@ def _chat(args: argparse.Namespace, stdout: TextIO, stderr: TextIO, stdin: TextI
         if args.max_tokens <= 0:
             raise ConfigError("--max-tokens must be > 0.", key="max_tokens")
         generate["max_tokens"] = args.max_tokens
+    # The SDK's import and client before the call: the "first token" figure is the model's.
+    model.prepare()
     response = model.call_sync(messages, stream=not args.no_stream, **generate)
     # The answer alone on stdout (pipes get just that); reasoning, errors and the final
     # line on stderr, dimmed on a terminal.
@@ -258,6 +260,8 @@ def _serve(args: argparse.Namespace, stderr: TextIO) -> int:
 
     _check_origins(args.allow_origin, token)
     model, origin = _pick_model(args)
+    # Before listening: the first request must not wait for the SDK's import.
+    model.prepare()
     app = chat_app(model, token=token, allowed_origins=args.allow_origin, allowed_hosts=args.allow_host,
                    title=args.title)
     loopback = _is_loopback(args.host)

@@ -95,6 +95,15 @@ class OpenAIChatWrapper(ModelWrapper):
     def _endpoint(self) -> str:
         return self.base_url or self.default_base_url
 
+    def _prepare_here(self) -> None:
+        super()._prepare_here()
+        # The SDK imports its chat resources and their types on first use, and the
+        # parameters of create() are read once: tens of milliseconds that the first call
+        # would otherwise spend after its clock started.
+        completions = self._client().chat.completions
+        _known_create_params(completions.create)
+        completions.with_streaming_response  # noqa: B018 (built on first access)
+
     async def _open(self, request: ChatRequest) -> Upstream:
         params: dict[str, Any] = dict(request.params)
         if request.tools:
