@@ -55,7 +55,11 @@ class Channel:
         self.provider_id: str | None = None
         self.model: str | None = None
         self.chunk_count = 0
+        # When the call was made, and when its request went out: the cold start in between
+        # (importing the SDK, building its client) is not the provider's latency, so the
+        # timings a response reports count from ``sent_at`` (see :meth:`clock_start`).
         self.started_at = time.monotonic()
+        self.sent_at: float | None = None
         self.first_token_at: float | None = None
         self.last_content_at = self.started_at
         self.opened = False
@@ -116,6 +120,16 @@ class Channel:
             self._flush_scheduled = False
             waiters, self._waiters = self._waiters, []
         fire(waiters)
+
+    def mark_sent(self) -> None:
+        """Record that the request is going out now (the first attempt's; retries keep it)."""
+        if self.sent_at is None:
+            self.sent_at = time.monotonic()
+
+    def clock_start(self) -> float:
+        """Where time to first token, duration and the first-token budget count from: the
+        request going out, or the call for one that failed before any was sent."""
+        return self.started_at if self.sent_at is None else self.sent_at
 
     def open(self) -> None:
         self.opened = True

@@ -63,6 +63,10 @@ class _NoModel(Exception):
     """No model was chosen and none could be picked from the environment."""
 
 
+class _UsageError(Exception):
+    """A command line that cannot be run, reported as argparse reports its own (exit 2)."""
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="streamwrap", description="Stream LLM replies to the terminal.")
     parser.add_argument("--version", action="version", version=f"streamwrap {__version__}")
@@ -75,6 +79,7 @@ def _parser() -> argparse.ArgumentParser:
     chat.add_argument("--no-stream", action="store_true", help="ask for the whole reply at once")
     chat.add_argument("--hide-reasoning", action="store_true", help="do not print reasoning text")
     chat.add_argument("--quiet", "-q", action="store_true", help="no status lines on stderr")
+    chat.set_defaults(usage=chat.format_usage)
     serve = sub.add_parser(
         "serve",
         help="serve a chat page and its API (SSE, websocket) over HTTP",
@@ -193,16 +198,21 @@ def _probe_ollama() -> tuple[str, str] | None:
 
 
 def _read_prompt(args: argparse.Namespace, stdin: TextIO) -> str:
-    if args.prompt and args.prompt != "-":
-        return str(args.prompt)
-    if stdin.isatty() and args.prompt is None:
-        raise StreamwrapError("no prompt: pass it as an argument or on stdin")
-    return stdin.read()
+    if args.prompt is not None and args.prompt != "-":
+        prompt = str(args.prompt)
+    elif stdin.isatty() and args.prompt is None:
+        raise _UsageError("no prompt: pass it as an argument or on stdin")
+    else:
+        prompt = stdin.read()
+    if not prompt.strip():
+        raise _UsageError("the prompt is empty" + (" (nothing on stdin)" if args.prompt in (None, "-") else ""))
+    return prompt
 
 
 def _chat(args: argparse.Namespace, stdout: TextIO, stderr: TextIO, stdin: TextIO) -> int:
-    model, origin = _pick_model(args)
+    # The prompt first: picking a model may load one, which is slow to learn nothing.
     prompt = _read_prompt(args, stdin)
+    model, origin = _pick_model(args)
     messages: list[dict[str, str]] = []
     if args.system:
         messages.append({"role": "system", "content": args.system})
@@ -214,6 +224,8 @@ def _chat(args: argparse.Namespace, stdout: TextIO, stderr: TextIO, stdin: TextI
         if args.max_tokens <= 0:
             raise ConfigError("--max-tokens must be > 0.", key="max_tokens")
         generate["max_tokens"] = args.max_tokens
+    # The SDK's import and client before the call: the "first token" figure is the model's.
+    model.prepare()
     response = model.call_sync(messages, stream=not args.no_stream, **generate)
     # The answer alone on stdout (pipes get just that); reasoning, errors and the final
     # line on stderr, dimmed on a terminal.
@@ -258,6 +270,8 @@ def _serve(args: argparse.Namespace, stderr: TextIO) -> int:
 
     _check_origins(args.allow_origin, token)
     model, origin = _pick_model(args)
+    # Before listening: the first request must not wait for the SDK's import.
+    model.prepare()
     app = chat_app(model, token=token, allowed_origins=args.allow_origin, allowed_hosts=args.allow_host,
                    title=args.title)
     loopback = _is_loopback(args.host)
@@ -388,6 +402,10 @@ def main(argv: Sequence[str] | None = None, *, stdout: TextIO | None = None, std
         if args.command == "serve":
             return _serve(args, err)
         return _chat(args, out, err, inp)
+    except _UsageError as exc:
+        print(args.usage(), file=err, end="")
+        print(f"streamwrap {args.command}: error: {exc}", file=err)
+        return 2
     except _NoModel as exc:
         print(exc.args[0], file=err, end="")
         return 2

@@ -24,6 +24,7 @@ from ._errors import (
     StreamwrapError,
 )
 from ._http import http_error
+from ._pool import close_idle_in_background, pool_limits
 from ._secret import RedactingUpstream, Secret, redact_error
 from ._upstream import BodyUpstream, StaticUpstream, WireMapper
 from ._version import __version__
@@ -54,11 +55,12 @@ def make_httpx_client(
         import httpx
     except ImportError:
         raise MissingDependencyError("httpx", extra) from None
-    args: dict[str, Any] = {"timeout": httpx.Timeout(timeout)}
+    # 1000 connections: httpx's default of 100 would make a 101st concurrent stream wait.
+    args: dict[str, Any] = {"timeout": httpx.Timeout(timeout), "limits": pool_limits(httpx)}
     args.update(client_args)
     user_headers = args.pop("headers", None) or {}
     try:
-        return httpx.AsyncClient(
+        client = httpx.AsyncClient(
             headers=_with_key(
                 {"user-agent": f"streamwrap/{__version__}", **(headers or {})},
                 user_headers,
@@ -70,6 +72,9 @@ def make_httpx_client(
         )
     except TypeError as exc:  # an option httpx does not have
         error = ConfigError(f"'client_args' are not options of httpx.AsyncClient: {exc}", key="client_args")
+    else:
+        # Idle connections are closed off the request path (see _pool).
+        return close_idle_in_background(client)
     raise error
 
 

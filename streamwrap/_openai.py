@@ -24,6 +24,7 @@ from ._errors import (
 )
 from ._http import http_error
 from ._openai_wire import OpenAIStreamMapper, completion_deltas
+from ._pool import close_idle_in_background
 from ._secret import RedactingUpstream, redact_error
 from ._upstream import BodyUpstream, StaticUpstream
 from ._wrapper import ChatRequest, ModelWrapper, Upstream
@@ -83,6 +84,13 @@ class OpenAIChatWrapper(ModelWrapper):
             "timeout": self.timeout,
             **self.client_args,
         }
+        if "http_client" not in args:
+            # The SDK's own client and defaults (1000 connections, its timeouts, proxies from
+            # the environment), with a pool that closes idle connections off the request
+            # path (see _pool). An `http_client` of the caller's is used as it is.
+            args["http_client"] = close_idle_in_background(
+                openai.DefaultAsyncHttpxClient(base_url=self._endpoint(), timeout=self.timeout)
+            )
         try:
             # The key is revealed inside the call only, never held in a local (see _secret).
             return openai.AsyncOpenAI(
@@ -94,6 +102,15 @@ class OpenAIChatWrapper(ModelWrapper):
 
     def _endpoint(self) -> str:
         return self.base_url or self.default_base_url
+
+    def _prepare_here(self) -> None:
+        super()._prepare_here()
+        # The SDK imports its chat resources and their types on first use, and the
+        # parameters of create() are read once: tens of milliseconds that the first call
+        # would otherwise spend after its clock started.
+        completions = self._client().chat.completions
+        _known_create_params(completions.create)
+        completions.with_streaming_response  # noqa: B018 (built on first access)
 
     async def _open(self, request: ChatRequest) -> Upstream:
         params: dict[str, Any] = dict(request.params)

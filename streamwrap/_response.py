@@ -233,15 +233,26 @@ class ModelResponse:
 
     @property
     def time_to_first_token(self) -> float | None:
-        """Seconds from sending the request to the first text, reasoning or tool-call delta."""
+        """Seconds from the request being sent to the first content delta (text, reasoning
+        or a tool-call fragment) reaching the response; ``None`` until one has.
+
+        The clock starts when the wrapper hands the request to the provider's client, after
+        the cold start of the first call (importing the SDK, building its client: see
+        :meth:`ModelWrapper.prepare`), which is not counted. It includes connecting,
+        the provider's queueing and prompt processing, the response headers, and, when the
+        first attempt failed and was retried, those attempts and the back-off between them
+        (see :attr:`attempts`). Usage reports, ids and keep-alive comments are not content
+        and do not stop the clock. The same origin is used by ``first_token_timeout``.
+        """
         ch = self._ch
-        return None if ch.first_token_at is None else ch.first_token_at - ch.started_at
+        return None if ch.first_token_at is None else ch.first_token_at - ch.clock_start()
 
     @property
     def duration(self) -> float | None:
-        """Seconds from sending the request to the end of the response."""
+        """Seconds from the request being sent (as for :attr:`time_to_first_token`) to the
+        end of the response; ``None`` until it has ended."""
         ch = self._ch
-        return None if ch.ended_at is None else ch.ended_at - ch.started_at
+        return None if ch.ended_at is None else ch.ended_at - ch.clock_start()
 
     @property
     def chunk_count(self) -> int:

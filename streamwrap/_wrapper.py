@@ -272,7 +272,7 @@ class ModelWrapper:
             # hot path only records when content last arrived.
             now = time.monotonic()
             if ch.first_token_at is None:
-                limit, kind = ch.started_at + self.first_token_timeout, "first_token_timeout"
+                limit, kind = ch.clock_start() + self.first_token_timeout, "first_token_timeout"
             else:
                 limit, kind = ch.last_content_at + self.idle_timeout, "idle_timeout"
             if now >= limit:
@@ -281,10 +281,18 @@ class ModelWrapper:
             else:
                 handle[0] = loop.call_later(limit - now, watchdog)
 
-        # Firing early is harmless (it re-arms); firing late would miss an idle stall.
-        handle = [loop.call_later(min(self.first_token_timeout, self.idle_timeout), watchdog)]
+        handle: list[asyncio.TimerHandle | None] = [None]
         upstream: Upstream | None = None
         try:
+            # The cold start (the SDK's import, its client's construction) comes before the
+            # request is sent, and is not the provider's latency: first_token_timeout and
+            # time_to_first_token count from the request going out. Nothing to do here if
+            # the model was prepared.
+            if not self._prepared():
+                self._prepare_here()
+            ch.mark_sent()
+            # Firing early is harmless (it re-arms); firing late would miss an idle stall.
+            handle[0] = loop.call_later(min(self.first_token_timeout, self.idle_timeout), watchdog)
             upstream = await self._open_with_retries(request, ch)
             if request.stream:
                 ch.open()
@@ -310,7 +318,8 @@ class ModelWrapper:
         except Exception as exc:
             ch.fail(self._unexpected_error(exc, opened=ch.state == "open"))
         finally:
-            handle[0].cancel()
+            if handle[0] is not None:
+                handle[0].cancel()
             if upstream is not None:
                 try:
                     await upstream.aclose()
@@ -356,6 +365,51 @@ class ModelWrapper:
         """Send ``request``; raise :class:`ProviderHTTPError`/:class:`ProviderConnectionError`
         on failure; return the open stream. Implemented by each provider."""
         raise NotImplementedError
+
+    # -- preparing: the cold start, ahead of the first call ------------------------------
+
+    def prepare(self) -> None:
+        """Import the provider SDK and build its client now, not in the first call.
+
+        The first call of a fresh process otherwise does both before its request goes out
+        (a second or more for some SDKs on a busy machine), and holds up every other stream
+        of the library meanwhile. Call this at startup (``streamwrap serve`` does); it
+        raises what the first call would (a missing SDK, ``client_args`` the client does not
+        take). Idempotent, and cheap once done; in ``async`` code use :meth:`aprepare`.
+        """
+        if self._prepared():
+            return
+        if runtime.in_runtime_thread():
+            self._prepare_here()
+        else:
+            runtime.run_sync(self._prepare_async())
+
+    async def aprepare(self) -> None:
+        """:meth:`prepare` from asyncio or trio code, without blocking the caller's loop."""
+        if not self._prepared():
+            await runtime.run(self._prepare_async())
+
+    def _prepared(self) -> bool:
+        return not self._uses_client() or (
+            self._client_generation == runtime.generation and "default" in self._clients
+        )
+
+    def _uses_client(self) -> bool:
+        return type(self)._make_client is not ModelWrapper._make_client
+
+    async def _prepare_async(self) -> None:
+        self._prepare_here()
+
+    def _prepare_here(self) -> None:
+        """The cold start of a call, run on the runtime loop (clients are bound to it) until
+        :meth:`_prepared`. A wrapper with more to warm up than its client extends this."""
+        if self._uses_client():
+            self._client()
+            # The HTTP libraries run on anyio, whose asyncio backend is imported on its first
+            # use in the process (~20 ms, in the first request's connection pool): now.
+            import anyio
+
+            anyio.Event()
 
     # -- SDK clients (created on the runtime loop, one per wrapper) ----------------------
 

@@ -203,6 +203,28 @@ def test_chat_reports_config_errors_with_exit_2(tmp_path: Path) -> None:
     assert "Did you mean 'openai_chat'?" in result.stderr
 
 
+@pytest.mark.parametrize(
+    ("args", "stdin", "words"),
+    [
+        ([], "", "the prompt is empty (nothing on stdin)"),
+        (["-"], " \n\t\n", "the prompt is empty (nothing on stdin)"),
+        ([""], None, "the prompt is empty"),
+        (["   "], None, "the prompt is empty"),
+    ],
+)
+def test_chat_refuses_an_empty_prompt_as_a_usage_error(
+    emu: Emulator, args: list[str], stdin: str | None, words: str
+) -> None:
+    result = run(["chat", "--base-url", emu.openai_base_url, "--model-name", "m", *args], stdin=stdin)
+    assert result.returncode == 2
+    # As argparse reports a usage error: the usage, then the error.
+    usage, error = result.stderr.splitlines()[0], result.stderr.splitlines()[-1]
+    assert usage.startswith("usage: streamwrap chat ")
+    assert error == f"streamwrap chat: error: {words}"
+    assert result.stdout == "" and "Traceback" not in result.stderr
+    assert emu.requests == []  # nothing was sent
+
+
 def test_model_types_lists_the_registry() -> None:
     result = run(["model-types"])
     assert result.returncode == 0

@@ -11,13 +11,14 @@ before routing: the Host header (without a token), the token (when set), and the
 from __future__ import annotations
 
 import base64
+import contextlib
 import functools
 import hashlib
 import hmac
 import html
 import ipaddress
 import re
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from importlib import resources
 from typing import Any
 from urllib.parse import urlsplit
@@ -108,6 +109,10 @@ def chat_app(
     * ``WS /ws``: :func:`websocket_chat`.
     * ``GET /healthz``: ``{"ok": true, "model": ..., "model_type": ...}``.
 
+    At startup (under a server that runs the ASGI lifespan, as uvicorn does by default)
+    the app prepares the model (:meth:`ModelWrapper.aprepare`), so that the first request
+    does not wait for the provider SDK's import.
+
     Bad bodies are 400, bodies over 1 MiB 413, POSTs that are not
     ``Content-Type: application/json`` 415, all as ``{"error": {"code", "message"}}``.
 
@@ -173,7 +178,9 @@ def chat_app(
         )
     middleware.append(Middleware(_Guard, token=token, allowed_origins=origins, allowed_hosts=allowed_hosts))
     handlers: dict[Any, Callable[[Request, Exception], Response | Awaitable[Response]]] = {_Problem: _problem_response}
-    return Starlette(routes=routes, middleware=middleware, exception_handlers=handlers)
+    return Starlette(
+        routes=routes, middleware=middleware, exception_handlers=handlers, lifespan=endpoints.lifespan
+    )
 
 
 def open_origins(origins: Sequence[str]) -> list[str]:
@@ -307,6 +314,13 @@ class _Endpoints:
         self.html = page.replace("{{model}}", html.escape(model_line)).replace("{{body_class}}", "")
         # Without the token, not even which model this is: the page gets it from healthz.
         self.locked_html = page.replace("{{model}}", "").replace("{{body_class}}", "locked")
+
+    @contextlib.asynccontextmanager
+    async def lifespan(self, app: Starlette) -> AsyncIterator[None]:
+        # The SDK's import and its client at startup, not in the first request, which would
+        # wait for them (a second or more), and hold up every other reply meanwhile.
+        await self.model.aprepare()
+        yield
 
     async def page(self, request: Request) -> Response:
         host = request.headers.get("host", "")
