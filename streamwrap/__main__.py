@@ -1,8 +1,7 @@
 """``python -m streamwrap``: the same as the ``streamwrap`` command."""
 
-import sys
-
 from ._cli import main
+from ._interrupt import exit_process
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_process(main())

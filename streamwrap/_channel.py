@@ -21,7 +21,7 @@ from ._delta import Delta, Finish, Metadata, ReasoningDelta, TextDelta, ToolCall
 from ._errors import StreamError
 from ._tools import ToolCallAssembler
 from ._usage import Usage
-from ._waiters import fire
+from ._waiters import Latch, fire
 
 __all__ = ["Channel", "State"]
 
@@ -45,7 +45,7 @@ class Channel:
         # The producer's loop, once known: wake-ups are deferred to the end of its pass.
         self.loop: Any = None
         self._flush_scheduled = False
-        self._terminal = threading.Event()
+        self._terminal = Latch()
         # Running aggregates, updated by the producer as batches arrive.
         self.text_parts: list[str] = []
         self.reasoning_parts: list[str] = []

@@ -20,7 +20,9 @@ from ._config import get_model, load_model, load_model_configs
 from ._console import ConsoleSink
 from ._errors import ConfigError, MissingDependencyError, StreamwrapError
 from ._events import EndEvent
+from ._interrupt import EXIT_INTERRUPTED, QuietCutOff, SigintStops, exit_process, stopped
 from ._registry import model_types
+from ._runtime import runtime
 from ._version import __version__
 from ._wrapper import ModelWrapper
 
@@ -306,6 +308,11 @@ def _serve(args: argparse.Namespace, stderr: TextIO) -> int:
             if self.started:
                 started()
 
+        def handle_exit(self, sig: int, frame: Any) -> None:
+            # uvicorn's Ctrl-C waits for open responses: end the replies in flight now.
+            runtime.cancel_all()
+            super().handle_exit(sig, frame)
+
     config = uvicorn.Config(
         app,
         log_level="warning" if args.quiet else "info",
@@ -320,13 +327,14 @@ def _serve(args: argparse.Namespace, stderr: TextIO) -> int:
         # uvicorn logs websocket handshakes, query string included, outside the access log.
         for name in ("uvicorn.error", "uvicorn.access"):
             logging.getLogger(name).addFilter(_RedactToken())
+    logging.getLogger("uvicorn.error").addFilter(QuietCutOff())
     try:
         Server(config).run(sockets=[sock])
     except KeyboardInterrupt:
         pass  # uvicorn shut down gracefully, then re-raised the Ctrl-C it had captured
     finally:
         sock.close()
-    print("streamwrap: stopped", file=stderr)
+    stopped(stderr, "streamwrap: stopped")
     return 0
 
 
@@ -392,9 +400,25 @@ class _RedactToken(logging.Filter):
 
 def main(argv: Sequence[str] | None = None, *, stdout: TextIO | None = None, stderr: TextIO | None = None,
          stdin: TextIO | None = None) -> int:
-    """Run the CLI; returns the exit status (0 ok, 1 error, 2 usage or configuration)."""
+    """Run the CLI; returns the exit status (0 ok, 1 error, 2 usage or configuration,
+    130 interrupted by Ctrl-C; ``serve`` stopped by Ctrl-C: 0)."""
     out, err, inp = stdout or sys.stdout, stderr or sys.stderr, stdin or sys.stdin
-    args = _parser().parse_args(argv)
+    # Before anything slow (SDK imports, model loading): Ctrl-C there stops as cleanly as mid-reply.
+    with SigintStops():
+        command = None
+        try:
+            args = _parser().parse_args(argv)
+            command = args.command
+            return _run(args, out, err, inp)
+        except KeyboardInterrupt:
+            if command == "serve":
+                stopped(err, "streamwrap: stopped")
+                return 0
+            stopped(err, "streamwrap: interrupted", stdout=out)
+            return EXIT_INTERRUPTED
+
+
+def _run(args: argparse.Namespace, out: TextIO, err: TextIO, inp: TextIO) -> int:
     if args.command == "model-types":
         print("\n".join(model_types()), file=out)
         return 0
@@ -422,4 +446,4 @@ def main(argv: Sequence[str] | None = None, *, stdout: TextIO | None = None, std
 
 def main_entry() -> None:
     """Console-script entry point."""
-    sys.exit(main())
+    exit_process(main())

@@ -12,6 +12,12 @@ arrived since its last wake-up), and only when it is waiting, so a fast model co
 cross-thread call per batch, not per token. Cancelling the response (``break``,
 ``aclose()``, garbage collection, a timeout) sets a flag that the worker checks between
 tokens: generation stops after the current token and the model is free for the next call.
+The prompt's evaluation, which comes before the first token and can take seconds, is one
+long call into llama.cpp: there the flag is read by llama.cpp's abort callback instead.
+
+Worker threads are tracked. At interpreter exit (Ctrl-C included) every one is stopped and
+joined before llama.cpp is freed: a worker still computing while the interpreter tears the
+library down crashes the process (a segfault in ``libggml-cpu``).
 
 A loaded model is cached per process, per (file, ``n_ctx``, ``n_threads``, ``client_args``):
 loading takes a while and the weights are large. A ``llama_cpp.Llama`` is not thread-safe,
@@ -45,6 +51,7 @@ __all__ = [
     "LocalChatWrapper",
     "embedded_model_path",
     "local_runtime_installed",
+    "stop_workers",
     "unload_models",
 ]
 
@@ -81,6 +88,10 @@ _SAMPLING_KEYWORDS = {
 _ACCEPTED_ARGS = (*_SAMPLING_KEYWORDS, "max_tokens", "stop", "seed")
 # How often a call queued behind another generation looks at its cancel flag.
 _QUEUE_POLL_SECONDS = 0.05
+# How long the exit waits for stopped workers. Stopping takes one token, or one node of the
+# prompt's graph; only loading a model cannot be cut short. Leaving earlier would risk the crash
+# that joining them prevents.
+_EXIT_JOIN_SECONDS = 10.0
 
 
 def local_runtime_installed() -> bool:
@@ -196,10 +207,7 @@ class LocalChatWrapper(ModelWrapper):
             loop=asyncio.get_running_loop(),
         )
         engine = _engine(self._engine_key(), self._load)
-        thread = threading.Thread(
-            target=_run_job, args=(engine, job), name="streamwrap-local", daemon=True
-        )
-        thread.start()
+        _start_worker(engine, job)
         upstream = _LocalUpstream(job)
         try:
             # Like an HTTP call that returns once the status is known: return once the model
@@ -437,6 +445,36 @@ class _Engine:
         self.llm: Any = None
         self.formatters: dict[str | None, Any] = {}
         self.job: _Job | None = None  # the generation running now
+        self._abort_callback: Any = None  # kept alive while llama.cpp holds it
+        self._log_quieted = False
+
+    def abort_on_cancel(self, enabled: bool) -> None:
+        """Let llama.cpp stop the current job's computation midway once it is cancelled.
+
+        llama.cpp calls this after each node of the graph, with the GIL taken: cheap next to
+        a prompt's evaluation, but a real cost (and a wait on busy Python threads) per
+        generated token, when the flag is read between tokens anyway. So it is enabled
+        for the prompt only.
+        """
+        import llama_cpp
+
+        if enabled and self._abort_callback is None:
+
+            def should_abort(_data: Any) -> bool:
+                job = self.job
+                if job is None or not job.cancelled.is_set():
+                    return False
+                if not self.llm.verbose and not self._log_quieted:
+                    self._log_quieted = True
+                    _quiet_llama_log(True)
+                return True
+
+            self._abort_callback = llama_cpp.ggml_abort_callback(should_abort)
+        callback = self._abort_callback if enabled else llama_cpp.ggml_abort_callback()  # (NULL)
+        llama_cpp.llama_set_abort_callback(self.llm._ctx.ctx, callback, None)
+        if not enabled and self._log_quieted:
+            self._log_quieted = False
+            _quiet_llama_log(False)
 
     def formatter(self, chat_format: str | None, config_name: str | None) -> Any:
         formatter = self.formatters.get(chat_format)
@@ -468,16 +506,15 @@ def _engine(key: tuple[Any, ...], load: Callable[[], Any]) -> _Engine:
 
 
 def _close_at_exit() -> None:
-    # Free the models while llama_cpp is still intact: left to garbage collection at
-    # interpreter shutdown, Llama.__del__ fails noisily on half-torn-down modules.
+    # Stop and join the workers, then free the models while llama_cpp is still intact:
+    # left to garbage collection at interpreter shutdown, Llama.__del__ fails noisily on
+    # half-torn-down modules.
+    stop_workers(_EXIT_JOIN_SECONDS)
     with _engines_lock:
         engines = list(_engines.values())
         _engines.clear()
     for engine in engines:
-        job = engine.job
-        if job is not None:
-            job.cancelled.set()
-        if engine.llm is not None and engine.lock.acquire(timeout=2.0):
+        if engine.llm is not None and engine.lock.acquire(blocking=False):
             try:
                 engine.llm.close()
             finally:
@@ -488,6 +525,50 @@ def unload_models() -> None:
     """Forget every cached model (they are freed once no generation uses them)."""
     with _engines_lock:
         _engines.clear()
+
+
+# -- worker threads -----------------------------------------------------------------------------
+
+_workers: dict[threading.Thread, _Job] = {}
+_workers_lock = threading.Lock()
+
+
+def _start_worker(engine: _Engine, job: _Job) -> None:
+    thread = threading.Thread(target=_run_worker, args=(engine, job), name="streamwrap-local", daemon=True)
+    with _workers_lock:
+        _workers[thread] = job
+    thread.start()
+
+
+def _run_worker(engine: _Engine, job: _Job) -> None:
+    try:
+        _run_job(engine, job)
+    finally:
+        with _workers_lock:
+            _workers.pop(threading.current_thread(), None)
+
+
+def stop_workers(timeout: float = _EXIT_JOIN_SECONDS) -> None:
+    """Cancel every generation and wait for its worker to end, ``timeout`` seconds at most.
+
+    Runs at exit, where a second Ctrl-C must not cut the wait short: the worker would
+    then still be inside llama.cpp while the interpreter frees it. Also run by the CLI
+    on Ctrl-C before it reports: while llama-cpp-python loads a model it points the
+    process's stdout and stderr at /dev/null, and what is printed meanwhile is lost.
+    """
+    import time
+
+    with _workers_lock:
+        workers = dict(_workers)
+    for job in workers.values():
+        job.cancelled.set()
+    deadline = time.monotonic() + timeout
+    for thread in workers:
+        while thread.is_alive() and time.monotonic() < deadline:
+            try:
+                thread.join(max(deadline - time.monotonic(), 0.0))
+            except KeyboardInterrupt:
+                continue
 
 
 def _acquire(engine: _Engine, job: _Job) -> bool:
@@ -510,7 +591,9 @@ def _run_job(engine: _Engine, job: _Job) -> None:
             engine.job = job
             if engine.llm is None:
                 engine.llm = engine.load()
-            _generate(engine.llm, engine.formatter(job.chat_format, job.config_name), job)
+                if job.cancelled.is_set():
+                    return  # cancelled while loading (which cannot be cut short)
+            _generate(engine, engine.formatter(job.chat_format, job.config_name), job)
         finally:
             engine.job = None
             engine.lock.release()
@@ -522,11 +605,12 @@ def _run_job(engine: _Engine, job: _Job) -> None:
         job.end(error)
 
 
-def _generate(llm: Any, formatter: Any, job: _Job) -> None:
+def _generate(engine: _Engine, formatter: Any, job: _Job) -> None:
     import codecs
 
     import llama_cpp
 
+    llm = engine.llm
     sampling = job.sampling
     try:
         formatted = formatter(messages=job.messages)
@@ -551,8 +635,13 @@ def _generate(llm: Any, formatter: Any, job: _Job) -> None:
     finish = "length"
     stopped = False
     tokens = llm.generate(prompt, **sampling.keywords)
+    evaluating_prompt = True  # until the first token comes out of generate()
+    engine.abort_on_cancel(True)
     try:
         for token in tokens:
+            if evaluating_prompt:
+                evaluating_prompt = False
+                engine.abort_on_cancel(False)
             if job.cancelled.is_set():
                 return
             if llama_cpp.llama_vocab_is_eog(vocab, token):
@@ -567,7 +656,12 @@ def _generate(llm: Any, formatter: Any, job: _Job) -> None:
                 break
             if job.output_tokens >= limit:
                 break
+    except RuntimeError:
+        if job.cancelled.is_set():
+            return  # llama.cpp aborted the evaluation, as asked ("llama_decode returned 2")
+        raise
     finally:
+        engine.abort_on_cancel(False)
         tokens.close()
     if not stopped:
         # The end of the text: bytes of an incomplete character (shown as U+FFFD), and a
@@ -576,6 +670,19 @@ def _generate(llm: Any, formatter: Any, job: _Job) -> None:
         if rest:
             job.put(TextDelta(rest))
     job.put(Finish(finish))
+
+
+def _quiet_llama_log(quiet: bool) -> None:
+    """Silence llama.cpp's warnings while a cancelled evaluation is aborted.
+
+    llama.cpp reports an abort as a warning ("decode: removing memory module entries ..."),
+    and llama-cpp-python prints its warnings although ``verbose=False`` (its table of log
+    levels predates ggml's current numbering). The abort was asked for: nothing to report.
+    ``logging.ERROR`` is the level that ``verbose=False`` sets.
+    """
+    import logging
+
+    logging.getLogger("llama-cpp-python").setLevel(logging.CRITICAL if quiet else logging.ERROR)
 
 
 class _StopScanner:

@@ -131,12 +131,34 @@ class Runtime:
         _forget_event_loop_identity(context)
         return context.run(asyncio.run_coroutine_threadsafe, coro, self.loop())
 
+    def cancel_all(self) -> None:
+        """Cancel every producer (every in-flight stream) now. Returns at once; callable from
+        any thread and from a signal handler (it takes no lock that its caller may hold)."""
+        loop = self._loop
+        if loop is None:
+            return
+
+        def cancel() -> None:
+            for task in list(self._tasks):
+                task.cancel()
+
+        try:
+            loop.call_soon_threadsafe(cancel)
+        except RuntimeError:
+            pass  # the loop is closed: nothing is in flight
+
     def register_closer(self, obj: Any) -> None:
         """Remember an object whose ``_aclose_clients()`` must run at shutdown."""
         self._closers.add(obj)
 
     def shutdown(self, timeout: float = 2.0) -> None:
-        """Cancel every producer, close SDK clients, stop the loop. Idempotent."""
+        """Cancel every producer, close SDK clients, stop the loop. Idempotent.
+
+        Waits ``timeout`` seconds at most in all. It runs at interpreter exit, often right
+        after Ctrl-C: a further Ctrl-C, or a loop stuck in blocking code (the first
+        ``import openai`` takes seconds, and runs there), ends the wait early rather than
+        hold up the exit; the loop's thread is a daemon, so nothing is left running.
+        """
         with self._lock:
             loop, thread = self._loop, self._thread
             self._loop = None
@@ -144,13 +166,20 @@ class Runtime:
         if loop is None or thread is None or not thread.is_alive():
             return
         import asyncio
+        import time
+
+        from ._waiters import Latch
+
+        deadline = time.monotonic() + timeout
+        started = Latch()
 
         async def drain() -> None:
+            started.set()
             tasks = [t for t in self._tasks if not t.done()]
             for task in tasks:
                 task.cancel()
             if tasks:
-                await asyncio.wait(tasks, timeout=timeout)
+                await asyncio.wait(tasks, timeout=max(deadline - time.monotonic(), 0.0))
             for obj in list(self._closers):
                 try:
                     await obj._aclose_clients()
@@ -158,11 +187,17 @@ class Runtime:
                     pass
 
         try:
-            asyncio.run_coroutine_threadsafe(drain(), loop).result(timeout + 1.0)
-        except Exception:
-            pass
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(timeout)
+            future = asyncio.run_coroutine_threadsafe(drain(), loop)
+            # A loop that does not even start the drain soon is busy in blocking code,
+            # and would not get far with it before the deadline either.
+            if not started.wait(min(timeout, _LOOP_ANSWER_SECONDS)):
+                loop.call_soon_threadsafe(loop.stop)  # (whenever it gets there)
+                return
+            future.result(max(deadline - time.monotonic(), 0.0))
+            loop.call_soon_threadsafe(loop.stop)
+            thread.join(max(deadline - time.monotonic(), 0.0))
+        except (Exception, KeyboardInterrupt):
+            return
         if not thread.is_alive():
             loop.close()
 
@@ -174,6 +209,10 @@ class Runtime:
         self._tasks = set()
         self.generation += 1
 
+
+# How long a healthy loop may take to start running a callback from another thread (an idle
+# one takes well under a millisecond).
+_LOOP_ANSWER_SECONDS = 0.1
 
 runtime = Runtime()
 atexit.register(runtime.shutdown)

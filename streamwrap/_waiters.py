@@ -1,6 +1,14 @@
 """Cross-thread wake-ups: how a consumer on any thread or async library waits for news
 from the runtime thread. Each waiter is a (wake, wait) pair: ``wake`` may be called from
-any thread, once; ``wait`` blocks (threads) or is awaited (asyncio, trio)."""
+any thread, once; ``wait`` blocks (threads) or is awaited (asyncio, trio).
+
+Blocking waits are built on bare locks, not on ``threading.Event``: Ctrl-C raises
+``KeyboardInterrupt`` wherever the main thread happens to be, and when that is inside
+``Event.wait`` (Python code around a ``Condition``) it can land between the condition
+releasing its lock and taking it back, and the caller then gets ``RuntimeError: release
+unlocked lock`` instead. An interrupted ``Lock.acquire`` changes nothing: the lock is
+simply not taken.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +19,7 @@ from typing import Any
 
 from ._errors import StreamwrapError
 
-__all__ = ["async_waiter", "fire", "thread_waiter"]
+__all__ = ["Latch", "async_waiter", "fire", "thread_waiter"]
 
 
 def fire(waiters: list[Callable[[], None]]) -> None:
@@ -26,14 +34,67 @@ def fire(waiters: list[Callable[[], None]]) -> None:
 
 def thread_waiter() -> tuple[Callable[[], None], Callable[[], None]]:
     """A (wake, wait) pair for a blocking consumer thread."""
-    event = threading.Event()
+    # Locked until woken: the waker releases it, the waiter's acquire then succeeds.
+    lock = threading.Lock()
+    lock.acquire()
+
+    def wake() -> None:
+        try:
+            lock.release()
+        except RuntimeError:
+            pass  # woken twice: once is enough
 
     def wait() -> None:
-        # A timeout loop keeps Ctrl-C deliverable on the main thread.
-        while not event.wait(0.5):
+        # A timeout loop keeps Ctrl-C deliverable on the main thread where a plain
+        # acquire() is not interruptible (Windows).
+        while not lock.acquire(timeout=0.5):
             pass
 
-    return event.set, wait
+    return wake, wait
+
+
+class Latch:
+    """A one-shot event for any number of blocking waiters: once set, it stays set.
+
+    Each waiter blocks on a lock of its own, which ``set`` releases; a waiter interrupted
+    by Ctrl-C just leaves its lock behind, and nothing else is disturbed.
+    """
+
+    __slots__ = ("_is_set", "_mutex", "_waiters")
+
+    def __init__(self) -> None:
+        self._mutex = threading.Lock()
+        self._waiters: list[threading.Lock] = []
+        self._is_set = False
+
+    def is_set(self) -> bool:
+        return self._is_set
+
+    def set(self) -> None:
+        with self._mutex:
+            self._is_set = True
+            waiters, self._waiters = self._waiters, []
+        for waiter in waiters:
+            waiter.release()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Block until set, or for ``timeout`` seconds at most; returns whether it is set."""
+        if self._is_set:
+            return True
+        waiter = threading.Lock()
+        waiter.acquire()
+        with self._mutex:
+            if self._is_set:
+                return True
+            self._waiters.append(waiter)
+        got = waiter.acquire(timeout=-1 if timeout is None else max(timeout, 0.0))
+        if not got:
+            with self._mutex:
+                try:
+                    self._waiters.remove(waiter)
+                except ValueError:
+                    pass  # set meanwhile: its release went to a lock nobody waits on
+        return got or self._is_set
 
 
 def async_waiter() -> tuple[Callable[[], None], Callable[[], Awaitable[None]]]:

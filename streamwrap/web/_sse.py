@@ -214,6 +214,12 @@ class _Body(Protocol):
         """After the end event: an error to cut the body off with, instead of ending it."""
 
 
+class TextCutOff(StreamwrapError):
+    """A text body cut off because its response was cancelled (by ``aclose()``, or by a
+    server that is stopping). Raised to the server, which then closes the connection
+    without ending the body: a deliberate end, which ``streamwrap serve`` logs in one line."""
+
+
 def _sse_event(rid: str, n: int, data: dict[str, Any], event: str | None = None) -> bytes:
     head = f"id: {rid}:{n}\nevent: {event}\n" if event else f"id: {rid}:{n}\n"
     return head.encode() + b"data: " + orjson.dumps(data) + b"\n\n"
@@ -298,9 +304,7 @@ class _TextBody:
         if event.status == "failed":
             self._abort = event.error or StreamwrapError(f"response {event.response_id} failed")
         elif event.status == "cancelled":
-            self._abort = StreamwrapError(
-                f"response {event.response_id} was cancelled: the text body is cut off, not ended"
-            )
+            self._abort = TextCutOff(f"response {event.response_id} was cancelled: the text body is cut off, not ended")
         elif len(event.text) > len(self._text) and event.text.startswith(self._text):
             return event.text[len(self._text):].encode()  # a non-streaming response's text
         return b""
