@@ -15,7 +15,8 @@
 from __future__ import annotations
 
 from ._callbacks import CallbackSink
-from ._config import DEFAULTS, ModelConfig, get_model, load_model, load_model_configs, registered_models
+from ._config import get_model, load_model, load_model_configs, registered_models
+from ._config_keys import DEFAULTS, ModelConfig
 from ._console import ConsoleSink
 from ._delivery import Delivery, ResponseCallback, default_output, deliver, get_default_output
 from ._delta import ReasoningDelta, TextDelta, ToolCallDelta

@@ -25,10 +25,9 @@ from ._errors import (
 )
 from ._http import http_error
 from ._pool import close_idle_in_background, pool_limits
-from ._secret import RedactingUpstream, Secret, redact_error
-from ._upstream import BodyUpstream, StaticUpstream, WireMapper
+from ._secret import Secret, redact_error
+from ._upstream import BodyUpstream, RedactingUpstream, StaticUpstream, Upstream, WireMapper
 from ._version import __version__
-from ._wrapper import Upstream
 
 __all__ = ["make_httpx_client", "post_json"]
 

@@ -25,8 +25,8 @@ from ._errors import (
 from ._http import http_error
 from ._openai_wire import OpenAIStreamMapper, completion_deltas
 from ._pool import close_idle_in_background
-from ._secret import RedactingUpstream, redact_error
-from ._upstream import BodyUpstream, StaticUpstream
+from ._secret import redact_error
+from ._upstream import BodyUpstream, RedactingUpstream, StaticUpstream
 from ._wrapper import ChatRequest, ModelWrapper, Upstream
 
 __all__ = ["OpenAIChatWrapper"]

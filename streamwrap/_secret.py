@@ -9,25 +9,20 @@ Where the key may surface:
 - in the locals of the frames an error passes through, which reporters such as Sentry or
   ``traceback.TracebackException(capture_locals=True)`` print. The decoders' frames hold
   the raw bytes they were decoding, so an error that leaves a response loses the frames
-  below that point (:func:`redact_error`, :class:`RedactingUpstream`); and the key itself
-  is revealed only inside the expression that hands it to an SDK or an HTTP client, never
-  bound to a local variable or stored in a dict of our own.
+  below that point (:func:`redact_error`, and ``RedactingUpstream`` in the transport's
+  ``_upstream``); and the key itself is revealed only inside the expression that hands it
+  to an SDK or an HTTP client, never bound to a local variable or stored in a dict of our
+  own.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
-from ._errors import StreamwrapError
 from ._url_redaction import MASK as _MASK
 from ._url_redaction import redact_urls
 
-if TYPE_CHECKING:
-    from ._delta import Delta
-    from ._wrapper import Upstream
-
-__all__ = ["RedactingUpstream", "Secret", "redact_error", "scrub"]
+__all__ = ["Secret", "redact_error", "scrub"]
 
 _Error = TypeVar("_Error", bound=BaseException)
 
@@ -99,32 +94,3 @@ def redact_error(error: _Error, secret: Secret | None) -> _Error:
     if error.__suppress_context__:
         error.__context__ = None
     return error.with_traceback(None)
-
-
-class RedactingUpstream:
-    """An open response whose errors pass through :func:`redact_error` on their way out.
-
-    Wraps the upstream that decodes the body, so that a stream error's traceback starts
-    here, above the decoder frames that hold the body's bytes.
-    """
-
-    __slots__ = ("_secret", "_upstream")
-
-    def __init__(self, upstream: Upstream, secret: Secret | None) -> None:
-        self._upstream = upstream
-        self._secret = secret
-
-    async def __aiter__(self) -> AsyncIterator[list[Delta]]:
-        error: StreamwrapError | None = None
-        try:
-            async for batch in self._upstream:
-                yield batch
-        except StreamwrapError as exc:
-            error = exc
-        if error is not None:
-            # Raised outside the handler, so that the decoder's frames are not kept as
-            # this error's context either.
-            raise redact_error(error, self._secret)
-
-    async def aclose(self) -> None:
-        await self._upstream.aclose()

@@ -8,8 +8,22 @@ from typing import Any, Protocol
 
 from ._delta import Delta
 from ._errors import StreamError, StreamInterruptedError, StreamwrapError
+from ._secret import Secret, redact_error
 
-__all__ = ["BodyUpstream", "StaticUpstream", "WireMapper", "hold_error"]
+__all__ = ["BodyUpstream", "RedactingUpstream", "StaticUpstream", "Upstream", "WireMapper", "hold_error"]
+
+
+class Upstream(Protocol):
+    """An open provider response: iterate for batches of deltas, then ``aclose()``.
+
+    Iteration raises a :class:`StreamError` for a broken stream, and yields only batches
+    that hold content or state (keep-alives are swallowed), so that the idle timeout sees
+    real progress only.
+    """
+
+    def __aiter__(self) -> AsyncIterator[list[Delta]]: ...
+
+    async def aclose(self) -> None: ...
 
 
 class WireMapper(Protocol):
@@ -108,3 +122,32 @@ class StaticUpstream:
 
     async def aclose(self) -> None:
         return None
+
+
+class RedactingUpstream:
+    """An open response whose errors pass through :func:`redact_error` on their way out.
+
+    Wraps the upstream that decodes the body, so that a stream error's traceback starts
+    here, above the decoder frames that hold the body's bytes.
+    """
+
+    __slots__ = ("_secret", "_upstream")
+
+    def __init__(self, upstream: Upstream, secret: Secret | None) -> None:
+        self._upstream = upstream
+        self._secret = secret
+
+    async def __aiter__(self) -> AsyncIterator[list[Delta]]:
+        error: StreamwrapError | None = None
+        try:
+            async for batch in self._upstream:
+                yield batch
+        except StreamwrapError as exc:
+            error = exc
+        if error is not None:
+            # Raised outside the handler, so that the decoder's frames are not kept as
+            # this error's context either.
+            raise redact_error(error, self._secret)
+
+    async def aclose(self) -> None:
+        await self._upstream.aclose()

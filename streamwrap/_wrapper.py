@@ -13,14 +13,13 @@ import contextvars
 import os
 import random
 import time
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Protocol
+from typing import Any, ClassVar
 
 from ._channel import Channel
-from ._config import DEFAULTS, check_options
+from ._config_keys import DEFAULTS, check_options
 from ._delivery import ResponseCallback, as_sink, observe
-from ._delta import Delta
 from ._errors import (
     ConfigError,
     InputError,
@@ -35,9 +34,12 @@ from ._runtime import runtime
 from ._secret import Secret
 from ._sink import Sink
 from ._tools import normalize_tools
+from ._upstream import Upstream
 from ._url_redaction import mask_http_logs, redact_urls
 from ._waiters import thread_waiter
 
+# Upstream is defined with the transport that implements it, and named here too: it is what
+# a subclass's `_open` returns.
 __all__ = ["ChatRequest", "ModelWrapper", "Upstream"]
 
 _ROLES = frozenset(("system", "developer", "user", "assistant", "tool", "function"))
@@ -59,19 +61,6 @@ class ChatRequest:
     stream: bool
     tools: list[dict[str, Any]] | None = None
     params: dict[str, Any] = field(default_factory=dict)
-
-
-class Upstream(Protocol):
-    """An open provider response: iterate for batches of deltas, then ``aclose()``.
-
-    Iteration raises a :class:`StreamError` for a broken stream, and yields only batches
-    that hold content or state (keep-alives are swallowed), so that the idle timeout sees
-    real progress only.
-    """
-
-    def __aiter__(self) -> AsyncIterator[list[Delta]]: ...
-
-    async def aclose(self) -> None: ...
 
 
 class ModelWrapper:
@@ -126,7 +115,7 @@ class ModelWrapper:
             "response_callback": response_callback,
             **extra,
         }
-        check_options(type(self), options, config_name=config_name)
+        check_options(self.model_type, self.config_keys, options, config_name=config_name)
         self.model_name = model_name
         self.config_name = config_name
         self.stream: bool = DEFAULTS["stream"] if stream is None else stream
