@@ -40,7 +40,7 @@ from ._errors import (
 )
 from ._events import EndEvent, EndStatus, ReasoningEvent, ResponseEvent, StartEvent, TextEvent, ToolCallEvent
 from ._finish import FinishReason
-from ._openai import OpenAIChatWrapper
+from ._providers.openai._wrapper import OpenAIChatWrapper
 from ._registry import model_types, register_model_type
 from ._response import BlockingReadWarning, ModelResponse, StreamChunk, StreamDelta
 from ._secret import Secret

@@ -175,7 +175,7 @@ def _probe_ollama() -> tuple[str, str] | None:
     import urllib.error
     import urllib.request
 
-    from ._ollama import parse_ollama_host
+    from ._providers.ollama._wrapper import parse_ollama_host
 
     try:
         base_url = parse_ollama_host(os.environ.get("OLLAMA_HOST"))

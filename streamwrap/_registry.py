@@ -16,12 +16,12 @@ if TYPE_CHECKING:
 __all__ = ["model_types", "register_model_type", "resolve_model_type"]
 
 _BUILTIN: dict[str, str] = {
-    "openai_chat": "streamwrap._openai:OpenAIChatWrapper",
-    "dashscope_chat": "streamwrap._dashscope:DashScopeChatWrapper",
-    "gemini_chat": "streamwrap._gemini:GeminiChatWrapper",
-    "zhipuai_chat": "streamwrap._zhipuai:ZhipuAIChatWrapper",
-    "ollama_chat": "streamwrap._ollama:OllamaChatWrapper",
-    "litellm_chat": "streamwrap._litellm:LiteLLMChatWrapper",
+    "openai_chat": "streamwrap._providers.openai._wrapper:OpenAIChatWrapper",
+    "dashscope_chat": "streamwrap._providers.dashscope._wrapper:DashScopeChatWrapper",
+    "gemini_chat": "streamwrap._providers.gemini._wrapper:GeminiChatWrapper",
+    "zhipuai_chat": "streamwrap._providers.openai._zhipuai:ZhipuAIChatWrapper",
+    "ollama_chat": "streamwrap._providers.ollama._wrapper:OllamaChatWrapper",
+    "litellm_chat": "streamwrap._providers.litellm._wrapper:LiteLLMChatWrapper",
     "local_chat": "streamwrap._local:LocalChatWrapper",
 }
 _ENTRY_POINT_GROUP = "streamwrap.model_types"

@@ -34,7 +34,7 @@ from ._runtime import runtime
 from ._secret import Secret
 from ._sink import Sink
 from ._tools import normalize_tools
-from ._upstream import Upstream
+from ._transport._upstream import Upstream
 from ._url_redaction import mask_http_logs, redact_urls
 from ._waiters import thread_waiter
 

@@ -32,11 +32,11 @@ RECORDINGS = Path(
 )
 MISSING = f"recordings folder not found at {RECORDINGS}"
 
-# The wire formats streamwrap decodes, by the name of its mapper's module.
-OPENAI = "openai"  # chat.completions SSE: _openai_wire (openai_chat, zhipuai_chat, litellm's openai/)
-DASHSCOPE = "dashscope"  # DashScope native text-generation SSE: _dashscope_wire
-GEMINI = "gemini"  # Gemini streamGenerateContent?alt=sse: _gemini_wire
-OLLAMA = "ollama"  # Ollama /api/chat NDJSON: _ollama_wire
+# The wire formats streamwrap decodes, by the name of the provider package of its mapper.
+OPENAI = "openai"  # chat.completions SSE: _providers/openai/_wire (openai_chat, zhipuai_chat, litellm's openai/)
+DASHSCOPE = "dashscope"  # DashScope native text-generation SSE: _providers/dashscope/_wire
+GEMINI = "gemini"  # Gemini streamGenerateContent?alt=sse: _providers/gemini/_wire
+OLLAMA = "ollama"  # Ollama /api/chat NDJSON: _providers/ollama/_wire
 
 # provider folder → its wire; a mapping refines it by the recording's name prefix.
 WIRES: Mapping[str, str | Mapping[str, str]] = {

@@ -23,9 +23,9 @@ from hypothesis import strategies as st
 
 import streamwrap
 from streamwrap import ReasoningDelta, TextDelta, ToolCallDelta
-from streamwrap._dashscope import DEFAULT_BASE_URL, DashScopeChatWrapper
-from streamwrap._dashscope_wire import DashScopeStreamMapper, generation_deltas
 from streamwrap._delta import Finish, Metadata, UsageReport
+from streamwrap._providers.dashscope._wire import DashScopeStreamMapper, generation_deltas
+from streamwrap._providers.dashscope._wrapper import DEFAULT_BASE_URL, DashScopeChatWrapper
 from streamwrap.testing import Emulator, Fault, Reply, ToolCallSpec
 
 pytestmark = pytest.mark.anyio

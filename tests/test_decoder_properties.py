@@ -36,14 +36,14 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 import streamwrap
-from streamwrap._dashscope_wire import DashScopeStreamMapper
 from streamwrap._delta import Delta, Finish, Metadata, ReasoningDelta, TextDelta, ToolCallDelta, UsageReport
 from streamwrap._finish import normalize_finish_reason
-from streamwrap._gemini_wire import GeminiStreamMapper
-from streamwrap._ollama_wire import OllamaStreamMapper
-from streamwrap._openai_wire import OpenAIStreamMapper
+from streamwrap._providers.dashscope._wire import DashScopeStreamMapper
+from streamwrap._providers.gemini._wire import GeminiStreamMapper
+from streamwrap._providers.ollama._wire import OllamaStreamMapper
+from streamwrap._providers.openai._wire import OpenAIStreamMapper
 from streamwrap._tools import ToolCallAssembler
-from streamwrap._upstream import WireMapper
+from streamwrap._transport._upstream import WireMapper
 from streamwrap._usage import Usage
 
 

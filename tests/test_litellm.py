@@ -590,7 +590,7 @@ def test_importing_litellm_through_streamwrap_reaches_no_network() -> None:
         import streamwrap
         streamwrap.load_model({"model_type": "litellm_chat", "model_name": "openai/m"})
         assert "litellm" not in sys.modules, "load_model imported litellm"
-        from streamwrap import _litellm
+        from streamwrap._providers.litellm import _wrapper as _litellm
         _litellm._import_litellm()
         assert "litellm" in sys.modules
         import os

@@ -19,8 +19,8 @@ from hypothesis import strategies as st
 import streamwrap
 from streamwrap import ReasoningDelta, TextDelta, ToolCallDelta
 from streamwrap._delta import Finish, Metadata, UsageReport
-from streamwrap._ndjson import NDJSONDecoder
-from streamwrap._ollama_wire import OllamaStreamMapper, chat_deltas
+from streamwrap._providers.ollama._wire import OllamaStreamMapper, chat_deltas
+from streamwrap._transport._ndjson import NDJSONDecoder
 
 BOM = b"\xef\xbb\xbf"
 FAST = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -16,7 +16,12 @@ import pytest
 
 import streamwrap
 from streamwrap import ReasoningDelta, TextDelta, ToolCallDelta
-from streamwrap._ollama import OllamaChatWrapper, ollama_messages, ollama_options, parse_ollama_host
+from streamwrap._providers.ollama._wrapper import (
+    OllamaChatWrapper,
+    ollama_messages,
+    ollama_options,
+    parse_ollama_host,
+)
 from streamwrap.testing import Emulator, Fault, Reply, ToolCallSpec
 
 pytestmark = pytest.mark.anyio

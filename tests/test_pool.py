@@ -2,7 +2,7 @@
 
 httpcore (and httpcore2) closes them in the request that finds them, one after another, each
 close waiting for a turn of a loop that is busy streaming other replies; streamwrap's pools
-close them in the background (streamwrap/_pool.py). The real openai SDK against the emulator:
+close them in the background (streamwrap/_transport/_pool.py). The real openai SDK against the emulator:
 200 replies stream while 100 idle connections expire, then new requests arrive.
 """
 
@@ -19,7 +19,7 @@ import anyio
 import pytest
 
 import streamwrap
-from streamwrap._pool import MAX_CONNECTIONS, background_pools
+from streamwrap._transport._pool import MAX_CONNECTIONS, background_pools
 from streamwrap.testing import Emulator, Reply
 
 pytestmark = pytest.mark.anyio
@@ -39,11 +39,11 @@ def openai_model(emu: Emulator, **overrides: Any) -> Any:
 
 @pytest.mark.parametrize("module", ["httpcore", "httpcore2"])
 def test_the_private_method_replaced_still_exists(module: str) -> None:
-    # streamwrap/_pool.py replaces each pool's `_close_connections`. If a release renames it,
+    # streamwrap/_transport/_pool.py replaces each pool's `_close_connections`. If a release renames it,
     # the pools silently go back to closing in the request: this test is the alarm.
     httpcore = pytest.importorskip(module)
     assert callable(getattr(httpcore.AsyncConnectionPool, "_close_connections", None)), (
-        f"{module}.AsyncConnectionPool._close_connections is gone: update streamwrap/_pool.py"
+        f"{module}.AsyncConnectionPool._close_connections is gone: update streamwrap/_transport/_pool.py"
     )
 
 

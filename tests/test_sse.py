@@ -20,8 +20,8 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 import streamwrap
-from streamwrap._openai_wire import OpenAIStreamMapper
-from streamwrap._sse import ServerSentEvent, SSEDecoder
+from streamwrap._providers.openai._wire import OpenAIStreamMapper
+from streamwrap._transport._sse import ServerSentEvent, SSEDecoder
 
 BOM = b"\xef\xbb\xbf"
 

@@ -15,7 +15,7 @@ import pytest
 
 import streamwrap
 from streamwrap import ReasoningDelta, TextDelta, ToolCallDelta
-from streamwrap._zhipuai import ZhipuAIChatWrapper
+from streamwrap._providers.openai._zhipuai import ZhipuAIChatWrapper
 from streamwrap.testing import Emulator, Reply, ToolCallSpec
 
 pytestmark = pytest.mark.anyio

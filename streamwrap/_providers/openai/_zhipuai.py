@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from ._openai import OpenAIChatWrapper
+from ._wrapper import OpenAIChatWrapper
 
 __all__ = ["ZhipuAIChatWrapper"]
 

@@ -3,7 +3,7 @@
 The ``dashscope`` SDK parses every SSE frame into response objects and exposes no raw body,
 so streamwrap sends the same request the SDK's ``Generation.call`` sends (endpoint, headers,
 ``{"model", "input", "parameters"}`` body) with httpx, and decodes the bytes itself
-(:mod:`._dashscope_wire`). For DashScope's OpenAI-compatible mode
+(:mod:`._wire`). For DashScope's OpenAI-compatible mode
 (``.../compatible-mode/v1``) use ``openai_chat`` with that ``base_url`` instead.
 
 Endpoints: ``https://dashscope.aliyuncs.com/api/v1`` (mainland China, the default) and
@@ -17,11 +17,11 @@ import os
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
-from ._dashscope_wire import DashScopeStreamMapper, error_from_sse_body, generation_deltas
-from ._errors import InputError, ProviderHTTPError
-from ._native_http import make_httpx_client, post_json
-from ._secret import scrub
-from ._wrapper import ChatRequest, ModelWrapper, Upstream
+from ..._errors import InputError, ProviderHTTPError
+from ..._secret import scrub
+from ..._transport._httpx_client import make_httpx_client, post_json
+from ..._wrapper import ChatRequest, ModelWrapper, Upstream
+from ._wire import DashScopeStreamMapper, error_from_sse_body, generation_deltas
 
 __all__ = ["DashScopeChatWrapper"]
 

@@ -14,8 +14,8 @@ from typing import Any
 
 import orjson
 
-from ._delta import Delta
-from ._errors import (
+from .._delta import Delta
+from .._errors import (
     ConfigError,
     MissingDependencyError,
     ProviderConnectionError,
@@ -23,11 +23,11 @@ from ._errors import (
     StreamProtocolError,
     StreamwrapError,
 )
-from ._http import http_error
+from .._secret import Secret, redact_error
+from .._version import __version__
+from ._http_error import http_error
 from ._pool import close_idle_in_background, pool_limits
-from ._secret import Secret, redact_error
 from ._upstream import BodyUpstream, RedactingUpstream, StaticUpstream, Upstream, WireMapper
-from ._version import __version__
 
 __all__ = ["make_httpx_client", "post_json"]
 
@@ -72,7 +72,7 @@ def make_httpx_client(
     except TypeError as exc:  # an option httpx does not have
         error = ConfigError(f"'client_args' are not options of httpx.AsyncClient: {exc}", key="client_args")
     else:
-        # Idle connections are closed off the request path (see _pool).
+        # Idle connections are closed off the request path (see _transport._pool).
         return close_idle_in_background(client)
     raise error
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import orjson
 
-from ._errors import StreamProtocolError
+from .._errors import StreamProtocolError
 
 __all__ = ["SHAPE_ERRORS", "count", "event_json", "label", "optional_text", "shape_error", "text"]
 

@@ -1,8 +1,8 @@
 """``ollama_chat``: Ollama's native chat API (``POST {host}/api/chat``, NDJSON stream).
 
 The ``ollama`` SDK builds a pydantic object per line and exposes no raw body, so this
-wrapper sends the same request with httpx (``_native_http``) and decodes the bytes with
-streamwrap's own NDJSON decoder (``_ollama_wire``). The host is found as the SDK finds
+wrapper sends the same request with httpx (``_transport._httpx_client``) and decodes the bytes with
+streamwrap's own NDJSON decoder (``_wire``). The host is found as the SDK finds
 it: ``base_url``, else ``$OLLAMA_HOST`` (``host``, ``host:port``, with or without a
 scheme; port 11434 unless a scheme implies 80/443), else ``http://127.0.0.1:11434``.
 ``$OLLAMA_API_KEY`` (Ollama's cloud, or a proxy) is sent as a Bearer token.
@@ -21,10 +21,10 @@ from typing import Any, ClassVar
 
 import orjson
 
-from ._errors import InputError
-from ._native_http import make_httpx_client, post_json
-from ._ollama_wire import OllamaStreamMapper, chat_deltas
-from ._wrapper import ChatRequest, ModelWrapper, Upstream
+from ..._errors import InputError
+from ..._transport._httpx_client import make_httpx_client, post_json
+from ..._wrapper import ChatRequest, ModelWrapper, Upstream
+from ._wire import OllamaStreamMapper, chat_deltas
 
 __all__ = ["OllamaChatWrapper", "ollama_messages", "ollama_options", "parse_ollama_host"]
 

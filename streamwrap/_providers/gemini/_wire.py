@@ -29,7 +29,7 @@ Decisions worth knowing:
 - Error bodies are JSON objects ``{"error": {"code", "message", "status"}}``, sent as an SSE
   event mid-stream, or as the whole body even where the content type says
   ``text/event-stream``. Both raise :class:`ProviderStreamError` (the HTTP status path is in
-  ``_native_http``). A body that does not start with an SSE field is read as plain JSON.
+  ``_transport._httpx_client``). A body that does not start with an SSE field is read as plain JSON.
 - A stream that ends without a ``finishReason`` was cut: :class:`StreamInterruptedError`.
 - An error that arrives in the same network read as content is raised at the next read (or
   the end of the body), so that the content before it reaches the response first.
@@ -44,14 +44,14 @@ from typing import Any
 
 import orjson
 
-from ._delta import Delta, Finish, Metadata, ReasoningDelta, TextDelta, ToolCallDelta, UsageReport
-from ._errors import ProviderStreamError, StreamError, StreamInterruptedError, StreamProtocolError
-from ._sse import SSEDecoder
-from ._upstream import hold_error
-from ._usage import Usage
-from ._wire_shape import SHAPE_ERRORS as _SHAPE_ERRORS
-from ._wire_shape import count, event_json, label, shape_error
-from ._wire_shape import text as _text
+from ..._delta import Delta, Finish, Metadata, ReasoningDelta, TextDelta, ToolCallDelta, UsageReport
+from ..._errors import ProviderStreamError, StreamError, StreamInterruptedError, StreamProtocolError
+from ..._transport._sse import SSEDecoder
+from ..._transport._upstream import hold_error
+from ..._transport._wire_shape import SHAPE_ERRORS as _SHAPE_ERRORS
+from ..._transport._wire_shape import count, event_json, label, shape_error
+from ..._transport._wire_shape import text as _text
+from ..._usage import Usage
 
 __all__ = ["GeminiStreamMapper", "response_deltas", "usage_from_gemini"]
 

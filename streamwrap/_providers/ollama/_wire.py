@@ -19,14 +19,14 @@ from typing import Any
 
 import orjson
 
-from ._delta import Delta, Finish, Metadata, ReasoningDelta, TextDelta, ToolCallDelta, UsageReport
-from ._errors import ProviderStreamError, StreamError, StreamInterruptedError, StreamProtocolError
-from ._ndjson import NDJSONDecoder
-from ._upstream import hold_error
-from ._usage import Usage
-from ._wire_shape import SHAPE_ERRORS as _SHAPE_ERRORS
-from ._wire_shape import count, event_json, shape_error
-from ._wire_shape import text as _text
+from ..._delta import Delta, Finish, Metadata, ReasoningDelta, TextDelta, ToolCallDelta, UsageReport
+from ..._errors import ProviderStreamError, StreamError, StreamInterruptedError, StreamProtocolError
+from ..._transport._ndjson import NDJSONDecoder
+from ..._transport._upstream import hold_error
+from ..._transport._wire_shape import SHAPE_ERRORS as _SHAPE_ERRORS
+from ..._transport._wire_shape import count, event_json, shape_error
+from ..._transport._wire_shape import text as _text
+from ..._usage import Usage
 
 __all__ = ["OllamaStreamMapper", "chat_deltas", "usage_from_ollama"]
 

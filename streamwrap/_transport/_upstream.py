@@ -6,9 +6,9 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, Protocol
 
-from ._delta import Delta
-from ._errors import StreamError, StreamInterruptedError, StreamwrapError
-from ._secret import Secret, redact_error
+from .._delta import Delta
+from .._errors import StreamError, StreamInterruptedError, StreamwrapError
+from .._secret import Secret, redact_error
 
 __all__ = ["BodyUpstream", "RedactingUpstream", "StaticUpstream", "Upstream", "WireMapper", "hold_error"]
 
@@ -27,7 +27,7 @@ class Upstream(Protocol):
 
 
 class WireMapper(Protocol):
-    """Maps one provider's decoded events to deltas (see ``_openai_wire`` for an example).
+    """Maps one provider's decoded events to deltas (see ``_providers/openai/_wire`` for an example).
 
     A read that holds good events and then a broken one returns the good deltas and sets
     ``error``: the upstream delivers the deltas, then raises it, so that the error's

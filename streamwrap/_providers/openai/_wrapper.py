@@ -12,8 +12,8 @@ from typing import Any, ClassVar
 
 import orjson
 
-from ._delta import Delta
-from ._errors import (
+from ..._delta import Delta
+from ..._errors import (
     ConfigError,
     InputError,
     MissingDependencyError,
@@ -22,12 +22,12 @@ from ._errors import (
     StreamProtocolError,
     StreamwrapError,
 )
-from ._http import http_error
-from ._openai_wire import OpenAIStreamMapper, completion_deltas
-from ._pool import close_idle_in_background
-from ._secret import redact_error
-from ._upstream import BodyUpstream, RedactingUpstream, StaticUpstream
-from ._wrapper import ChatRequest, ModelWrapper, Upstream
+from ..._secret import redact_error
+from ..._transport._http_error import http_error
+from ..._transport._pool import close_idle_in_background
+from ..._transport._upstream import BodyUpstream, RedactingUpstream, StaticUpstream
+from ..._wrapper import ChatRequest, ModelWrapper, Upstream
+from ._wire import OpenAIStreamMapper, completion_deltas
 
 __all__ = ["OpenAIChatWrapper"]
 
@@ -87,7 +87,7 @@ class OpenAIChatWrapper(ModelWrapper):
         if "http_client" not in args:
             # The SDK's own client and defaults (1000 connections, its timeouts, proxies from
             # the environment), with a pool that closes idle connections off the request
-            # path (see _pool). An `http_client` of the caller's is used as it is.
+            # path (see _transport._pool). An `http_client` of the caller's is used as it is.
             args["http_client"] = close_idle_in_background(
                 openai.DefaultAsyncHttpxClient(base_url=self._endpoint(), timeout=self.timeout)
             )

@@ -8,8 +8,8 @@ from typing import Any
 
 import orjson
 
-from ._errors import ProviderHTTPError, http_error_class
-from ._secret import Secret, scrub
+from .._errors import ProviderHTTPError, http_error_class
+from .._secret import Secret, scrub
 
 __all__ = ["http_error", "parse_retry_after"]
 

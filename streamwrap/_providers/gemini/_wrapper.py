@@ -3,8 +3,8 @@
 Why no SDK in the loop: ``google-genai`` is Google's current SDK and the reference this
 module follows (its endpoints, headers, environment variables; the benchmarks compare
 against it), but it parses every chunk into pydantic objects and has no public way to read
-the raw body. So streamwrap sends the same request itself with httpx (``_native_http``)
-and decodes the bytes with its own SSE decoder (``_gemini_wire``), the same split as
+the raw body. So streamwrap sends the same request itself with httpx (``_transport._httpx_client``)
+and decodes the bytes with its own SSE decoder (``_wire``), the same split as
 ``openai_chat``. ``google-generativeai``, the older SDK, is end-of-life (deprecated;
 support ended 2025-11-30), so it is not a backend either. The ``gemini`` extra installs
 only httpx.
@@ -56,11 +56,11 @@ from typing import Any, ClassVar
 
 import orjson
 
-from ._errors import AuthenticationError, ConfigError, InputError, ProviderHTTPError
-from ._gemini_wire import GeminiStreamMapper, response_deltas
-from ._native_http import make_httpx_client, post_json
-from ._secret import Secret
-from ._wrapper import ChatRequest, ModelWrapper, Upstream
+from ..._errors import AuthenticationError, ConfigError, InputError, ProviderHTTPError
+from ..._secret import Secret
+from ..._transport._httpx_client import make_httpx_client, post_json
+from ..._wrapper import ChatRequest, ModelWrapper, Upstream
+from ._wire import GeminiStreamMapper, response_deltas
 
 __all__ = ["GeminiChatWrapper", "build_request_body"]
 

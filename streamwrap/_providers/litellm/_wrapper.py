@@ -29,8 +29,8 @@ import sys
 from collections.abc import AsyncIterator, Mapping
 from typing import Any, ClassVar
 
-from ._delta import Delta, Finish, Metadata, ReasoningDelta, TextDelta, ToolCallDelta, UsageReport
-from ._errors import (
+from ..._delta import Delta, Finish, Metadata, ReasoningDelta, TextDelta, ToolCallDelta, UsageReport
+from ..._errors import (
     ConfigError,
     MissingDependencyError,
     ProviderConnectionError,
@@ -41,12 +41,12 @@ from ._errors import (
     StreamProtocolError,
     StreamwrapError,
 )
-from ._http import http_error
-from ._openai_wire import usage_from_openai
-from ._secret import Secret, scrub
-from ._upstream import StaticUpstream
-from ._usage import Usage, UsageSource
-from ._wrapper import ChatRequest, ModelWrapper, Upstream
+from ..._secret import Secret, scrub
+from ..._transport._http_error import http_error
+from ..._transport._upstream import StaticUpstream
+from ..._usage import Usage, UsageSource
+from ..._wrapper import ChatRequest, ModelWrapper, Upstream
+from ..openai._wire import usage_from_openai
 
 __all__ = ["LiteLLMChatWrapper"]
 

@@ -1,0 +1,3 @@
+"""``openai_chat`` (``_wrapper``, ``_wire``) and ``zhipuai_chat`` (``_zhipuai``), which is
+the same wrapper with ZhipuAI's endpoint and key. Nothing is imported here, so that the
+registry's import strings import only what they name."""
