@@ -25,8 +25,8 @@ from urllib.parse import urlsplit
 
 import orjson
 
-from .._errors import InputError, MissingDependencyError
-from .._wrapper import ModelWrapper
+# Only the public API: web is a client of streamwrap like any application.
+from streamwrap import InputError, MissingDependencyError, ModelWrapper
 
 try:
     from starlette.applications import Starlette

@@ -25,9 +25,19 @@ from typing import Any, Literal, Protocol
 import anyio
 import orjson
 
-from .._errors import ConfigError, InputError, MissingDependencyError, ProviderError, StreamwrapError
-from .._events import EndEvent, ResponseEvent, TextEvent
-from .._response import ModelResponse
+# Only the public API: web is a client of streamwrap like any application.
+from streamwrap import (
+    ConfigError,
+    EndEvent,
+    InputError,
+    MissingDependencyError,
+    ModelResponse,
+    ProviderError,
+    ResponseEvent,
+    StreamwrapError,
+    TextEvent,
+)
+
 from ._ui_message import UIMessageEncoder
 from ._websocket import EventEncoder, OnDisconnect, check_heartbeat, check_on_disconnect, error_frame
 

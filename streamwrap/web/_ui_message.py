@@ -35,8 +35,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from .._events import EndEvent, ReasoningEvent, ResponseEvent, StartEvent, TextEvent, ToolCallEvent
-from .._tools import ToolArgumentsError, ToolCall
+# Only the public API: web is a client of streamwrap like any application.
+from streamwrap import (
+    EndEvent,
+    ReasoningEvent,
+    ResponseEvent,
+    StartEvent,
+    TextEvent,
+    ToolArgumentsError,
+    ToolCall,
+    ToolCallEvent,
+)
 
 __all__ = ["UIMessageEncoder"]
 

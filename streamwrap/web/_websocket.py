@@ -32,9 +32,18 @@ import anyio
 import orjson
 from anyio.abc import TaskGroup
 
-from .._errors import ConfigError, InputError, ProviderError, StreamwrapError
-from .._events import EndEvent, ReasoningEvent, ResponseEvent, TextEvent
-from .._response import ModelResponse
+# Only the public API: web is a client of streamwrap like any application.
+from streamwrap import (
+    ConfigError,
+    EndEvent,
+    InputError,
+    ModelResponse,
+    ProviderError,
+    ReasoningEvent,
+    ResponseEvent,
+    StreamwrapError,
+    TextEvent,
+)
 
 __all__ = [
     "CLIENT_GENERATE_ARGS",
