@@ -124,12 +124,18 @@ class Runtime:
         return self._submit(coro).result()
 
     def _submit(self, coro: Coroutine[Any, Any, Any]) -> Any:
-        import asyncio
+        try:
+            import asyncio
 
-        # run_coroutine_threadsafe carries the caller's context: the same cleaning as spawn().
-        context = contextvars.copy_context()
-        _forget_event_loop_identity(context)
-        return context.run(asyncio.run_coroutine_threadsafe, coro, self.loop())
+            # run_coroutine_threadsafe carries the caller's context: the same cleaning as spawn().
+            context = contextvars.copy_context()
+            _forget_event_loop_identity(context)
+            return context.run(asyncio.run_coroutine_threadsafe, coro, self.loop())
+        except BaseException:
+            # Not scheduled (a Ctrl-C while the loop starts, say): closing it keeps Python from
+            # printing "coroutine ... was never awaited" on the way out.
+            coro.close()
+            raise
 
     def cancel_all(self) -> None:
         """Cancel every producer (every in-flight stream) now. Returns at once; callable from
