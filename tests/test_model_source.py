@@ -200,6 +200,14 @@ def test_hf_names_need_huggingface_hub(monkeypatch: pytest.MonkeyPatch) -> None:
     assert 'pip install "streamwrap[hf]"' in str(info.value)
 
 
+def test_an_hf_file_not_in_its_cache_with_fetch_false_is_a_fetch_error() -> None:
+    pytest.importorskip("huggingface_hub")
+    name = "hf:streamwrap-tests/no-such-repo/nothing.gguf"
+    with pytest.raises(streamwrap.ModelFetchError, match="not in the Hugging Face cache") as info:
+        resolve_model(name, fetch=False)  # local_files_only: no network
+    assert info.value.model == name and "https://huggingface.co/streamwrap-tests/no-such-repo" in info.value.manual
+
+
 def test_a_malformed_hf_name_is_a_config_error() -> None:
     with pytest.raises(streamwrap.ConfigError, match="hf:<owner>/<repo>/<file>"):
         resolve_model("hf:HuggingFaceTB/no-file")
