@@ -35,7 +35,7 @@ import zipfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 from ._errors import ConfigError, MissingDependencyError, ModelFetchError
 
@@ -414,26 +414,27 @@ def _resolve_hf(name: str, *, fetch: bool) -> Path:
             "e.g. hf:HuggingFaceTB/SmolLM2-135M-Instruct-GGUF/smollm2-135m-instruct-q8_0.gguf.",
             key="model_name",
         )
+    import importlib
+
     try:
-        import huggingface_hub
+        # By name: an optional dependency that type checking must not require.
+        hub: Any = importlib.import_module("huggingface_hub")
     except ImportError:
         raise MissingDependencyError("huggingface_hub", "hf") from None
     repo_id = f"{owner}/{repo}"
     # huggingface_hub's own cache (shared with every other tool that uses it), with its own
     # locking and atomic writes; not ours.
     try:
-        path = huggingface_hub.hf_hub_download(repo_id, filename, local_files_only=not fetch)
+        path = hub.hf_hub_download(repo_id, filename, local_files_only=not fetch)
     except Exception as exc:
         # Its errors (network, 404, gated repo, not cached with local_files_only) share no
         # useful base class beyond Exception across its versions.
-        from huggingface_hub.constants import HF_HUB_CACHE
-
         reason = f"{type(exc).__name__}: {exc}"
         if not fetch:
             reason = f"it is not in the Hugging Face cache yet (fetch=False); {reason}"
         raise ModelFetchError(
             name,
-            cache_path=str(HF_HUB_CACHE),
+            cache_path=str(importlib.import_module("huggingface_hub.constants").HF_HUB_CACHE),
             reason=reason,
             manual=f"download {filename} from https://huggingface.co/{repo_id} and pass its path as model_name",
         ) from None
