@@ -258,6 +258,8 @@ class LocalChatWrapper(ModelWrapper):
             "stream_options": {"include_usage": True},
             # Token counts on every chunk: usage stays exact when a reply is cancelled.
             "timings_per_token": True,
+            # A chunk after each batch of the prompt: a chance to cancel a long prompt midway.
+            "return_progress": True,
             **_sampling(params, self.seed),
         }
         if request.tools:

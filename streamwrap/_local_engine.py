@@ -12,8 +12,9 @@ slot here, so that a queued call waits in Python, where cancelling it is immedia
 llama.cpp a queued request cannot be withdrawn until it produces its first token).
 
 Stopping. A callback that returns ``True`` ends the request: llama.cpp cancels the task
-and frees its slot within a token. Nothing else can interrupt a request (a long prompt
-being processed runs to its first token), and the ``Server`` must never be destroyed while
+and frees its slot within a token. Nothing else can interrupt a request, so requests ask
+for progress chunks while the prompt is evaluated, in batches of 128 tokens: a long prompt
+is cancelled after its current batch, not after all of it. The ``Server`` must never be destroyed while
 a thread is inside it: llama.cpp aborts the process when a waiting request sees its server
 stop, and a Python callback on a thread that meets interpreter shutdown unwinds through
 C++ ``noexcept`` frames (an abort too). So :func:`shutdown` (at interpreter exit, and
@@ -43,6 +44,8 @@ __all__ = ["Engine", "EngineSettings", "engine", "shutdown", "unload_models"]
 
 # How often a call queued for a slot looks at its cancel flag.
 _QUEUE_POLL_SECONDS = 0.05
+# Tokens of a prompt evaluated at once (see Engine._load).
+_PROMPT_BATCH = 128
 # At exit: how long to wait for generations to reach their next token and stop. Only a
 # long prompt still being processed takes more than a few milliseconds.
 _EXIT_WAIT_SECONDS = 10.0
@@ -163,6 +166,12 @@ class Engine:
         params.n_parallel = s.n_parallel
         params.n_ctx = s.n_ctx * s.n_parallel
         params.kv_unified = False
+        # A prompt is evaluated _PROMPT_BATCH tokens at a time, with a progress chunk after
+        # each batch (the request asks for them): a cancelled request leaves llama.cpp at the
+        # next batch instead of after the whole prompt (seconds for a long one), and the other
+        # streams get a token in between. Bigger batches evaluate a long prompt a little
+        # faster; client_args can set n_batch / n_ubatch.
+        params.n_batch = params.n_ubatch = _PROMPT_BATCH
         if s.n_threads is not None:
             params.cpuparams.n_threads = s.n_threads
             params.cpuparams_batch.n_threads = s.n_threads

@@ -79,7 +79,7 @@ def reference() -> Iterator[Any]:
         messages = [{"role": "user", "content": prompt}] if isinstance(prompt, str) else prompt
         body = json.loads(model._body(ChatRequest(model.model_name, messages, True, None, params)))
         body.update(stream=False, cache_prompt=False)
-        del body["stream_options"], body["timings_per_token"]
+        del body["stream_options"], body["timings_per_token"], body["return_progress"]
         out = servers[0].handle_chat_completions(body)
         choice = out["choices"][0]
         usage = out["usage"]
@@ -190,6 +190,36 @@ async def test_break_stops_generation_within_a_token_and_frees_the_slot() -> Non
     # The slot is free again: the next call runs at once.
     again = await model("Say hi", temperature=0, max_tokens=4)
     assert (await again.aread()).strip() and again.usage.output_tokens == 4
+
+
+@NEEDS_MODEL
+async def test_cancelling_during_a_long_prompt_stops_at_the_next_batch() -> None:
+    # A prompt of ~800 tokens takes seconds to evaluate on a small CPU; llama.cpp evaluates it
+    # 128 tokens at a time and reports progress after each batch, when the cancel is seen.
+    model = local_model(n_parallel=1, n_ctx=1024)
+    long_prompt = "Summarise this text in one word. " + " ".join(
+        f"Paragraph {i}: the quick brown fox jumps over the lazy dog near the river bank." for i in range(40)
+    )
+    before = metrics(model)
+    response = await model(long_prompt, max_tokens=50)
+    await response.aclose()
+    started = time.monotonic()
+    with anyio.move_on_after(10):
+        while local_threads():
+            await anyio.sleep(0.005)
+    assert not local_threads()
+    left_after = time.monotonic() - started
+    await response.await_done()
+    assert response.finish_reason == "cancelled" and response.text == ""
+    # Give llama.cpp's loop the batch it was in, then read its counters: no token generated,
+    # and the prompt not evaluated to its end.
+    await anyio.sleep(0.5)
+    after = metrics(model)
+    assert after["tokens_predicted_total"] == before.get("tokens_predicted_total", 0)
+    evaluated = after["prompt_tokens_total"] - before.get("prompt_tokens_total", 0)
+    assert evaluated < 700, f"{evaluated} prompt tokens evaluated"
+    print(f"left llama.cpp {left_after:.3f} s after the cancel; {evaluated} prompt tokens evaluated")
+    assert left_after < 3.0  # one batch of 128 tokens, not the ~800 of the prompt (seconds each on a busy CPU)
 
 
 @NEEDS_MODEL
