@@ -381,8 +381,18 @@ class ModelWrapper:
             return
         if runtime.in_runtime_thread():
             self._prepare_here()
-        else:
-            runtime.run_sync(self._prepare_async())
+            return
+        preparing = self._prepare_async()
+        try:
+            runtime.run_sync(preparing)
+        except BaseException:
+            import inspect
+
+            # Ctrl-C before the coroutine reached the loop (as run_sync is entered, say):
+            # closed, it is not reported as "never awaited" on the way out.
+            if inspect.getcoroutinestate(preparing) == inspect.CORO_CREATED:
+                preparing.close()
+            raise
 
     async def aprepare(self) -> None:
         """:meth:`prepare` from asyncio or trio code, without blocking the caller's loop."""

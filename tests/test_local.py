@@ -193,7 +193,7 @@ async def test_break_stops_generation_within_a_token_and_frees_the_slot() -> Non
 @NEEDS_MODEL
 async def test_cancelling_during_a_long_prompt_stops_at_the_next_batch() -> None:
     # A prompt of ~800 tokens takes seconds to evaluate on a small CPU; llama.cpp evaluates it
-    # 128 tokens at a time and reports progress after each batch, when the cancel is seen.
+    # 32 tokens at a time and reports progress after each batch, when the cancel is seen.
     model = local_model(n_parallel=1, n_ctx=1024)
     long_prompt = "Summarise this text in one word. " + " ".join(
         f"Paragraph {i}: the quick brown fox jumps over the lazy dog near the river bank." for i in range(40)
@@ -217,7 +217,7 @@ async def test_cancelling_during_a_long_prompt_stops_at_the_next_batch() -> None
     evaluated = after["prompt_tokens_total"] - before.get("prompt_tokens_total", 0)
     assert evaluated < 700, f"{evaluated} prompt tokens evaluated"
     print(f"left llama.cpp {left_after:.3f} s after the cancel; {evaluated} prompt tokens evaluated")
-    assert left_after < 3.0  # one batch of 128 tokens, not the ~800 of the prompt (seconds each on a busy CPU)
+    assert left_after < 3.0  # one batch of 32 tokens, not the ~800 of the prompt (seconds on a busy CPU)
 
 
 @NEEDS_MODEL
