@@ -132,9 +132,13 @@ class Runtime:
             _forget_event_loop_identity(context)
             return context.run(asyncio.run_coroutine_threadsafe, coro, self.loop())
         except BaseException:
-            # Not scheduled (a Ctrl-C while the loop starts, say): closing it keeps Python from
-            # printing "coroutine ... was never awaited" on the way out.
-            coro.close()
+            import inspect
+
+            # Ctrl-C before the coroutine reached the loop (while the runtime's thread starts,
+            # say): closed, it is not reported as "never awaited" when it is collected. One the
+            # loop has started is the loop's to finish.
+            if inspect.getcoroutinestate(coro) == inspect.CORO_CREATED:
+                coro.close()
             raise
 
     def cancel_all(self) -> None:
