@@ -1,5 +1,6 @@
 """The ``streamwrap`` command: ``streamwrap chat "prompt"`` streams a reply to the terminal;
-``streamwrap serve`` serves a chat page and its API over HTTP."""
+``streamwrap serve`` serves a chat page and its API over HTTP; ``streamwrap pull`` fetches a
+local model ahead of time."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from ._console import ConsoleSink
 from ._errors import ConfigError, MissingDependencyError, StreamwrapError
 from ._events import EndEvent
 from ._interrupt import EXIT_INTERRUPTED, QuietCutOff, SigintStops, exit_process, stopped
+from ._model_source import DEFAULT_MODEL, resolve_model
 from ._registry import model_types
 from ._runtime import runtime
 from ._version import __version__
@@ -47,12 +49,16 @@ _LOCAL_CONFIG: dict[str, Any] = {
     "model_name": "SmolLM2-135M-Instruct",
     "generate_args": {"max_tokens": 512},
 }
+# `streamwrap chat` runs one stream: one slot instead of llama.cpp's four saves their KV
+# cache (46 MB each for SmolLM2 at 2048 tokens) and some of the load. `serve` keeps four.
+_LOCAL_CHAT_CONFIG: dict[str, Any] = {**_LOCAL_CONFIG, "n_parallel": 1}
 # Probing Ollama must not slow down a CLI that falls back to the local model.
 _OLLAMA_PROBE_SECONDS = 0.3
 
 _NO_PROVIDER = """\
 streamwrap: no model is configured. Choose one of:
-  pip install 'streamwrap[local]'   (runs SmolLM2-135M-Instruct in-process: no key, no network)
+  pip install 'streamwrap[local]'   (runs SmolLM2-135M-Instruct in-process: no key; its 98 MB
+                                     are fetched on first use, or ahead with `streamwrap pull`)
   export OPENAI_API_KEY=...   (uses openai_chat; likewise DASHSCOPE_API_KEY, GEMINI_API_KEY,
                                ZHIPUAI_API_KEY; STREAMWRAP_MODEL picks the model)
   start Ollama                (OLLAMA_HOST, OLLAMA_MODEL)
@@ -107,6 +113,16 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--title", default="streamwrap", help="the chat page's title")
     serve.add_argument("--open", action="store_true", help="open the chat page in a browser")
     serve.add_argument("--quiet", "-q", action="store_true", help="no request log")
+    pull = sub.add_parser(
+        "pull",
+        help="fetch a local model into the cache ahead of time, and print its path",
+        description="Fetch a local_chat model into the cache (once) and print its path. Exit status: "
+        "0 fetched or already there, 1 the fetch failed, 2 an unknown name.",
+    )
+    pull.add_argument(
+        "name", nargs="?", default=DEFAULT_MODEL,
+        help=f"{DEFAULT_MODEL} (the default), the path of a .gguf file, or hf:<owner>/<repo>/<file>",
+    )
     sub.add_parser("model-types", help="list the known model_type values")
     return parser
 
@@ -123,7 +139,16 @@ def _add_model_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--base-url", help="the server's base URL (any OpenAI-compatible server)")
 
 
-def _pick_model(args: argparse.Namespace) -> tuple[ModelWrapper, str]:
+def _pick_model(args: argparse.Namespace, stderr: TextIO) -> tuple[ModelWrapper, str]:
+    model, origin = _configured_model(args, stderr)
+    if model.model_type == "local_chat" and getattr(model, "model_path", "") is None:
+        # A local model not fetched yet: fetched now, in view, rather than in silence
+        # inside prepare().
+        resolve_model(model.model_name, progress=stderr)
+    return model, origin
+
+
+def _configured_model(args: argparse.Namespace, stderr: TextIO) -> tuple[ModelWrapper, str]:
     if args.config:
         wrappers = load_model_configs(args.config)
         if args.name:
@@ -140,10 +165,10 @@ def _pick_model(args: argparse.Namespace) -> tuple[ModelWrapper, str]:
         if args.base_url:
             config["base_url"] = args.base_url
         return load_model(config), "the command line"
-    return _model_from_environment()
+    return _model_from_environment(stderr, chat=args.command == "chat")
 
 
-def _model_from_environment() -> tuple[ModelWrapper, str]:
+def _model_from_environment(stderr: TextIO, *, chat: bool) -> tuple[ModelWrapper, str]:
     """An API key in the environment, else a running Ollama, else the embedded local model."""
     chosen = os.environ.get("STREAMWRAP_MODEL")
     for variable, config in _ENV_PROVIDERS:
@@ -158,9 +183,14 @@ def _model_from_environment() -> tuple[ModelWrapper, str]:
         )
     from ._local import embedded_model_path, local_runtime_installed
 
-    if local_runtime_installed() and embedded_model_path() is not None:
+    if local_runtime_installed():
+        if embedded_model_path() is None:
+            # First use: fetched now, in view (98 MB), rather than inside load_model in silence.
+            print(f"streamwrap: no provider is configured: using the local model {DEFAULT_MODEL}, "
+                  "not fetched yet", file=stderr, flush=True)
+            resolve_model(DEFAULT_MODEL, progress=stderr)
         return (
-            load_model(_LOCAL_CONFIG),
+            load_model(_LOCAL_CHAT_CONFIG if chat else _LOCAL_CONFIG),
             f"in-process; set {_KEY_NAMES}, or start Ollama, to use a provider",
         )
     raise _NoModel(_NO_PROVIDER)
@@ -212,9 +242,9 @@ def _read_prompt(args: argparse.Namespace, stdin: TextIO) -> str:
 
 
 def _chat(args: argparse.Namespace, stdout: TextIO, stderr: TextIO, stdin: TextIO) -> int:
-    # The prompt first: picking a model may load one, which is slow to learn nothing.
+    # The prompt first: picking a model may fetch or load one, which is slow to learn nothing.
     prompt = _read_prompt(args, stdin)
-    model, origin = _pick_model(args)
+    model, origin = _pick_model(args, stderr)
     messages: list[dict[str, str]] = []
     if args.system:
         messages.append({"role": "system", "content": args.system})
@@ -246,6 +276,12 @@ def _chat(args: argparse.Namespace, stdout: TextIO, stderr: TextIO, stdin: TextI
     return 1 if status == "failed" else 0
 
 
+def _pull(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
+    """``streamwrap pull [NAME]``: the model's path on stdout (for scripts), progress on stderr."""
+    print(resolve_model(args.name, progress=stderr), file=stdout)
+    return 0
+
+
 def _serve(args: argparse.Namespace, stderr: TextIO) -> int:
     """``streamwrap serve``: :func:`streamwrap.web.chat_app` under uvicorn, until Ctrl-C."""
     token = args.token if args.token is not None else os.environ.get("STREAMWRAP_TOKEN") or None
@@ -271,7 +307,7 @@ def _serve(args: argparse.Namespace, stderr: TextIO) -> int:
               "(pip install \"streamwrap[web]\")", file=stderr)
 
     _check_origins(args.allow_origin, token)
-    model, origin = _pick_model(args)
+    model, origin = _pick_model(args, stderr)
     # Before listening: the first request must not wait for the SDK's import.
     model.prepare()
     app = chat_app(model, token=token, allowed_origins=args.allow_origin, allowed_hosts=args.allow_host,
@@ -425,6 +461,8 @@ def _run(args: argparse.Namespace, out: TextIO, err: TextIO, inp: TextIO) -> int
     try:
         if args.command == "serve":
             return _serve(args, err)
+        if args.command == "pull":
+            return _pull(args, out, err)
         return _chat(args, out, err, inp)
     except _UsageError as exc:
         print(args.usage(), file=err, end="")

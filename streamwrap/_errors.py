@@ -4,6 +4,7 @@
     ├── ConfigError            bad config dict or wrapper argument (also a ValueError)
     ├── InputError             bad call input: empty prompt, malformed messages or tools (also a ValueError)
     ├── MissingDependencyError a provider extra is not installed (also an ImportError)
+    ├── ModelFetchError        a local model file could not be fetched into the cache
     ├── ProviderError          the provider could not be reached or refused the request;
     │   │                      raised by ``await model(...)`` before any iteration
     │   ├── ProviderConnectionError   no HTTP response at all (refused, DNS, TLS, timeout)
@@ -35,6 +36,7 @@ __all__ = [
     "ConfigError",
     "InputError",
     "MissingDependencyError",
+    "ModelFetchError",
     "NotFoundError",
     "ProviderConnectionError",
     "ProviderError",
@@ -107,6 +109,31 @@ class MissingDependencyError(StreamwrapError, ImportError):
         self.extra = extra
         super().__init__(
             f"{package!r} is not installed. Install it with: pip install \"streamwrap[{extra}]\""
+        )
+
+
+class ModelFetchError(StreamwrapError):
+    """A local model file (``local_chat``'s GGUF) could not be fetched into the cache.
+
+    ``model`` is the name asked for, ``cache_path`` where the file goes once fetched,
+    ``reason`` what went wrong (no network, the index refused, hash mismatch, disk full),
+    ``manual`` how to get the file by hand instead. Nothing is left half-written at
+    ``cache_path``: a file there is always complete and verified.
+    """
+
+    # Positional too, so that the error pickles (args are passed back positionally).
+    def __init__(self, model: str, cache_path: str, reason: str, manual: str) -> None:
+        self.model = model
+        self.cache_path = cache_path
+        self.reason = redact_urls(reason)
+        self.manual = manual
+        super().__init__(model, cache_path, self.reason, manual)
+
+    def __str__(self) -> str:
+        return (
+            f"cannot fetch the model {self.model!r}: {self.reason}\n"
+            f"  cache path: {self.cache_path}\n"
+            f"  instead: {self.manual}"
         )
 
 

