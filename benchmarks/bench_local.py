@@ -151,7 +151,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     gguf = args.gguf
     if gguf is None:
-        from streamwrap._model_source import resolve_model
+        from streamwrap._providers.llamacpp._model_source import resolve_model
 
         # Fetched into the cache first if needed (by the driver: the workers find it there).
         gguf = str(resolve_model("smollm2", progress=sys.stderr))

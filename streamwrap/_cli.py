@@ -22,7 +22,7 @@ from ._console import ConsoleSink
 from ._errors import ConfigError, MissingDependencyError, StreamwrapError
 from ._events import EndEvent
 from ._interrupt import EXIT_INTERRUPTED, QuietCutOff, SigintStops, exit_process, stopped
-from ._model_source import DEFAULT_MODEL, resolve_model
+from ._providers.llamacpp._model_source import DEFAULT_MODEL, resolve_model
 from ._registry import model_types
 from ._runtime import runtime
 from ._version import __version__
@@ -181,7 +181,7 @@ def _model_from_environment(stderr: TextIO, *, chat: bool) -> tuple[ModelWrapper
             load_model({"model_type": "ollama_chat", "model_name": chosen or model_name}),
             f"Ollama at {base_url}",
         )
-    from ._local import embedded_model_path, local_runtime_installed
+    from ._providers.llamacpp._wrapper import embedded_model_path, local_runtime_installed
 
     if local_runtime_installed():
         if embedded_model_path() is None:

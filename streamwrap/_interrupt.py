@@ -6,7 +6,7 @@ importing a provider SDK, which takes seconds the first time), a local model's w
 on computing, and the interrupt surfaces as a traceback from whichever line it hit.
 
 The handler installed here first cancels every in-flight stream through the runtime, so
-that the provider connection closes and a local model stops at once (see ``_local_engine``), then
+that the provider connection closes and a local model stops at once (see ``_providers/llamacpp/_engine``), then
 raises ``KeyboardInterrupt`` to unwind the command to :func:`stopped`, which reports it.
 Further Ctrl-Cs are ignored while the command winds down: it takes a fraction of a second,
 and a second interrupt landing in that clean-up would only leave a traceback behind.
@@ -15,7 +15,7 @@ The command installs it before anything slow (importing SDKs, loading a model), 
 Ctrl-C during those stops just as cleanly.
 
 Then :func:`exit_process` ends the process. After Ctrl-C it runs the exit handlers (they
-close connections and stop local models, see ``_runtime`` and ``_local_engine``) and leaves
+close connections and stop local models, see ``_runtime`` and ``_providers/llamacpp/_engine``) and leaves
 without the interpreter's teardown of every module: with a provider SDK loaded that alone
 takes 0.3-0.4 s (measured with ``openai``), which a person waiting for the prompt notices.
 (Nor does it wait for non-daemon threads: the library's own threads are all daemons.)
@@ -81,7 +81,7 @@ _interrupted = False
 def stopped(stderr: TextIO, message: str, *, stdout: TextIO | None = None) -> None:
     """Report a command stopped by Ctrl-C: what it printed stays (flushed, for a pipe),
     and ``message`` goes to stderr on a line of its own."""
-    from ._local_engine import shutdown
+    from ._providers.llamacpp._engine import shutdown
 
     # First the local models: stop their generations, wait for the workers to leave
     # llama.cpp (a load, or the current batch of a prompt), free them. The exit handlers

@@ -22,7 +22,7 @@ _BUILTIN: dict[str, str] = {
     "zhipuai_chat": "streamwrap._providers.openai._zhipuai:ZhipuAIChatWrapper",
     "ollama_chat": "streamwrap._providers.ollama._wrapper:OllamaChatWrapper",
     "litellm_chat": "streamwrap._providers.litellm._wrapper:LiteLLMChatWrapper",
-    "local_chat": "streamwrap._local:LocalChatWrapper",
+    "local_chat": "streamwrap._providers.llamacpp._wrapper:LocalChatWrapper",
 }
 _ENTRY_POINT_GROUP = "streamwrap.model_types"
 

@@ -15,7 +15,7 @@ import pytest
 from _package_index import clean_environment, serve_smollm2
 
 from streamwrap._cli import _ENV_PROVIDERS
-from streamwrap._local import embedded_model_path, local_runtime_installed
+from streamwrap._providers.llamacpp._wrapper import embedded_model_path, local_runtime_installed
 from streamwrap.testing import Emulator, Fault, Reply
 
 # Everything that makes the CLI pick a provider from the environment.

@@ -26,7 +26,7 @@ import anyio
 import pytest
 
 import streamwrap
-from streamwrap._model_source import resolve_model
+from streamwrap._providers.llamacpp._model_source import resolve_model
 
 pytestmark = pytest.mark.anyio
 

@@ -21,8 +21,12 @@ from _package_index import use_pip_environment
 from test_e2e_llama_server import TOOLS_TEMPLATE, WEATHER_TOOL
 
 import streamwrap
-from streamwrap._local import _EMBEDDED_SYSTEM_PROMPT, embedded_model_path, local_runtime_installed
-from streamwrap._local_engine import engine
+from streamwrap._providers.llamacpp._engine import engine
+from streamwrap._providers.llamacpp._wrapper import (
+    _EMBEDDED_SYSTEM_PROMPT,
+    embedded_model_path,
+    local_runtime_installed,
+)
 from streamwrap._wrapper import ChatRequest
 
 pytestmark = pytest.mark.anyio
@@ -471,7 +475,7 @@ async def main(mode):
         await asyncio.sleep(5)
         print("no KeyboardInterrupt")
     elif mode == "unload":
-        streamwrap._local.unload_models(cancel=True)
+        streamwrap._providers.llamacpp._wrapper.unload_models(cancel=True)
         for response in responses:
             await response.await_done()
             print(response.finish_reason)

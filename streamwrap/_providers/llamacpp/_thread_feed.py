@@ -16,8 +16,8 @@ import threading
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING
 
-from ._delta import Delta, Finish, UsageReport
-from ._usage import Usage
+from ..._delta import Delta, Finish, UsageReport
+from ..._usage import Usage
 
 if TYPE_CHECKING:
     import asyncio
@@ -98,7 +98,7 @@ class ThreadFeed:
 
 
 class FeedUpstream:
-    """The producer's view of a :class:`ThreadFeed`: an :class:`~streamwrap._wrapper.Upstream`."""
+    """The producer's view of a :class:`ThreadFeed`: an :class:`~streamwrap._transport._upstream.Upstream`."""
 
     def __init__(self, feed: ThreadFeed) -> None:
         self._feed = feed

@@ -37,7 +37,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from ._errors import ConfigError, InputError, MissingDependencyError
+from ..._errors import ConfigError, InputError, MissingDependencyError
 from ._model_source import resolve_model
 from ._thread_feed import ThreadFeed
 

@@ -11,10 +11,10 @@ The load (fetch included) runs on a worker thread, in :meth:`LocalChatWrapper.pr
 else before the first call's request goes out, so that it is not counted in that call's
 ``time_to_first_token`` (as for the SDK import of the other wrappers).
 
-How it fits the runtime. llama.cpp's server engine (see :mod:`._local_engine`) is blocking
+How it fits the runtime. llama.cpp's server engine (see :mod:`._engine`) is blocking
 C++, so generation never runs on the runtime's event loop: each call runs on a worker
 thread, which receives the reply chunk by chunk (OpenAI ``chat.completion.chunk`` JSON,
-read by the shared OpenAI mapping, see :mod:`._llama_wire`) and hands the deltas to the
+read by the shared OpenAI mapping, see :mod:`._wire`) and hands the deltas to the
 producer task through a :class:`~._thread_feed.ThreadFeed` (one wake-up per batch, not per
 token). Cancelling the response (``break``, ``aclose()``, garbage collection, a timeout)
 sets a flag that the worker reads at the next token: llama.cpp then cancels the request
@@ -37,12 +37,12 @@ from typing import Any, ClassVar
 
 import orjson
 
-from ._errors import ConfigError, InputError, MissingDependencyError, ModelFetchError
-from ._llama_wire import LlamaChunkMapper
-from ._local_engine import Engine, EngineSettings, engine, unload_models
+from ..._errors import ConfigError, InputError, MissingDependencyError, ModelFetchError
+from ..._wrapper import ChatRequest, ModelWrapper, Upstream
+from ._engine import Engine, EngineSettings, engine, unload_models
 from ._model_source import DEFAULT_MODEL, resolve_model
 from ._thread_feed import FeedUpstream, ThreadFeed
-from ._wrapper import ChatRequest, ModelWrapper, Upstream
+from ._wire import LlamaChunkMapper
 
 __all__ = [
     "EMBEDDED_MODEL",

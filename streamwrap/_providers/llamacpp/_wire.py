@@ -19,10 +19,10 @@ from typing import Any
 
 import orjson
 
-from ._delta import Delta, Metadata, UsageReport
-from ._errors import InputError, ProviderStreamError, StreamProtocolError, StreamwrapError
-from ._openai_wire import OpenAIStreamMapper
-from ._usage import Usage
+from ..._delta import Delta, Metadata, UsageReport
+from ..._errors import InputError, ProviderStreamError, StreamProtocolError, StreamwrapError
+from ..._usage import Usage
+from ..openai._wire import OpenAIStreamMapper
 
 __all__ = ["LlamaChunkMapper"]
 

@@ -37,7 +37,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
-from ._errors import ConfigError, MissingDependencyError, ModelFetchError
+from ..._errors import ConfigError, MissingDependencyError, ModelFetchError
 
 __all__ = ["DEFAULT_MODEL", "cached_model_path", "model_cache_dir", "resolve_model"]
 
