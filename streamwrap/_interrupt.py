@@ -83,11 +83,11 @@ def stopped(stderr: TextIO, message: str, *, stdout: TextIO | None = None) -> No
     and ``message`` goes to stderr on a line of its own."""
     from ._providers.llamacpp._engine import shutdown
 
-    # First the local models: stop their generations, wait for the workers to leave
-    # llama.cpp (a load, or the current batch of a prompt), free them. The exit handlers
-    # would do it too, but then after "interrupted" was printed, as if the command had
-    # stopped already.
-    shutdown()
+    # First the local models: stop their generations and wait for the workers to leave
+    # llama.cpp (a load, or the current batch of a prompt). The exit handlers would do it
+    # too, but then after "interrupted" was printed, as if the command had stopped already.
+    # Not freed: exit_process ends the process without the interpreter's teardown.
+    shutdown(free=False)
     for stream in (stdout, stderr):
         try:
             if stream is not None:

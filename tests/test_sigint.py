@@ -36,6 +36,10 @@ from streamwrap.testing import Emulator, Reply
 RUNS = int(os.environ.get("STREAMWRAP_SIGINT_RUNS", "2"))
 # From the signal to the process's end. A person at a terminal notices half a second.
 EXIT_SECONDS = 0.5
+# xllamacpp builds its llama.cpp server (the model's load, 0.35-0.5 s for SmolLM2 here)
+# without releasing the GIL: a Ctrl-C landing then is handled only when the load returns, so
+# a signal at "loading-late" with the local model gets that long on top of EXIT_SECONDS.
+LOAD_HOLDS_GIL_SECONDS = 0.5
 PROGRAM_EXIT_SECONDS = 1.5  # the old code took 2.3 s (and crashed) with a local model
 LOCAL_INSTALLED = local_runtime_installed() and embedded_model_path() is not None
 NEEDS_LOCAL = pytest.mark.skipif(
@@ -268,7 +272,8 @@ def test_ctrl_c_stops_chat_with_130_at_once(
         reach(point, child, source, child.has_stdout)
         shown = child.stdout
         code, took = child.interrupt(times=1 + run % 2)  # a second Ctrl-C changes nothing
-        assert_clean(child, code, took, 130)
+        within = EXIT_SECONDS + (LOAD_HOLDS_GIL_SECONDS if (kind, point) == ("local", "loading-late") else 0.0)
+        assert_clean(child, code, took, 130, within=within)
         assert child.stderr.rstrip("\n").endswith("streamwrap: interrupted"), child.stderr
         assert child.stdout.startswith(shown)  # what was printed stays printed
         if point == "mid-stream":
@@ -376,7 +381,8 @@ def test_ctrl_c_reaches_a_call_sync_program_at_once(
         # (0.3-0.4 s with openai loaded): the program's business, only bounded here.
         assert_clean(child, code, took, 3, within=PROGRAM_EXIT_SECONDS)
         caught = float(marker.read_text()) - sent
-        assert caught < EXIT_SECONDS, f"KeyboardInterrupt {caught:.3f} s after SIGINT"
+        within = EXIT_SECONDS + (LOAD_HOLDS_GIL_SECONDS if (kind, point) == ("local", "loading-late") else 0.0)
+        assert caught < within, f"KeyboardInterrupt {caught:.3f} s after SIGINT"
         seconds.append(caught)
         exits.append(took)
     report(f"call_sync {kind} {point}: KeyboardInterrupt", seconds, "caught")

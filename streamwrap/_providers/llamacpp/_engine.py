@@ -338,11 +338,14 @@ def unload_models(*, cancel: bool = False) -> None:
         one.retire()
 
 
-def shutdown(timeout: float = _EXIT_WAIT_SECONDS) -> None:
+def shutdown(timeout: float = _EXIT_WAIT_SECONDS, *, free: bool = True) -> None:
     """Stop every generation, wait for the workers to leave llama.cpp, free every model.
 
     Registered with ``atexit``: a model freed by garbage collection during interpreter
-    shutdown, under a running generation, would abort the process."""
+    shutdown, under a running generation, would abort the process. ``free=False`` is for a
+    process about to end without that teardown (``os._exit``, the CLI after Ctrl-C): freeing
+    stops llama.cpp's threads one by one, time the person waiting for the prompt would see,
+    so the models are kept (and never freed) instead."""
     with _engines_lock:
         if _engines_pid != os.getpid():
             return
@@ -356,9 +359,10 @@ def shutdown(timeout: float = _EXIT_WAIT_SECONDS) -> None:
     for one in engines:
         with one._lock:
             busy = bool(one._workers)
-        if busy:
+        if busy or not free:
             # A worker is still inside llama.cpp (a long prompt): freeing the server under
-            # it would abort the process. Keep it, and keep it from ever being freed. Nor
+            # it would abort the process. (Or the process is about to end: see free.) Keep
+            # it, and keep it from ever being freed. Nor
             # waited for again: shutdown() runs twice after Ctrl-C (the CLI, then atexit).
             with _engines_lock:
                 _live.discard(one)
