@@ -144,7 +144,9 @@ async def test_no_request_waits_for_expired_connections_to_close_under_200_strea
     ttfts = [r.time_to_first_token for r in probes]
     assert None not in ttfts
     median, slowest = statistics.median(ttfts), max(ttfts)
-    assert slowest <= 5 * median, f"slowest {slowest:.3f} s, median {median:.3f} s"
+    # "A few times the median": 10x, since a fresh 2-core CI machine was seen at 5.2x (0.78 s
+    # against 0.15 s) from scheduling noise alone; the stall this catches is 17x and more.
+    assert slowest <= 10 * median, f"slowest {slowest:.3f} s, median {median:.3f} s"
 
 
 async def _start(model: Any, prompt: str, n: int) -> list[streamwrap.ModelResponse]:
