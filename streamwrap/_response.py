@@ -98,7 +98,7 @@ class _TextCursor(_Cursor):
         for i in range(start, stop):
             d = items[i]
             if d.__class__ is TextDelta:
-                self.text += d  # type: ignore[operator]
+                self.text += d
                 yield StreamChunk(False, self.text)
 
     def final(self) -> list[Any]:

@@ -190,7 +190,7 @@ def text_response(
 
 def _check_source(response: object) -> ResponseSource:
     if isinstance(response, ModelResponse) or inspect.isawaitable(response):
-        return response  # type: ignore[return-value]
+        return response
     raise InputError(
         "expected the ModelResponse of `await model(...)`, or the call `model(...)` itself; "
         f"got {type(response).__name__}"

@@ -83,7 +83,7 @@ _CLIENT_TYPES = ("chat", "cancel")
 
 def check_on_disconnect(on_disconnect: object) -> OnDisconnect:
     if on_disconnect == "cancel" or on_disconnect == "continue":
-        return on_disconnect  # type: ignore[return-value]
+        return on_disconnect
     raise InputError(f"on_disconnect must be one of {', '.join(map(repr, _ON_DISCONNECT))}; got {on_disconnect!r}")
 
 
