@@ -108,31 +108,25 @@ class FeedUpstream:
         """Wait for the first deltas, or raise the error that ended the feed before them:
         like an HTTP call that returns once the status is known, errors before the first
         token (a bad model file, a prompt too long) raise from the call itself."""
-        while True:
-            items, done, error, waiter = self._feed.take()
-            if items:
-                self._first = items
-                return
-            if done:
-                if error is not None:
-                    raise error
-                return
-            assert waiter is not None
-            await waiter
+        self._first = await self._next() or []
 
     async def __aiter__(self) -> AsyncIterator[list[Delta]]:
         first, self._first = self._first, []
         if first:
             yield first
+        while (items := await self._next()) is not None:
+            yield items
+
+    async def _next(self) -> list[Delta] | None:
+        """The next batch, ``None`` once the feed has ended; the error it ended with raises."""
         while True:
             items, done, error, waiter = self._feed.take()
             if items:
-                yield items
-                continue
+                return items
             if done:
                 if error is not None:
                     raise error
-                return
+                return None
             assert waiter is not None
             await waiter
 
