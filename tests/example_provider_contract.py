@@ -24,7 +24,7 @@ from test_fault_matrix import FAULTS, Case, Dialect, _at_the_end_only
 from test_fault_matrix import test_fault_matrix as fault_matrix_row
 
 import streamwrap
-from streamwrap.testing import Emulator, Reply, ToolCallSpec
+from streamwrap.testing import Emulator, Fault, Reply, ToolCallSpec
 
 pytestmark = pytest.mark.anyio
 
@@ -104,6 +104,16 @@ def test_found_through_its_entry_point() -> None:
         streamwrap.load_model({"model_type": "example_chat", "model_name": "m", "chat_path": 1})
 
 
+def test_registered_at_run_time_too() -> None:
+    from streamwrap_example_provider import ExampleChatWrapper
+
+    streamwrap.register_model_type("my_chat", ExampleChatWrapper)
+    streamwrap.register_model_type("my_lazy_chat", "streamwrap_example_provider:ExampleChatWrapper")
+    for model_type in ("my_chat", "my_lazy_chat"):
+        model = streamwrap.load_model({"model_type": model_type, "model_name": "m"})
+        assert type(model) is ExampleChatWrapper
+
+
 async def test_streams_text_reasoning_tool_calls_and_usage(own_emu: Emulator, models: list[Any]) -> None:
     own_emu.script(
         Reply(
@@ -143,6 +153,18 @@ async def test_non_streaming_call(own_emu: Emulator, models: list[Any]) -> None:
     assert [item async for item in response.stream] == [(True, "Hello")]
     assert (response.text, response.finish_reason, response.usage.total_tokens) == ("Hello", "stop", 5)
     assert own_emu.requests[-1].json["stream"] is False
+
+
+async def test_a_cut_stream_raises_with_the_text_so_far(own_emu: Emulator, models: list[Any]) -> None:
+    own_emu.script(Reply(text=["Hel", "lo ", "wor", "ld"], fault=Fault.drop_after(2)))
+    model = load(own_emu, models)
+    response = await model("hi")
+    with pytest.raises(streamwrap.StreamInterruptedError) as info:
+        async for _ in response.stream:
+            pass
+    assert info.value.partial_text == "Hello "
+    assert info.value.provider == "example"
+    assert response.finish_reason == "error"
 
 
 async def test_break_cancels_the_response_and_closes_the_connection(own_emu: Emulator, models: list[Any]) -> None:

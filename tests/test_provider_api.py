@@ -147,3 +147,15 @@ def test_the_example_type_checks_strictly(tmp_path: Path) -> None:
         env={**os.environ, "PYTHONPATH": os.pathsep.join([str(EXAMPLE), str(ROOT)])},
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_guide_quotes_the_example_verbatim() -> None:
+    # docs/writing-a-provider.md walks through the example: each of its Python and TOML
+    # snippets is a run of whole lines of the example package or of its tests, as they are.
+    guide = (ROOT / "docs" / "writing-a-provider.md").read_text()
+    snippets = re.findall(r"^```(?:python|toml)\n(.*?)^```$", guide, re.S | re.M)
+    assert len(snippets) >= 10
+    sources = [*sorted(PACKAGE.glob("*.py")), EXAMPLE / "pyproject.toml", CONTRACT]
+    texts = ["\n" + path.read_text() for path in sources]
+    for snippet in snippets:
+        assert any("\n" + snippet in text for text in texts), f"not in the example as it is:\n{snippet}"
