@@ -9,10 +9,14 @@
         ...
     print(response.text, response.usage)
 
-``import streamwrap`` imports no provider SDK; each is an optional extra.
+``import streamwrap`` imports no provider SDK (each is an optional extra) and no provider
+module: the wrapper classes (``streamwrap.OpenAIChatWrapper`` and the others) are imported
+when first named. Writing a provider of your own: :mod:`streamwrap.providers`.
 """
 
 from __future__ import annotations
+
+import typing as _typing
 
 from ._callbacks import CallbackSink
 from ._config import get_model, load_model, load_model_configs, registered_models
@@ -41,7 +45,7 @@ from ._errors import (
 )
 from ._events import EndEvent, EndStatus, ReasoningEvent, ResponseEvent, StartEvent, TextEvent, ToolCallEvent
 from ._finish import FinishReason
-from ._providers.openai._wrapper import OpenAIChatWrapper
+from ._registry import builtin_wrapper as _builtin_wrapper
 from ._registry import model_types, register_model_type
 from ._response import BlockingReadWarning, ModelResponse, StreamChunk, StreamDelta
 from ._secret import Secret
@@ -51,6 +55,31 @@ from ._usage import Usage, UsageSource
 from ._version import __version__
 from ._wrapper import ChatRequest, ModelWrapper, Upstream
 
+if _typing.TYPE_CHECKING:
+    # For type checkers and IDEs; at run time, ``__getattr__`` below imports each on first use.
+    from ._providers.dashscope._wrapper import DashScopeChatWrapper
+    from ._providers.gemini._wrapper import GeminiChatWrapper
+    from ._providers.litellm._wrapper import LiteLLMChatWrapper
+    from ._providers.llamacpp._wrapper import LocalChatWrapper
+    from ._providers.ollama._wrapper import OllamaChatWrapper
+    from ._providers.openai._wrapper import OpenAIChatWrapper
+    from ._providers.openai._zhipuai import ZhipuAIChatWrapper
+else:
+
+    def __getattr__(name: str) -> type[ModelWrapper]:
+        # The built-in wrapper classes, named in __all__, are found through the registry's
+        # import strings (PEP 562). Kept from type checkers: they would take every unknown
+        # attribute of the module for one.
+        wrapper = _builtin_wrapper(name)
+        if wrapper is None:
+            raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+        globals()[name] = wrapper  # once imported, an ordinary attribute
+        return wrapper
+
+    def __dir__() -> list[str]:
+        return sorted({*globals(), *__all__})
+
+
 __all__ = [
     "AuthenticationError",
     "BlockingReadWarning",
@@ -58,18 +87,23 @@ __all__ = [
     "ChatRequest",
     "ConfigError",
     "ConsoleSink",
+    "DashScopeChatWrapper",
     "DEFAULTS",
     "Delivery",
     "EndEvent",
     "EndStatus",
     "FinishReason",
+    "GeminiChatWrapper",
     "InputError",
+    "LiteLLMChatWrapper",
+    "LocalChatWrapper",
     "MissingDependencyError",
     "ModelFetchError",
     "ModelConfig",
     "ModelResponse",
     "ModelWrapper",
     "NotFoundError",
+    "OllamaChatWrapper",
     "OpenAIChatWrapper",
     "ProviderConnectionError",
     "ProviderError",
@@ -100,6 +134,7 @@ __all__ = [
     "Upstream",
     "Usage",
     "UsageSource",
+    "ZhipuAIChatWrapper",
     "__version__",
     "default_output",
     "deliver",

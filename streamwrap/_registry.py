@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from ._wrapper import ModelWrapper
 
-__all__ = ["model_types", "register_model_type", "resolve_model_type"]
+__all__ = ["builtin_wrapper", "model_types", "register_model_type", "resolve_model_type"]
 
 _BUILTIN: dict[str, str] = {
     "openai_chat": "streamwrap._providers.openai._wrapper:OpenAIChatWrapper",
@@ -54,6 +54,21 @@ def model_types() -> tuple[str, ...]:
     """Every known ``model_type``, sorted."""
     _load_entry_points()
     return tuple(sorted(_registered))
+
+
+def builtin_wrapper(class_name: str) -> type[ModelWrapper] | None:
+    """The built-in wrapper class called ``class_name`` (its module imported now), or
+    ``None``: how ``streamwrap.OpenAIChatWrapper`` and the others are found on first use.
+
+    By class name from the built-in table, not through the registry: a model type
+    registered over a built-in one does not change what ``streamwrap.<ClassName>`` is.
+    """
+    for target in _BUILTIN.values():
+        module_name, _, attr = target.partition(":")
+        if attr == class_name:
+            cls: type[ModelWrapper] = getattr(importlib.import_module(module_name), attr)
+            return cls
+    return None
 
 
 def resolve_model_type(model_type: str) -> type[ModelWrapper]:

@@ -2,7 +2,8 @@
 its stream into deltas.
 
 The core reaches a provider only through the registry's import strings
-(``streamwrap._registry``), so ``import streamwrap`` imports none of them but the OpenAI
-wrapper, which ``streamwrap.OpenAIChatWrapper`` names; and no provider SDK, which each
-wrapper imports when it builds its client. Nothing is imported here.
+(``streamwrap._registry``), and so do the wrapper classes the root package exports
+(``streamwrap.OpenAIChatWrapper`` and the others, imported when first named): ``import
+streamwrap`` imports none of them, and no provider SDK, which each wrapper imports when it
+builds its client. Nothing is imported here.
 """
