@@ -6,10 +6,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from _recordings import MISSING, RECORDINGS
 
 import streamwrap
 from streamwrap.testing import Emulator
+from tests.support.recordings import MISSING, RECORDINGS
 
 
 @pytest.fixture(params=["asyncio", "trio"])

@@ -17,7 +17,6 @@ import pytest
 pytest.importorskip("starlette")
 uvicorn = pytest.importorskip("uvicorn")
 websockets = pytest.importorskip("websockets")
-from _uvicorn import Server  # noqa: E402
 from starlette.applications import Starlette  # noqa: E402
 from starlette.routing import WebSocketRoute  # noqa: E402
 from starlette.testclient import TestClient  # noqa: E402
@@ -29,6 +28,7 @@ from websockets.sync.client import connect  # noqa: E402
 import streamwrap  # noqa: E402
 from streamwrap.testing import Emulator, Fault, Reply  # noqa: E402
 from streamwrap.web import WebSocketSink, stream_to_websocket, websocket_chat  # noqa: E402
+from tests.support.server import Server  # noqa: E402
 
 WORDS = [f"w{i} " for i in range(8)]
 SLOW = Reply(text=WORDS * 100, delay=0.01)

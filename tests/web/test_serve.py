@@ -25,7 +25,6 @@ pytest.importorskip("starlette")
 uvicorn = pytest.importorskip("uvicorn")
 pytest.importorskip("websockets")
 import httpx  # noqa: E402
-from _uvicorn import Server  # noqa: E402
 from websockets.exceptions import InvalidStatus  # noqa: E402
 from websockets.sync.client import connect  # noqa: E402
 from websockets.typing import Subprotocol  # noqa: E402
@@ -34,6 +33,7 @@ import streamwrap  # noqa: E402
 from streamwrap._cli import _ENV_PROVIDERS  # noqa: E402
 from streamwrap.testing import Emulator, Reply  # noqa: E402
 from streamwrap.web import chat_app  # noqa: E402
+from tests.support.server import Server  # noqa: E402
 
 TOKEN = "t0ken-for-tests"
 # Everything that makes the CLI pick a provider from the environment (as in test_cli.py).

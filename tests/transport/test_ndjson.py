@@ -10,7 +10,6 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-import _recordings
 import orjson
 import pytest
 from hypothesis import HealthCheck, example, given, settings
@@ -21,6 +20,7 @@ from streamwrap import ReasoningDelta, TextDelta, ToolCallDelta
 from streamwrap._delta import Finish, Metadata, UsageReport
 from streamwrap._providers.ollama._wire import OllamaStreamMapper, chat_deltas
 from streamwrap._transport._ndjson import NDJSONDecoder
+from tests.support import recordings as _recordings
 
 BOM = b"\xef\xbb\xbf"
 FAST = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])

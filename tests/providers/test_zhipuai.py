@@ -9,7 +9,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import _recordings
 import orjson
 import pytest
 
@@ -17,6 +16,7 @@ import streamwrap
 from streamwrap import ReasoningDelta, TextDelta, ToolCallDelta
 from streamwrap._providers.openai._zhipuai import ZhipuAIChatWrapper
 from streamwrap.testing import Emulator, Reply, ToolCallSpec
+from tests.support import recordings as _recordings
 
 pytestmark = pytest.mark.anyio
 

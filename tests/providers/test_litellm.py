@@ -18,9 +18,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import _recordings
 import anyio
 import pytest
+
+from tests.support import recordings as _recordings
 
 # Set before LiteLLM is imported (importorskip imports it), as streamwrap does.
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")

@@ -9,7 +9,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import _recordings
 import anyio
 import orjson
 import pytest
@@ -23,6 +22,7 @@ from streamwrap._providers.ollama._wrapper import (
     parse_ollama_host,
 )
 from streamwrap.testing import Emulator, Fault, Reply, ToolCallSpec
+from tests.support import recordings as _recordings
 
 pytestmark = pytest.mark.anyio
 

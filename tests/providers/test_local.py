@@ -17,8 +17,6 @@ from typing import Any
 
 import anyio
 import pytest
-from _package_index import use_pip_environment
-from test_e2e_llama_server import TOOLS_TEMPLATE, WEATHER_TOOL
 
 import streamwrap
 from streamwrap._providers.llamacpp._engine import engine
@@ -28,6 +26,8 @@ from streamwrap._providers.llamacpp._wrapper import (
     local_runtime_installed,
 )
 from streamwrap._wrapper import ChatRequest
+from tests.e2e.test_e2e_llama_server import TOOLS_TEMPLATE, WEATHER_TOOL
+from tests.support.package_index import use_pip_environment
 
 pytestmark = pytest.mark.anyio
 

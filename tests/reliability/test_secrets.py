@@ -503,10 +503,10 @@ def test_the_web_app_never_sends_base_url_credentials_to_the_browser(caplog: pyt
     pytest.importorskip("uvicorn")
     pytest.importorskip("websockets")
     import httpx
-    from _uvicorn import Server
     from websockets.sync.client import connect
 
     from streamwrap.web import chat_app
+    from tests.support.server import Server
 
     caplog.set_level(logging.DEBUG)
     port = closed_port()

@@ -15,7 +15,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import _recordings
 import orjson
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -27,6 +26,7 @@ from streamwrap._delta import Finish, Metadata, UsageReport
 from streamwrap._providers.dashscope._wire import DashScopeStreamMapper, generation_deltas
 from streamwrap._providers.dashscope._wrapper import DEFAULT_BASE_URL, DashScopeChatWrapper
 from streamwrap.testing import Emulator, Fault, Reply, ToolCallSpec
+from tests.support import recordings as _recordings
 
 pytestmark = pytest.mark.anyio
 

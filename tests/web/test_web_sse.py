@@ -19,7 +19,6 @@ import pytest
 pytest.importorskip("starlette")
 uvicorn = pytest.importorskip("uvicorn")
 import httpx  # noqa: E402
-from _uvicorn import Server  # noqa: E402
 from starlette.applications import Starlette  # noqa: E402
 from starlette.background import BackgroundTask  # noqa: E402
 from starlette.requests import Request  # noqa: E402
@@ -30,6 +29,7 @@ from starlette.testclient import TestClient  # noqa: E402
 import streamwrap  # noqa: E402
 from streamwrap.testing import Emulator, Fault, Reply, ToolCallSpec  # noqa: E402
 from streamwrap.web import sse_response, text_response  # noqa: E402
+from tests.support.server import Server  # noqa: E402
 
 WORDS = [f"w{i} " for i in range(8)]
 

@@ -51,15 +51,14 @@ if CHROMIUM is None:
         allow_module_level=True,
     )
 
-from _uvicorn import Server  # noqa: E402
-
 import streamwrap  # noqa: E402
 from streamwrap import EndEvent  # noqa: E402
 from streamwrap.testing import Emulator, Fault, Reply, ToolCallSpec  # noqa: E402
 from streamwrap.web import chat_app  # noqa: E402
+from tests.support.server import Server  # noqa: E402
 
 TOKEN = "browser-t0ken"
-ARTIFACTS = Path(os.environ.get("STREAMWRAP_ARTIFACTS") or Path(__file__).parent / "artifacts")
+ARTIFACTS = Path(os.environ.get("STREAMWRAP_ARTIFACTS") or Path(__file__).resolve().parents[1] / "artifacts")
 # 30 chunks, 30 ms apart: slow enough to watch the text grow, quick enough for a test.
 CHUNKS = [f"word{i:02d} " for i in range(29)] + ["end."]
 ANSWER = "".join(CHUNKS)

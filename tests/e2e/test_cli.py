@@ -12,11 +12,11 @@ import time
 from pathlib import Path
 
 import pytest
-from _package_index import clean_environment, serve_smollm2
 
 from streamwrap._cli import _ENV_PROVIDERS
 from streamwrap._providers.llamacpp._wrapper import embedded_model_path, local_runtime_installed
 from streamwrap.testing import Emulator, Fault, Reply
+from tests.support.package_index import clean_environment, serve_smollm2
 
 # Everything that makes the CLI pick a provider from the environment.
 PROVIDER_ENV = (

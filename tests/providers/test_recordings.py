@@ -16,12 +16,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import _recordings
 import pytest
 
 import streamwrap
 from streamwrap import ReasoningDelta, TextDelta, ToolCallDelta
 from streamwrap.testing import Emulator
+from tests.support import recordings as _recordings
 
 pytestmark = pytest.mark.anyio
 

@@ -29,7 +29,6 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-import _recordings
 import orjson
 import pytest
 from hypothesis import HealthCheck, example, given, settings
@@ -45,6 +44,7 @@ from streamwrap._providers.openai._wire import OpenAIStreamMapper
 from streamwrap._tools import ToolCallAssembler
 from streamwrap._transport._upstream import WireMapper
 from streamwrap._usage import Usage
+from tests.support import recordings as _recordings
 
 
 def _settings(examples: int) -> settings:

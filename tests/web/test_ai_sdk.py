@@ -23,11 +23,10 @@ import pytest
 
 pytest.importorskip("starlette")
 pytest.importorskip("uvicorn")
-from _uvicorn import Server
-
 import streamwrap
 from streamwrap.testing import Emulator, Fault, Reply, ToolCallSpec
 from streamwrap.web import chat_app
+from tests.support.server import Server
 
 # Bump these to check newer releases (and say so in the README's compatibility line).
 AI_VERSIONS = ["5.0.0", "5.0.277", "6.0.0", "7.0.173"]

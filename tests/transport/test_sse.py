@@ -13,7 +13,6 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-import _recordings
 import orjson
 import pytest
 from hypothesis import HealthCheck, example, given, settings
@@ -22,6 +21,7 @@ from hypothesis import strategies as st
 import streamwrap
 from streamwrap._providers.openai._wire import OpenAIStreamMapper
 from streamwrap._transport._sse import ServerSentEvent, SSEDecoder
+from tests.support import recordings as _recordings
 
 BOM = b"\xef\xbb\xbf"
 

@@ -28,7 +28,7 @@ from typing import Any
 import pytest
 
 RECORDINGS = Path(
-    os.environ.get("STREAMWRAP_RECORDINGS", Path(__file__).resolve().parents[2] / "shared" / "recordings")
+    os.environ.get("STREAMWRAP_RECORDINGS", Path(__file__).resolve().parents[3] / "shared" / "recordings")
 )
 MISSING = f"recordings folder not found at {RECORDINGS}"
 

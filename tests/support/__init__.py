@@ -1,0 +1,1 @@
+"""What the tests share: the recordings table, a uvicorn server, a local package index."""
