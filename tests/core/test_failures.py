@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+from functools import partial
 from typing import Any
 
 import anyio
@@ -10,6 +11,7 @@ import pytest
 
 import streamwrap
 from streamwrap.testing import Emulator, Fault, Reply
+from tests.support import providers
 
 pytestmark = pytest.mark.anyio
 
@@ -28,17 +30,7 @@ async def idle(emu: Emulator, timeout: float = 2.0) -> bool:
     return emu.open_connections == 0
 
 
-def make_model(emu: Emulator, **overrides: Any) -> Any:
-    config = {
-        "model_type": "openai_chat",
-        "model_name": "m",
-        "stream": True,
-        "base_url": emu.openai_base_url,
-        "api_key": SECRET,
-        "max_retries": 0,
-        **overrides,
-    }
-    return streamwrap.load_model(config)
+make_model = partial(providers.make_model, model_name="m", api_key=SECRET)
 
 
 @pytest.mark.parametrize(

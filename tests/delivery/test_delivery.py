@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gc
 import threading
+from functools import partial
 from typing import Any
 
 import anyio
@@ -13,6 +14,7 @@ import pytest
 import streamwrap
 from streamwrap import CallbackSink, EndEvent, ResponseEvent
 from streamwrap.testing import Emulator, Fault, Reply, ToolCallSpec
+from tests.support import providers
 
 pytestmark = pytest.mark.anyio
 
@@ -73,11 +75,7 @@ class Callbacks:
         return "".join(e.delta for k, e in self.calls if k == "chunk" and e.type == "text")
 
 
-def streaming(emu: Emulator, **config: Any) -> streamwrap.ModelWrapper:
-    return streamwrap.load_model({
-        "model_type": "openai_chat", "model_name": "emulator-1", "stream": True,
-        "base_url": emu.openai_base_url, "api_key": "sk-test", "max_retries": 0, **config,
-    })
+streaming = partial(providers.make_model, api_key="sk-test")
 
 
 # -- response.events() ---------------------------------------------------------------------

@@ -618,7 +618,7 @@ def test_command_line_server(stop_signal: signal.Signals) -> None:
         prefix = "streamwrap-emulator listening on "
         assert line.startswith(prefix + "http://127.0.0.1:")
         url = line.removeprefix(prefix).strip()
-        # Then the base_url of each dialect and the key rule (tests/test_emulator_auth.py).
+        # Then the base_url of each dialect and the key rule (tests/emulator/test_emulator_auth.py).
         banner = [process.stdout.readline().decode() for _ in range(5)]
         assert banner[0].startswith(f"  base_url for openai:    {url}/v1 ")
         text = httpx.post(url + CHAT, json=chat_body()).text

@@ -28,6 +28,8 @@ import pytest
 import streamwrap
 import streamwrap.testing
 from streamwrap.testing import Emulator, Reply
+from tests.support import providers
+from tests.support import recordings as _recordings
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -88,8 +90,8 @@ def gemini_post(
 
 def recorded(recordings: Path, name: str) -> tuple[int, str, Any]:
     """A recorded refusal: status, content type, parsed body."""
-    meta = json.loads((recordings / f"{name}.meta.json").read_text(encoding="utf-8"))
-    body = json.loads((recordings / name.split("/")[0] / meta["body_file"]).read_bytes())
+    recording = _recordings.named(name)
+    meta, body = recording.meta, json.loads(recording.body)
     content_type = meta["response"]["content_type"]
     return (
         meta["response"]["status"],
@@ -253,26 +255,8 @@ def test_google_genai_raises_its_client_error(kemu: Emulator) -> None:
 # -- streamwrap's wrappers raise AuthenticationError -----------------------------------------
 
 
-def base_url(emu: Emulator, model_type: str) -> str:
-    return {
-        "openai_chat": emu.openai_base_url,
-        "dashscope_chat": emu.dashscope_base_url,
-        "gemini_chat": emu.gemini_base_url,
-        "ollama_chat": emu.ollama_base_url,
-    }[model_type]
-
-
-def load(model_type: str, url: str, key: str) -> Any:
-    return streamwrap.load_model(
-        {
-            "model_type": model_type,
-            "model_name": "m",
-            "stream": True,
-            "base_url": url,
-            "api_key": key,
-            "max_retries": 2,
-        }
-    )
+def load(model_type: str, emu: Emulator, key: str) -> Any:
+    return providers.make_model(emu, model_type, model_name="m", api_key=key, max_retries=2)
 
 
 @pytest.mark.anyio
@@ -280,17 +264,17 @@ def load(model_type: str, url: str, key: str) -> Any:
 async def test_a_wrong_key_is_an_authentication_error(kemu: Emulator, model_type: str) -> None:
     kemu.script(Reply(text="for the right key"))
     with pytest.raises(streamwrap.AuthenticationError) as info:
-        await load(model_type, base_url(kemu, model_type), "wrong-key-000000000000")("hi")
+        await load(model_type, kemu, "wrong-key-000000000000")("hi")
     assert "wrong-key-000000000000" not in str(info.value)
     assert len(kemu.requests) == 1  # an authentication error is not retried
-    response = await load(model_type, base_url(kemu, model_type), KEY)("hi")
+    response = await load(model_type, kemu, KEY)("hi")
     assert await response.aread() == "for the right key"
 
 
 @pytest.mark.anyio
 async def test_ollama_chat_gets_through_with_any_key(kemu: Emulator) -> None:
     kemu.script(Reply(text="no keys here"))
-    response = await load("ollama_chat", kemu.ollama_base_url, "whatever")("hi")
+    response = await load("ollama_chat", kemu, "whatever")("hi")
     assert await response.aread() == "no keys here"
 
 

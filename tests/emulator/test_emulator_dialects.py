@@ -22,6 +22,7 @@ import orjson
 import pytest
 
 from streamwrap.testing import Emulator, Fault, Reply, ToolCallSpec
+from tests.support import recordings as _recordings
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -675,8 +676,7 @@ def test_base_urls(emu: Emulator) -> None:
 
 def recording(recordings: Path, name: str) -> tuple[bytes, dict[str, Any]]:
     body_path = recordings / name
-    meta = json.loads(body_path.with_name(body_path.name.rsplit(".", 1)[0] + ".meta.json").read_text())
-    return body_path.read_bytes(), meta
+    return _recordings.read(body_path), _recordings.load_meta(body_path)
 
 
 def test_dashscope_text_stream_matches_recording(emu: Emulator, recordings: Path) -> None:

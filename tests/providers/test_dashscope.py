@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,7 @@ from streamwrap._delta import Finish, Metadata, UsageReport
 from streamwrap._providers.dashscope._wire import DashScopeStreamMapper, generation_deltas
 from streamwrap._providers.dashscope._wrapper import DEFAULT_BASE_URL, DashScopeChatWrapper
 from streamwrap.testing import Emulator, Fault, Reply, ToolCallSpec
+from tests.support import providers
 from tests.support import recordings as _recordings
 
 pytestmark = pytest.mark.anyio
@@ -46,7 +48,7 @@ WEATHER_TOOL = {
 }
 
 
-# DashScope's native-protocol recordings, as the provider table (tests/_recordings.py)
+# DashScope's native-protocol recordings, as the provider table (tests/support/recordings.py)
 # routes them (its compat_* ones are the OpenAI wire: test_recordings.py).
 NATIVE = _recordings.params(
     "meta_path, meta",
@@ -61,17 +63,7 @@ def base_url(emu: Emulator) -> str:
     return str(getattr(emu, "dashscope_base_url", emu.url + "/api/v1"))
 
 
-def make_model(emu: Emulator, **overrides: Any) -> Any:
-    config = {
-        "model_type": "dashscope_chat",
-        "model_name": "qwen-max",
-        "stream": True,
-        "base_url": base_url(emu),
-        "api_key": SECRET,
-        "max_retries": 0,
-        **overrides,
-    }
-    return streamwrap.load_model(config)
+make_model = partial(providers.make_model, model_type="dashscope_chat", api_key=SECRET)
 
 
 def frames(*objs: Any, event: str = "result", status: int = 200) -> bytes:
@@ -125,7 +117,7 @@ async def test_recording_replays_to_expected(
     expected = meta["expected"]
     recorded_params = meta["request"]["body"]["parameters"]
     emu.replay(
-        (meta_path.parent / meta["body_file"]).read_bytes(),
+        _recordings.body(meta_path, meta),
         status=meta["response"]["status"],
         content_type=_meta_content_type(meta),
         split=split,
@@ -199,7 +191,7 @@ def _map_in_pieces(body: bytes, cuts: Sequence[int], *, incremental: bool = True
 def test_mapper_result_does_not_depend_on_byte_splits(
     recordings: Path, meta_path: Path, meta: dict[str, Any]
 ) -> None:
-    body = (meta_path.parent / meta["body_file"]).read_bytes()
+    body = _recordings.body(meta_path, meta)
     whole = _map_in_pieces(body, [])
     expected = meta["expected"]
     assert _joined(whole, TextDelta) == expected["text"]
@@ -636,7 +628,7 @@ def test_the_dashscope_sdk_agrees_with_the_wrapper(
     wrapper: the same text and tool calls; and both sent the same kind of request."""
     dashscope = pytest.importorskip("dashscope")
     emulator.reset()
-    body = (meta_path.parent / meta["body_file"]).read_bytes()
+    body = _recordings.body(meta_path, meta)
     params = meta["request"]["body"]["parameters"]
 
     emulator.replay(body, content_type="text/event-stream")

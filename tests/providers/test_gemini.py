@@ -1,6 +1,6 @@
 """``gemini_chat``: the Gemini API's native protocol, over real HTTP to the emulator.
 
-Real Gemini recordings (../shared/recordings/gemini, routed by tests/_recordings.py) are replayed byte for byte and must
+Real Gemini recordings (../shared/recordings/gemini, routed by tests/support/recordings.py) are replayed byte for byte and must
 parse to their ``expected`` block; the request streamwrap sends is checked against what
 google-genai (the reference SDK) sends for the same call; failures (HTTP errors, error
 events, cut streams, blocked prompts) raise typed errors that keep the partial text.
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,7 @@ import pytest
 import streamwrap
 from streamwrap import ReasoningDelta, TextDelta, ToolCallDelta
 from streamwrap.testing import Emulator, Fault, Reply, ToolCallSpec
+from tests.support import providers
 from tests.support import recordings as _recordings
 
 pytestmark = pytest.mark.anyio
@@ -29,7 +31,7 @@ STREAM_PATH = f"/v1beta/models/{MODEL}:streamGenerateContent?alt=sse"
 SPLITS = ["event", 7]
 
 
-# The Gemini-wire recordings, as the provider table (tests/_recordings.py) routes them.
+# The Gemini-wire recordings, as the provider table (tests/support/recordings.py) routes them.
 _ALL = [(r.meta_path, r.meta) for r in _recordings.select(wire=_recordings.GEMINI, status=None)]
 STREAMING = _recordings.params(
     "meta_path, meta",
@@ -37,10 +39,6 @@ STREAMING = _recordings.params(
     lambda r: (r.meta_path, r.meta),
     what="Gemini",
 )
-
-
-def _body(meta_path: Path, meta: dict[str, Any]) -> bytes:
-    return (meta_path.parent / meta["body_file"]).read_bytes()
 
 
 def _content_type(meta: dict[str, Any]) -> str:
@@ -62,17 +60,7 @@ def _base_url(emu: Emulator) -> str:
     return str(getattr(emu, "gemini_base_url", None) or emu.url)
 
 
-def make_model(emu: Emulator, **overrides: Any) -> Any:
-    config: dict[str, Any] = {
-        "model_type": "gemini_chat",
-        "model_name": MODEL,
-        "stream": True,
-        "base_url": _base_url(emu),
-        "api_key": API_KEY,
-        "max_retries": 0,
-        **overrides,
-    }
-    return streamwrap.load_model(config)
+make_model = partial(providers.make_model, model_type="gemini_chat", model_name=MODEL, api_key=API_KEY)
 
 
 @pytest.fixture
@@ -124,7 +112,7 @@ async def test_recording_replays_to_expected(
     emu: Emulator, model: Any, recordings: Path, meta_path: Path, meta: dict[str, Any], split: str | int
 ) -> None:
     expected = meta["expected"]
-    body = _body(meta_path, meta)
+    body = _recordings.body(meta_path, meta)
     events = _events(body)
     assert len(events) == expected["events"]
     emu.replay(body, status=200, content_type=_content_type(meta), split=split)
@@ -198,7 +186,7 @@ async def test_recording_result_does_not_depend_on_how_the_body_is_cut(
 ) -> None:
     snapshots = []
     for split in ("event", 7, "line", 1, None):
-        emu.replay(_body(meta_path, meta), content_type=_content_type(meta), split=split)
+        emu.replay(_recordings.body(meta_path, meta), content_type=_content_type(meta), split=split)
         response = await model("hi")
         snapshots.append(
             (
@@ -226,7 +214,7 @@ async def test_error_400_invalid_key_recording_is_an_authentication_error(
     emu: Emulator, model: Any, recordings: Path, split: str | int
 ) -> None:
     meta_path, meta = _error_recording()
-    body = _body(meta_path, meta)
+    body = _recordings.body(meta_path, meta)
     # The recorded content type says SSE; the body is a JSON error object.
     assert _content_type(meta) == "text/event-stream"
     emu.replay(body, status=400, content_type=_content_type(meta), split=split)
@@ -257,7 +245,7 @@ async def test_other_400_stays_a_plain_http_error(emu: Emulator, model: Any) -> 
 async def test_json_error_body_with_status_200_is_a_stream_error(emu: Emulator, model: Any, recordings: Path) -> None:
     # The same error body where a stream was promised (a proxy that says 200): read as JSON.
     meta_path, meta = _error_recording()
-    emu.replay(_body(meta_path, meta), status=200, content_type="text/event-stream", split=7)
+    emu.replay(_recordings.body(meta_path, meta), status=200, content_type="text/event-stream", split=7)
     response = await model("hi")
     with pytest.raises(streamwrap.ProviderStreamError) as info:
         await response.aread()
@@ -428,8 +416,8 @@ async def test_tool_call_round_trip_keeps_the_thought_signature(
     emu: Emulator, model: Any, recordings: Path
 ) -> None:
     meta_path = recordings / "gemini" / "2.5-flash_parallel_function_calls.meta.json"
-    meta = json.loads(meta_path.read_text(encoding="utf-8"))
-    body = _body(meta_path, meta)
+    meta = _recordings.load_meta(meta_path)
+    body = _recordings.body(meta_path, meta)
     recorded = [p for p in _events(body)[0]["candidates"][0]["content"]["parts"]]
     emu.replay(body)
     first = await model("Add and multiply the number 2 and 3", tools=[WEATHER_TOOL])
@@ -872,7 +860,7 @@ def test_google_genai_sends_the_same_request_and_reads_the_same_stream(
 ) -> None:
     from google.genai import types
 
-    body = _body(meta_path, meta)
+    body = _recordings.body(meta_path, meta)
     tool = WEATHER_TOOL["function"]
     emu.replay(body)
     chunks = list(

@@ -15,12 +15,14 @@ import subprocess
 import sys
 import textwrap
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import anyio
 import pytest
 
+from tests.support import providers
 from tests.support import recordings as _recordings
 
 # Set before LiteLLM is imported (importorskip imports it), as streamwrap does.
@@ -86,17 +88,7 @@ def only_the_emulator(contacted: list[tuple[str, int]], emu: Emulator) -> None:
 # -- helpers ------------------------------------------------------------------------------
 
 
-def make_model(base_url: str, model_name: str = "openai/emulator-1", **overrides: Any) -> Any:
-    config = {
-        "model_type": "litellm_chat",
-        "model_name": model_name,
-        "stream": True,
-        "base_url": base_url,
-        "api_key": SECRET,
-        "max_retries": 0,
-        **overrides,
-    }
-    return streamwrap.load_model(config)
+make_model = partial(providers.make_model, model_type="litellm_chat", api_key=SECRET)
 
 
 async def idle(emu: Emulator, timeout: float = 3.0) -> bool:
@@ -115,7 +107,7 @@ async def stream_items(response: streamwrap.ModelResponse) -> list[tuple[bool, s
 
 
 async def test_stream_text_reasoning_tool_calls_and_usage(emu: Emulator, contacted: Any) -> None:
-    model = make_model(emu.openai_base_url)
+    model = make_model(emu)
     emu.script(
         Reply(
             text=["Hel", "lo", "!"],
@@ -164,7 +156,7 @@ async def test_stream_text_reasoning_tool_calls_and_usage(emu: Emulator, contact
 
 async def test_generate_args_and_client_args_reach_the_request(emu: Emulator) -> None:
     model = make_model(
-        emu.openai_base_url,
+        emu,
         generate_args={"temperature": 0.25, "max_tokens": 9},
         client_args={"extra_headers": {"X-Trace": "t-1"}},
     )
@@ -176,7 +168,7 @@ async def test_generate_args_and_client_args_reach_the_request(emu: Emulator) ->
 
 
 async def test_a_stream_without_usage_gets_litellms_count_marked_estimated(emu: Emulator) -> None:
-    model = make_model(emu.openai_base_url)
+    model = make_model(emu)
     emu.script(Reply(text=TEXT, stream_usage=False))
     response = await model("hello there")
     assert await response.aread() == "".join(TEXT)
@@ -188,7 +180,7 @@ async def test_a_stream_without_usage_gets_litellms_count_marked_estimated(emu: 
 
 
 async def test_non_streaming_call(emu: Emulator, contacted: Any) -> None:
-    model = make_model(emu.openai_base_url, stream=False)
+    model = make_model(emu, stream=False)
     emu.script(
         Reply(
             text="Bonjour",
@@ -219,7 +211,7 @@ async def test_non_streaming_response_without_usage_is_estimated_not_zero(emu: E
         "choices": [{"index": 0, "message": {"role": "assistant", "content": "hello there"}, "finish_reason": "stop"}],
     }
     emu.replay(json.dumps(body).encode(), content_type="application/json", split=None)
-    response = await make_model(emu.openai_base_url, stream=False)("hi")
+    response = await make_model(emu, stream=False)("hi")
     assert response.text == "hello there"
     assert response.model == "gpt-x-2024"
     usage = response.usage
@@ -228,7 +220,7 @@ async def test_non_streaming_response_without_usage_is_estimated_not_zero(emu: E
 
 
 async def test_server_that_rejects_stream_options_is_asked_again_without(own_emu: Emulator) -> None:
-    model = make_model(own_emu.openai_base_url)
+    model = make_model(own_emu)
     own_emu.script(Reply(text=TEXT, reject_stream_options=True), Reply(text=TEXT))
     response = await model("hi")
     assert await response.aread() == "".join(TEXT)
@@ -259,7 +251,7 @@ async def test_server_that_rejects_stream_options_is_asked_again_without(own_emu
 async def test_http_errors_raise_typed_errors_at_the_call(
     emu: Emulator, status: int, error_class: type, contacted: Any
 ) -> None:
-    model = make_model(emu.openai_base_url)
+    model = make_model(emu)
     emu.script(
         Reply(
             status=status,
@@ -285,7 +277,7 @@ async def test_http_errors_raise_typed_errors_at_the_call(
 
 
 async def test_retries_are_streamwraps_alone(emu: Emulator) -> None:
-    model = make_model(emu.openai_base_url, max_retries=2)
+    model = make_model(emu, max_retries=2)
     emu.script(Reply(status=429, headers={"Retry-After": "0"}), Reply(status=503, headers={"Retry-After": "0"}))
     emu.script(Reply(text="ok"))
     response = await model("hi")
@@ -296,7 +288,7 @@ async def test_retries_are_streamwraps_alone(emu: Emulator) -> None:
 
 async def test_connection_refused_is_a_connection_error_not_http_500() -> None:
     with Emulator() as gone:
-        url = gone.openai_base_url
+        url = gone.url
     model = make_model(url)
     with pytest.raises(streamwrap.ProviderConnectionError) as info:
         await model("hi")
@@ -306,7 +298,7 @@ async def test_connection_refused_is_a_connection_error_not_http_500() -> None:
 
 async def test_unknown_route_is_a_config_error_and_nothing_is_sent(emu: Emulator) -> None:
     # LiteLLM raises these as "HTTP 400" though nothing was sent: not an HTTP error here.
-    model = make_model(emu.openai_base_url, model_name="no-such-route-model-xyz")
+    model = make_model(emu, model_name="no-such-route-model-xyz")
     with pytest.raises(streamwrap.ConfigError) as info:
         await model("hi")
     assert "no-such-route-model-xyz" in str(info.value)
@@ -317,7 +309,7 @@ async def test_missing_provider_key_is_a_config_error_not_a_retried_500(
     emu: Emulator, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
-    model = make_model(emu.openai_base_url, api_key=None, max_retries=3)
+    model = make_model(emu, api_key=None, max_retries=3)
     with pytest.raises(streamwrap.ConfigError) as info:
         await model("hi")
     assert "api_key" in str(info.value)
@@ -342,7 +334,7 @@ async def test_missing_provider_key_is_a_config_error_not_a_retried_500(
 async def test_mid_stream_failures_raise_typed_errors_with_partial_text(
     emu: Emulator, fault: Fault, error_class: type
 ) -> None:
-    model = make_model(emu.openai_base_url)
+    model = make_model(emu)
     emu.script(Reply(text=TEXT, fault=fault))
     response = await model("hi")
     seen: list[str] = []
@@ -365,7 +357,7 @@ async def test_litellms_repeated_chunk_guard_is_a_provider_stream_error(emu: Emu
     # LiteLLM fails a stream whose model "is repeating the same chunk" 100 times
     # (REPEATED_STREAMING_CHUNK_LIMIT); through litellm_chat that is a typed mid-stream
     # error that keeps what arrived.
-    model = make_model(emu.openai_base_url)
+    model = make_model(emu)
     emu.script(Reply(text=["again "] * 150))
     response = await model("hi")
     with pytest.raises(streamwrap.ProviderStreamError) as info:
@@ -378,7 +370,7 @@ async def test_litellms_repeated_chunk_guard_is_a_provider_stream_error(emu: Emu
 
 
 async def test_break_closes_the_upstream_connection(own_emu: Emulator) -> None:
-    model = make_model(own_emu.openai_base_url)
+    model = make_model(own_emu)
     own_emu.script(Reply(text=TEXT * 50, delay=0.02))
     response = await model("hi")
     async for _, text in response.stream:
@@ -391,7 +383,7 @@ async def test_break_closes_the_upstream_connection(own_emu: Emulator) -> None:
 
 
 async def test_aclose_closes_the_upstream_connection(own_emu: Emulator) -> None:
-    model = make_model(own_emu.openai_base_url)
+    model = make_model(own_emu)
     own_emu.script(Reply(text=TEXT * 50, delay=0.02))
     response = await model("hi")
     await response.aclose()
@@ -402,7 +394,7 @@ async def test_aclose_closes_the_upstream_connection(own_emu: Emulator) -> None:
 # -- real recordings through LiteLLM's openai/ route -------------------------------------
 
 
-# The recordings, as the provider table (tests/_recordings.py) routes them.
+# The recordings, as the provider table (tests/support/recordings.py) routes them.
 OPENAI_RECORDINGS = _recordings.params(
     "meta_path, meta",
     _recordings.select(wire=_recordings.OPENAI),
@@ -433,10 +425,10 @@ async def test_recording_through_litellm_matches_expected(
 ) -> None:
     expected = meta["expected"]
     emu.replay(
-        (meta_path.parent / meta["body_file"]).read_bytes(),
+        _recordings.body(meta_path, meta),
         content_type=_content_type(meta, "text/event-stream"),
     )
-    model = make_model(emu.openai_base_url)
+    model = make_model(emu)
     response = await model("hi")
     items = await stream_items(response)
     assert items[-1] == (True, expected["text"])
@@ -470,14 +462,11 @@ async def test_recording_through_litellm_matches_expected(
 
 
 async def test_error_401_recording(emu: Emulator, recordings: Path) -> None:
-    meta_path = recordings / "openai" / "error_401_invalid_api_key.meta.json"
-    if not meta_path.is_file():
-        pytest.skip("recording openai/error_401_invalid_api_key not found")
-    meta = json.loads(meta_path.read_text(encoding="utf-8"))
-    body = (meta_path.parent / meta["body_file"]).read_bytes()
+    recording = _recordings.named("openai/error_401_invalid_api_key")
+    meta, body = recording.meta, recording.body
     emu.replay(body, status=401, content_type=_content_type(meta, "application/json"))
     with pytest.raises(streamwrap.AuthenticationError) as info:
-        await make_model(emu.openai_base_url)("hi")
+        await make_model(emu)("hi")
     assert info.value.body == json.loads(body)
     assert "Incorrect API key" in info.value.message
 
@@ -486,7 +475,7 @@ async def test_error_401_recording(emu: Emulator, recordings: Path) -> None:
 
 
 async def test_ollama_chat_route_against_the_ollama_dialect(emu: Emulator, contacted: Any) -> None:
-    model = make_model(emu.url, model_name="ollama_chat/llama3.2")
+    model = make_model(emu, base_url=emu.url, model_name="ollama_chat/llama3.2")
     emu.script(Reply(text=["Hel", "lo"], reasoning="hmm", usage=(12, 5), model="llama3.2"))
     response = await model("hi")
     assert await stream_items(response) == [(False, "Hel"), (False, "Hello"), (True, "Hello")]
@@ -507,7 +496,7 @@ async def test_ollama_chat_route_against_the_ollama_dialect(emu: Emulator, conta
     [(404, streamwrap.NotFoundError), (429, streamwrap.RateLimitError), (500, streamwrap.ServerError)],
 )
 async def test_ollama_chat_route_http_errors(emu: Emulator, status: int, error_class: type) -> None:
-    model = make_model(emu.url, model_name="ollama_chat/llama3.2")
+    model = make_model(emu, base_url=emu.url, model_name="ollama_chat/llama3.2")
     emu.script(Reply(status=status, headers={"Retry-After": "2"}))
     with pytest.raises(error_class) as info:
         await model("hi")
@@ -529,7 +518,7 @@ async def test_ollama_chat_route_http_errors(emu: Emulator, status: int, error_c
     ids=["inband-error", "drop", "no-done", "truncated-json"],
 )
 async def test_ollama_chat_route_mid_stream_failures(emu: Emulator, fault: Fault, error_class: type) -> None:
-    model = make_model(emu.url, model_name="ollama_chat/llama3.2")
+    model = make_model(emu, base_url=emu.url, model_name="ollama_chat/llama3.2")
     emu.script(Reply(text=TEXT, fault=fault, model="llama3.2"))
     response = await model("hi")
     with pytest.raises(error_class) as info:
@@ -544,14 +533,14 @@ async def test_ollama_chat_route_mid_stream_failures(emu: Emulator, fault: Fault
 async def test_ollama_recording_through_litellm(
     emu: Emulator, recordings: Path, meta_path: Path, contacted: Any
 ) -> None:
-    meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    meta = _recordings.load_meta(meta_path)
     expected = meta["expected"]
     emu.replay(
-        (meta_path.parent / meta["body_file"]).read_bytes(),
+        _recordings.body(meta_path, meta),
         content_type=_content_type(meta, "application/x-ndjson"),
         split="line",
     )
-    model = make_model(emu.url, model_name=f"ollama_chat/{expected['model']}")
+    model = make_model(emu, base_url=emu.url, model_name=f"ollama_chat/{expected['model']}")
     response = await model("hi")
     assert await response.aread() == expected["text"]
     assert response.finish_reason_raw == expected["done_reason"]

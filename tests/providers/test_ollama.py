@@ -6,6 +6,7 @@ the ``OLLAMA_HOST`` parsing, and cross-checks against the real ``ollama`` SDK.""
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,7 @@ from streamwrap._providers.ollama._wrapper import (
     parse_ollama_host,
 )
 from streamwrap.testing import Emulator, Fault, Reply, ToolCallSpec
+from tests.support import providers
 from tests.support import recordings as _recordings
 
 pytestmark = pytest.mark.anyio
@@ -30,7 +32,7 @@ SPLITS = ["line", 7]
 API_KEY = "ollama-test-secret-key-0123456789"
 
 
-# Ollama's recordings, as the provider table (tests/_recordings.py) routes them.
+# Ollama's recordings, as the provider table (tests/support/recordings.py) routes them.
 RECORDED = _recordings.params(
     "meta_path, meta",
     _recordings.select(wire=_recordings.OLLAMA),
@@ -43,17 +45,7 @@ def _base_url(emu: Emulator) -> str:
     return emu.ollama_base_url  # replayed bodies are served on any path; scripted ones on /api/chat
 
 
-def make_model(emu: Emulator, **config: Any) -> Any:
-    return streamwrap.load_model(
-        {
-            "model_type": "ollama_chat",
-            "model_name": "llama3",
-            "stream": True,
-            "base_url": _base_url(emu),
-            "max_retries": 0,
-            **config,
-        }
-    )
+make_model = partial(providers.make_model, model_type="ollama_chat")
 
 
 def _line(**fields: Any) -> bytes:
@@ -102,7 +94,7 @@ async def test_recording_replays_to_expected(
 ) -> None:
     expected = meta["expected"]
     emu.replay(
-        (meta_path.parent / meta["body_file"]).read_bytes(),
+        _recordings.body(meta_path, meta),
         status=meta["response"]["status"],
         content_type=meta["response"]["content_type"][0],
         split=split,
@@ -148,7 +140,7 @@ async def test_recording_through_the_ollama_sdk_gives_the_same_result(
     emu: Emulator, recordings: Path, meta_path: Path, meta: dict[str, Any], anyio_backend: str
 ) -> None:
     ollama = pytest.importorskip("ollama")
-    body = (meta_path.parent / meta["body_file"]).read_bytes()
+    body = _recordings.body(meta_path, meta)
     content_type = meta["response"]["content_type"][0]
 
     emu.replay(body, content_type=content_type, split=7)

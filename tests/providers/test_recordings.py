@@ -3,7 +3,7 @@ wrapper: the openai SDK sends the request over HTTP to the emulator, which serve
 recorded body byte for byte; the parsed response must equal the recording's ``expected``.
 
 Only OpenAI-wire-format recordings are replayed here, as the provider table in
-``_recordings.py`` routes them: OpenAI, Azure OpenAI, DeepSeek, Groq, OpenRouter, Zhipu and
+``tests/support/recordings.py`` routes them: OpenAI, Azure OpenAI, DeepSeek, Groq, OpenRouter, Zhipu and
 DashScope's ``compat_*`` (compatible-mode) bodies. DashScope native, Gemini and Ollama have
 their own test modules; the providers with no wrapper yet are skipped in
 ``test_decoder_properties.py``.
@@ -34,17 +34,13 @@ NORMALISED = {
 }
 SPLITS = ["event", 7]
 
-# Every OpenAI-wire recording, as the provider table (tests/_recordings.py) routes them.
+# Every OpenAI-wire recording, as the provider table (tests/support/recordings.py) routes them.
 _ALL = _recordings.select(wire=_recordings.OPENAI, status=None)
 _STREAMED = [r for r in _ALL if r.status == 200]
 STREAMING = _recordings.params(
     "meta_path, meta", _STREAMED, lambda r: (r.meta_path, r.meta), what="OpenAI-wire"
 )
 ERROR_RECORDING = ("openai", "error_401_invalid_api_key")
-
-
-def _body(meta_path: Path, meta: dict[str, Any]) -> bytes:
-    return (meta_path.parent / meta["body_file"]).read_bytes()
 
 
 def _content_type(meta: dict[str, Any]) -> str:
@@ -55,7 +51,7 @@ async def _replay(
     emu: Emulator, model: Any, meta_path: Path, meta: dict[str, Any], split: str | int | None
 ) -> streamwrap.ModelResponse:
     emu.replay(
-        _body(meta_path, meta),
+        _recordings.body(meta_path, meta),
         status=meta["response"]["status"],
         content_type=_content_type(meta),
         split=split,
@@ -256,7 +252,7 @@ async def test_azure_v1_recording_through_openai_chat_at_the_recorded_path(
             "max_retries": 0,
         }
     )
-    emu.replay(_body(meta_path, meta), content_type=_content_type(meta))
+    emu.replay(_recordings.body(meta_path, meta), content_type=_content_type(meta))
     response = await model("Say hi in Portuguese")
     expected = meta["expected"]
     assert await response.aread() == expected["text"]
@@ -273,10 +269,8 @@ async def test_azure_v1_recording_through_openai_chat_at_the_recorded_path(
 
 
 def _error_recording() -> tuple[Path, dict[str, Any]]:
-    for recording in _ALL:
-        if (recording.provider, recording.name) == ERROR_RECORDING:
-            return recording.meta_path, recording.meta
-    pytest.skip(f"recording {'/'.join(ERROR_RECORDING)} not found")
+    recording = _recordings.named("/".join(ERROR_RECORDING))
+    return recording.meta_path, recording.meta
 
 
 @pytest.mark.parametrize("split", SPLITS)
@@ -285,7 +279,7 @@ async def test_error_401_recording_raises_authentication_error(
 ) -> None:
     meta_path, meta = _error_recording()
     assert meta["response"]["status"] == 401
-    recorded = json.loads(_body(meta_path, meta))
+    recorded = json.loads(_recordings.body(meta_path, meta))
     assert recorded == meta["expected"]["error_body_json"]
     with pytest.raises(streamwrap.AuthenticationError) as info:
         await _replay(emu, model, meta_path, meta, split)
@@ -312,7 +306,7 @@ async def test_error_401_recording_that_echoes_the_key_is_scrubbed(
     # Some compatible servers echo the key they were sent in full; OpenAI masks it itself
     # ("invalid-*****2345"). Put the fixture's key where the masked one was.
     meta_path, meta = _error_recording()
-    body = _body(meta_path, meta)
+    body = _recordings.body(meta_path, meta)
     assert b"invalid-*****2345" in body
     emu.replay(
         body.replace(b"invalid-*****2345", API_KEY.encode()),

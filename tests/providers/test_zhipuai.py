@@ -1,11 +1,12 @@
 """``zhipuai_chat`` (GLM's OpenAI-compatible API) over real HTTP to the emulator: the
 recorded GLM streams (../shared/recordings/zhipuai) through the zhipuai_chat type, the
 request it sends (no ``stream_options``; GLM parameters in the body), and its key and
-endpoint environment variables. ``tests/test_recordings.py`` replays the same bodies
+endpoint environment variables. ``tests/providers/test_recordings.py`` replays the same bodies
 through ``openai_chat``."""
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,7 @@ import streamwrap
 from streamwrap import ReasoningDelta, TextDelta, ToolCallDelta
 from streamwrap._providers.openai._zhipuai import ZhipuAIChatWrapper
 from streamwrap.testing import Emulator, Reply, ToolCallSpec
+from tests.support import providers
 from tests.support import recordings as _recordings
 
 pytestmark = pytest.mark.anyio
@@ -25,7 +27,7 @@ KEY_VARS = ("ZHIPUAI_API_KEY", "ZAI_API_KEY")
 URL_VARS = ("ZHIPUAI_BASE_URL", "ZAI_BASE_URL")
 
 
-# Zhipu's recordings, as the provider table (tests/_recordings.py) routes them.
+# Zhipu's recordings, as the provider table (tests/support/recordings.py) routes them.
 RECORDED = _recordings.params(
     "meta_path, meta", _recordings.select(provider="zhipuai"), lambda r: (r.meta_path, r.meta), what="Zhipu"
 )
@@ -41,18 +43,7 @@ def _glm_base(emu: Emulator) -> str:
     return emu.url + "/api/paas/v4"  # GLM's own path layout
 
 
-def make_model(emu: Emulator, **config: Any) -> Any:
-    return streamwrap.load_model(
-        {
-            "model_type": "zhipuai_chat",
-            "model_name": "glm-4.7",
-            "stream": True,
-            "api_key": API_KEY,
-            "base_url": _glm_base(emu),
-            "max_retries": 0,
-            **config,
-        }
-    )
+make_model = partial(providers.make_model, model_type="zhipuai_chat", api_key=API_KEY)
 
 
 # -- the recordings ----------------------------------------------------------------------
@@ -72,7 +63,7 @@ async def test_recording_replays_to_expected(
 ) -> None:
     expected = meta["expected"]
     emu.replay(
-        (meta_path.parent / meta["body_file"]).read_bytes(),
+        _recordings.body(meta_path, meta),
         status=meta["response"]["status"],
         content_type=meta["response"]["content_type"][0],
         split=split,

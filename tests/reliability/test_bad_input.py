@@ -27,27 +27,15 @@ import pytest
 
 import streamwrap
 from streamwrap.testing import Emulator, Reply
+from tests.support import providers
 
 pytestmark = pytest.mark.anyio
 
 
-def _litellm_installed() -> bool:
-    try:
-        import litellm  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
-# The smallest valid config of each built-in model_type.
+# The smallest valid config of each built-in model_type (a row of the provider table).
 BASE: dict[str, dict[str, Any]] = {
-    "openai_chat": {"model_name": "gpt-4o-mini", "api_key": "sk-test"},
-    "zhipuai_chat": {"model_name": "glm-4.7", "api_key": "sk-test"},
-    "dashscope_chat": {"model_name": "qwen-max", "api_key": "sk-test"},
-    "gemini_chat": {"model_name": "gemini-2.5-flash", "api_key": "sk-test"},
-    "ollama_chat": {"model_name": "llama3"},
-    "litellm_chat": {"model_name": "openai/gpt-4o-mini", "api_key": "sk-test"},
-    "local_chat": {"model_name": "smollm2"},
+    t: {"model_name": p.model_name, **({"api_key": "sk-test"} if p.needs_key else {})}
+    for t, p in providers.PROVIDERS.items()
 }
 MODEL_TYPES = [t for t in streamwrap.model_types() if t in BASE]
 
@@ -195,22 +183,9 @@ def nowhere() -> str:
         return gone.url
 
 
-BASE_URL: dict[str, Callable[[str], str | None]] = {
-    "openai_chat": lambda root: root + "/v1",
-    "zhipuai_chat": lambda root: root + "/v1",
-    "dashscope_chat": lambda root: root + "/api/v1",
-    "gemini_chat": lambda root: root,
-    "ollama_chat": lambda root: root,
-    "litellm_chat": lambda root: root + "/v1",
-    "local_chat": lambda root: None,  # in-process: nothing to reach
-}
-
-
 def make_model(model_type: str, root: str, **overrides: Any) -> Any:
-    base_url = overrides.pop("base_url", None) or BASE_URL[model_type](root)
-    extra = {"base_url": base_url} if base_url else {}
     try:
-        return streamwrap.load_model(config(model_type, max_retries=0, stream=True, **extra, **overrides))
+        return providers.make_model(root, model_type, **(BASE[model_type] | overrides))
     except streamwrap.MissingDependencyError as exc:
         pytest.skip(str(exc))
 
@@ -440,7 +415,7 @@ WIRE: dict[str, tuple[Callable[[Any], bytes], str]] = {
 }
 HTTP_TYPES = [
     pytest.param(
-        t, marks=pytest.mark.skipif(t == "litellm_chat" and not _litellm_installed(), reason="litellm not installed")
+        t, marks=pytest.mark.skipif(not providers.PROVIDERS[t].installed, reason="litellm not installed")
     )
     for t in WIRE
 ]

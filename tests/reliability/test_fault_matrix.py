@@ -21,7 +21,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import product
-from typing import Any
+from typing import Any, get_args, get_type_hints
 
 import anyio
 import pytest
@@ -29,6 +29,8 @@ import pytest
 import streamwrap
 from streamwrap import Usage
 from streamwrap.testing import Emulator, Fault, Reply
+from tests.support import faults, providers
+from tests.support.providers import PROVIDERS, Provider
 
 pytestmark = pytest.mark.anyio
 
@@ -73,10 +75,7 @@ def _at_the_end_only(chunks: int) -> UsageRow:
 class Dialect:
     """One wire format, through its wrapper, and how its provider differs (as data)."""
 
-    name: str  # the provider's name, as errors report it; the id prefix
-    model_type: str
-    model_name: str
-    base_url: Callable[[Emulator], str]
+    provider: Provider  # its wrapper, as the provider table points it at the emulator
     api_key: str | None
     #: the usage a response keeps after a failure that followed ``n`` content chunks
     usage_after_failure: Callable[[int], UsageRow]
@@ -88,13 +87,15 @@ class Dialect:
     #: (Gemini and Ollama send only one form: the error event row covers it)
     inband_error: bool
 
+    @property
+    def name(self) -> str:
+        """The provider's name, as errors report it (its emulator dialect); the id prefix."""
+        return str(self.provider.dialect)
+
 
 DIALECTS = (
     Dialect(
-        name="openai",
-        model_type="openai_chat",
-        model_name="emulator-1",
-        base_url=lambda emu: emu.openai_base_url,
+        provider=PROVIDERS["openai_chat"],
         api_key="sk-test-secret-key-0123456789",
         usage_after_failure=_at_the_end_only,
         stream_error_code=lambda code: code,
@@ -102,10 +103,7 @@ DIALECTS = (
         inband_error=True,
     ),
     Dialect(
-        name="dashscope",
-        model_type="dashscope_chat",
-        model_name="qwen-max",
-        base_url=lambda emu: emu.dashscope_base_url,
+        provider=PROVIDERS["dashscope_chat"],
         api_key="sk-dashscope-test-secret-0123456789",
         usage_after_failure=_restated,
         stream_error_code=lambda code: code,
@@ -113,10 +111,7 @@ DIALECTS = (
         inband_error=True,
     ),
     Dialect(
-        name="gemini",
-        model_type="gemini_chat",
-        model_name="gemini-2.5-flash",
-        base_url=lambda emu: emu.gemini_base_url,
+        provider=PROVIDERS["gemini_chat"],
         api_key="AIza-test-secret-key-0123456789",
         usage_after_failure=_restated,
         stream_error_code=lambda code: code,
@@ -124,10 +119,7 @@ DIALECTS = (
         inband_error=False,
     ),
     Dialect(
-        name="ollama",
-        model_type="ollama_chat",
-        model_name="llama3",
-        base_url=lambda emu: emu.ollama_base_url,
+        provider=PROVIDERS["ollama_chat"],
         api_key=None,
         usage_after_failure=_at_the_end_only,
         stream_error_code=lambda code: None,  # Ollama's error is {"error": "<message>"}, no code
@@ -168,7 +160,8 @@ def _reply(fault: Fault | None = None, **kwargs: Any) -> Reply:
     return Reply(text=TEXT, usage=USAGE, fault=fault, **kwargs)
 
 
-def _http(status: int, error: type[streamwrap.ProviderHTTPError], **headers: str) -> Case:
+def _http(status: int, **headers: str) -> Case:
+    error = faults.HTTP_ERRORS[status]
     return Case(
         name=f"http_{status}",
         replies=(Reply(status=status, headers=headers),),
@@ -182,11 +175,11 @@ def _http(status: int, error: type[streamwrap.ProviderHTTPError], **headers: str
 
 
 FAULTS = (
-    _http(401, streamwrap.AuthenticationError),
-    _http(404, streamwrap.NotFoundError),
-    _http(429, streamwrap.RateLimitError, **{"Retry-After": f"{RETRY_AFTER:g}"}),
-    _http(500, streamwrap.ServerError),
-    _http(503, streamwrap.ServerError),
+    _http(401),
+    _http(404),
+    _http(429, **{"Retry-After": f"{RETRY_AFTER:g}"}),
+    _http(500),
+    _http(503),
     Case(
         name="retry_503_then_ok",
         replies=(Reply(status=503, headers={"Retry-After": "0"}), _reply()),
@@ -278,6 +271,29 @@ FAULTS = (
     ),
 )
 
+
+def test_every_fault_kind_has_a_row() -> None:
+    scripted = {reply.fault.kind for case in FAULTS for reply in case.replies if reply.fault is not None}
+    assert scripted == set(faults.FAULT_KINDS)
+
+
+def test_the_fault_list_has_every_kind_of_fault() -> None:
+    assert set(faults.FAULT_KINDS) == set(get_args(get_type_hints(Fault)["kind"]))
+
+
+def test_each_failing_row_raises_the_error_of_the_fault_list() -> None:
+    for case in FAULTS:
+        for reply in case.replies:
+            if reply.fault is not None and case.error is not None:
+                assert case.error is faults.STREAM_ERRORS[reply.fault.kind], case.name
+            elif reply.status >= 400 and case.error is not None and case.status is not None:
+                assert case.error is faults.HTTP_ERRORS[reply.status], case.name
+
+
+def test_every_dialect_of_the_emulator_has_a_row() -> None:
+    assert [dialect.provider for dialect in DIALECTS] == list(providers.ONE_PER_DIALECT)
+
+
 MATRIX = [
     pytest.param(dialect, case, id=f"{dialect.name}-{case.name}")
     for dialect, case in product(DIALECTS, FAULTS)
@@ -301,18 +317,11 @@ def models(own_emu: Emulator) -> Iterator[list[Any]]:
 
 
 def make_model(dialect: Dialect, emu: Emulator, config: Mapping[str, Any]) -> Any:
-    return streamwrap.load_model(
-        {
-            "model_type": dialect.model_type,
-            "model_name": dialect.model_name,
-            "stream": True,
-            "base_url": dialect.base_url(emu),
-            **({"api_key": dialect.api_key} if dialect.api_key else {}),
-            "max_retries": 0,
-            "first_token_timeout": GENEROUS,
-            "idle_timeout": GENEROUS,
-            **config,
-        }
+    return providers.make_model(
+        emu,
+        dialect.provider.model_type,
+        api_key=dialect.api_key,
+        **({"first_token_timeout": GENEROUS, "idle_timeout": GENEROUS} | dict(config)),
     )
 
 

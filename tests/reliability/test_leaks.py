@@ -37,6 +37,7 @@ import pytest
 
 import streamwrap
 from streamwrap.testing import Emulator, Fault, Reply
+from tests.support import providers
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow]
 
@@ -53,38 +54,17 @@ CHUNKS = [f"c{j} " for j in range(40)]
 LAST_POINT = 30
 STALLING_REPLY = Reply(text=CHUNKS, delay=0.005, fault=Fault.stall_after(36, 120.0))
 
-MODEL_NAMES = {
-    "openai_chat": "emulator-1",
-    "dashscope_chat": "qwen-max",
-    "gemini_chat": "gemini-2.5-flash",
-    "ollama_chat": "llama3",
-}
+# One wrapper per wire format the emulator speaks.
+MODEL_NAMES = {p.model_type: p.model_name for p in providers.ONE_PER_DIALECT}
 
 
 def base_url(emu: Emulator, model_type: str) -> str:
-    return {
-        "openai_chat": emu.openai_base_url,
-        "dashscope_chat": emu.dashscope_base_url,
-        "gemini_chat": emu.gemini_base_url,
-        "ollama_chat": emu.ollama_base_url,
-    }[model_type]
+    return str(providers.PROVIDERS[model_type].base_url(emu.url))
 
 
 def make_models(emu: Emulator) -> dict[str, streamwrap.ModelWrapper]:
     """One streaming wrapper per dialect, pointed at ``emu``, without retries."""
-    return {
-        model_type: streamwrap.load_model(
-            {
-                "model_type": model_type,
-                "model_name": model_name,
-                "stream": True,
-                "base_url": base_url(emu, model_type),
-                "api_key": KEY,
-                "max_retries": 0,
-            }
-        )
-        for model_type, model_name in MODEL_NAMES.items()
-    }
+    return {model_type: providers.make_model(emu, model_type, api_key=KEY) for model_type in MODEL_NAMES}
 
 
 def open_fds() -> dict[int, str]:

@@ -17,10 +17,8 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import traceback
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -30,6 +28,8 @@ import pytest
 
 import streamwrap
 from streamwrap.testing import Emulator, Fault, Reply
+from tests.support import providers
+from tests.support.providers import Provider
 
 pytestmark = pytest.mark.anyio
 
@@ -39,64 +39,31 @@ PACKAGE = Path(streamwrap.__file__).resolve().parent
 TEXT = ["Hello", ", ", "world", ". ", "More ", "text."]
 
 
-def _litellm_installed() -> bool:
-    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
-    try:
-        import litellm  # noqa: F401
-    except ImportError:
-        return False
-    return True
+# Ollama's key comes from its environment variable here, every other one from the config:
+# both ways a key reaches a wrapper are covered.
+KEY_FROM_ENV = {"ollama_chat": "OLLAMA_API_KEY"}
 
-
-@dataclass(frozen=True)
-class Provider:
-    model_type: str
-    model_name: str
-    base_url: Callable[[str], str]  # emulator root URL -> the wrapper's base_url
-    key_from_env: str | None = None  # pass the key through this variable instead of the config
-
-    def config(self, root: str, **overrides: Any) -> dict[str, Any]:
-        config: dict[str, Any] = {
-            "model_type": self.model_type,
-            "model_name": self.model_name,
-            "stream": True,
-            "base_url": self.base_url(root),
-            "max_retries": 0,
-            **overrides,
-        }
-        if self.key_from_env is None:
-            config["api_key"] = SECRET
-        return config
-
-
-PROVIDERS = [
-    pytest.param(Provider("openai_chat", "gpt-4o-mini", lambda root: root + "/v1"), id="openai_chat"),
-    pytest.param(Provider("zhipuai_chat", "glm-4.7", lambda root: root + "/api/paas/v4"), id="zhipuai_chat"),
-    pytest.param(Provider("dashscope_chat", "qwen-max", lambda root: root + "/api/v1"), id="dashscope_chat"),
-    pytest.param(Provider("gemini_chat", "gemini-2.5-flash", lambda root: root), id="gemini_chat"),
-    pytest.param(
-        Provider("ollama_chat", "llama3", lambda root: root, key_from_env="OLLAMA_API_KEY"), id="ollama_chat"
-    ),
-    pytest.param(
-        Provider("litellm_chat", "openai/emulator-1", lambda root: root + "/v1"),
-        id="litellm_chat",
-        marks=pytest.mark.skipif(not _litellm_installed(), reason="litellm is not installed here"),
-    ),
-]
+# Every wrapper that reaches a server (local_chat runs in-process, with no key).
+PROVIDERS = [p.param() for p in providers.PROVIDERS.values() if p.path is not None]
 
 
 @pytest.fixture(params=PROVIDERS)
 def provider(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Provider:
     p: Provider = request.param
-    if p.key_from_env:
-        monkeypatch.setenv(p.key_from_env, SECRET)
+    if p.model_type in KEY_FROM_ENV:
+        monkeypatch.setenv(KEY_FROM_ENV[p.model_type], SECRET)
     return p
+
+
+def provider_config(provider: Provider, root: str, **overrides: Any) -> dict[str, Any]:
+    key = None if provider.model_type in KEY_FROM_ENV else SECRET
+    return providers.config(root, provider.model_type, api_key=key, **overrides)
 
 
 def make_model(provider: Provider, root: str, **overrides: Any) -> Any:
     # (Built here, not in the test: the config dict holding the key is not a local of the
     # test's frame, which is the top frame of every traceback checked below.)
-    return streamwrap.load_model(provider.config(root, **overrides))
+    return streamwrap.load_model(provider_config(provider, root, **overrides))
 
 
 # -- where the key could show -------------------------------------------------------------
@@ -390,7 +357,7 @@ async def test_credentials_in_the_base_url_are_masked_in_errors_reprs_and_logs(
 ) -> None:
     port = closed_port()
     model = streamwrap.load_model(
-        provider.config("", timeout=10) | {"base_url": credentialed_base_url(provider, port)}
+        provider_config(provider, "", timeout=10) | {"base_url": credentialed_base_url(provider, port)}
     )
     assert_no_url_secret(repr(model))
     if provider.model_type != "ollama_chat":  # (the Ollama wrapper keeps only host and port)
@@ -426,7 +393,7 @@ async def test_credentials_in_the_base_url_stay_out_of_the_http_librarys_request
         # before anything is sent ("Cannot combine AUTHORIZATION header with ... credentials
         # encoded in URL"): only the query parameter is tried there.
         root = root.replace("http://", f"http://{URL_USER}:{URL_PASSWORD}@")
-    model = streamwrap.load_model(provider.config("") | {"base_url": provider.base_url(root) + f"?api-key={URL_KEY}"})
+    model = streamwrap.load_model(provider_config(provider, "") | {"base_url": provider.base_url(root) + f"?api-key={URL_KEY}"})
     try:
         response = await model("hi")
         await response.aread()

@@ -46,6 +46,7 @@ import pytest
 import streamwrap
 from streamwrap._channel import Channel
 from streamwrap.testing import Emulator, Fault, Reply, ToolCallSpec
+from tests.support import faults, providers
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow]
 
@@ -58,43 +59,15 @@ SHORT_STALL = 0.3
 LONG_STALL = 30.0
 KEY = "sk-soak-test-secret-0123456789"
 
-MODELS = {
-    "openai_chat": "emulator-1",
-    "dashscope_chat": "qwen-max",
-    "gemini_chat": "gemini-2.5-flash",
-    "ollama_chat": "llama3",
-}
-FAULT_KINDS = (
-    "drop",
-    "error_event",
-    "inband_error",
-    "stall",
-    "stall_with_keepalive",
-    "malformed_line",
-    "truncated_json",
-    "end_without_finish",
-    "slow_trickle",
-    "http_429",
-    "http_500",
-    "http_503",
-)
+# One wrapper per wire format the emulator speaks.
+MODELS = [p.model_type for p in providers.ONE_PER_DIALECT]
+# Every mid-stream fault, then the HTTP statuses.
+FAULT_KINDS = (*faults.FAULT_KINDS, "http_429", "http_500", "http_503")
 TOOLS = {
     "get_weather": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
     "add": {"type": "object", "properties": {"a": {"type": "integer"}, "b": {"type": "integer"}}},
 }
 TOOL_SCHEMAS = [{"type": "function", "function": {"name": n, "parameters": p}} for n, p in TOOLS.items()]
-# Mid-stream faults and the error each must raise (the stalls: when longer than the timeouts).
-STREAM_ERRORS: dict[str, type[streamwrap.StreamError]] = {
-    "drop": streamwrap.StreamInterruptedError,
-    "end_without_finish": streamwrap.StreamInterruptedError,
-    "error_event": streamwrap.ProviderStreamError,
-    "inband_error": streamwrap.ProviderStreamError,
-    "malformed_line": streamwrap.StreamProtocolError,
-    "truncated_json": streamwrap.StreamProtocolError,
-    "stall": streamwrap.StreamTimeoutError,
-    "stall_with_keepalive": streamwrap.StreamTimeoutError,
-}
-HTTP_ERRORS = {429: streamwrap.RateLimitError, 500: streamwrap.ServerError, 503: streamwrap.ServerError}
 
 
 @dataclass(frozen=True)
@@ -157,7 +130,7 @@ def build(index: int, rng: random.Random) -> Case:
         if rng.random() < 0.5:  # fails once, then the retry succeeds
             return replace(case, replies=(failing, reply), label=f"{kind} retried", statuses=(status, 200))
         return replace(
-            case, replies=(failing, failing), label=f"{kind} twice", error=HTTP_ERRORS[status], status=status
+            case, replies=(failing, failing), label=f"{kind} twice", error=faults.HTTP_ERRORS[status], status=status
         )
     if kind == "slow_trickle":
         return replace(case, replies=(replace(reply, fault=Fault.slow_trickle(0.0002)),), label=kind)
@@ -175,25 +148,19 @@ def build(index: int, rng: random.Random) -> Case:
             case,
             replies=(replace(reply, fault=fault),),
             label=f"{kind} long",
-            error=STREAM_ERRORS[kind],
+            error=faults.STREAM_ERRORS[kind],
             sent=sent,
             # A content chunk (reasoning counts) before the stall means the first token came.
             code="idle_timeout" if after > 0 else "first_token_timeout",
         )
     message = f"soak fault {index}"
-    fault = {
-        "drop": lambda: Fault.drop_after(after),
-        "error_event": lambda: Fault.error_event_after(after, message),
-        "inband_error": lambda: Fault.inband_error_after(after, message),
-        "malformed_line": lambda: Fault.malformed_line_after(after),
-        "truncated_json": lambda: Fault.truncated_json_after(after),
-        "end_without_finish": lambda: Fault.end_without_finish_after(after),
-    }[kind]()
+    details = {"message": message} if kind in ("error_event", "inband_error") else {}
+    fault = faults.after(kind, after, **details)
     return replace(
         case,
         replies=(replace(reply, fault=fault),),
         label=kind,
-        error=STREAM_ERRORS[kind],
+        error=faults.STREAM_ERRORS[kind],
         sent=sent,
         message=message if kind in ("error_event", "inband_error") else None,
     )
@@ -278,26 +245,11 @@ async def check(
 
 
 def make_models(emu: Emulator) -> dict[str, streamwrap.ModelWrapper]:
-    urls = {
-        "openai_chat": emu.openai_base_url,
-        "dashscope_chat": emu.dashscope_base_url,
-        "gemini_chat": emu.gemini_base_url,
-        "ollama_chat": emu.ollama_base_url,
-    }
     return {
-        model_type: streamwrap.load_model(
-            {
-                "model_type": model_type,
-                "model_name": model_name,
-                "stream": True,
-                "base_url": urls[model_type],
-                "api_key": KEY,
-                "max_retries": 1,
-                "first_token_timeout": TIMEOUT,
-                "idle_timeout": TIMEOUT,
-            }
+        model_type: providers.make_model(
+            emu, model_type, api_key=KEY, max_retries=1, first_token_timeout=TIMEOUT, idle_timeout=TIMEOUT
         )
-        for model_type, model_name in MODELS.items()
+        for model_type in MODELS
     }
 
 

@@ -104,7 +104,7 @@ class Recording:
 
     @property
     def body(self) -> bytes:
-        return _read(self.body_path)
+        return read(self.body_path)
 
     @property
     def status(self) -> int:
@@ -141,8 +141,30 @@ def content_type(meta: Mapping[str, Any], default: str = "text/event-stream") ->
 
 
 @cache
-def _read(path: Path) -> bytes:
+def read(path: Path) -> bytes:
+    """The bytes of a recording's file, read once."""
     return path.read_bytes()
+
+
+def body(meta_path: Path, meta: Mapping[str, Any]) -> bytes:
+    """The body of the recording whose meta is ``meta`` (read from ``meta_path``)."""
+    return read(meta_path.parent / meta["body_file"])
+
+
+def load_meta(path: Path) -> dict[str, Any]:
+    """The meta of a recording, from its ``.meta.json`` or from its body file's path."""
+    if not path.name.endswith(".meta.json"):
+        path = path.with_name(path.name.rsplit(".", 1)[0] + ".meta.json")
+    meta: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+    return meta
+
+
+def named(name: str) -> Recording:
+    """The recording ``provider/name``; the test skips, saying so, without it."""
+    meta_path = RECORDINGS / f"{name}.meta.json"
+    if not meta_path.is_file():
+        pytest.skip(MISSING if not RECORDINGS.is_dir() else f"recording {name} not found")
+    return Recording(meta_path, load_meta(meta_path))
 
 
 @cache
@@ -150,10 +172,7 @@ def everything() -> tuple[Recording, ...]:
     """Every recording in the folder (none if it is absent), sorted by provider and name."""
     if not RECORDINGS.is_dir():
         return ()
-    return tuple(
-        Recording(path, json.loads(path.read_text(encoding="utf-8")))
-        for path in sorted(RECORDINGS.glob("*/*.meta.json"))
-    )
+    return tuple(Recording(path, load_meta(path)) for path in sorted(RECORDINGS.glob("*/*.meta.json")))
 
 
 def select(

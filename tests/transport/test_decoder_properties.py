@@ -1,7 +1,7 @@
 """Properties of every wire mapper (bytes → deltas), over real recordings and arbitrary bytes.
 
 1. Cutting changes nothing: each real recording in ``../shared/recordings`` that a mapper
-   decodes (routed by the provider table in ``_recordings.py``: OpenAI-format ones, Azure's
+   decodes (routed by the provider table in ``tests/support/recordings.py``: OpenAI-format ones, Azure's
    included, through :class:`OpenAIStreamMapper`, DashScope native, Gemini, Ollama; the
    providers with no wrapper yet are skipped, saying so) is fed whole, then cut into
    network reads at hypothesis-drawn points; the deltas (and what the response derives
@@ -91,7 +91,7 @@ OLLAMA = Wire("ollama", lambda: OllamaStreamMapper("ollama"), lambda data: data 
 WIRES = [OPENAI, DASHSCOPE, DASHSCOPE_CUMULATIVE, GEMINI, OLLAMA]
 WIRE_PARAMS = [pytest.param(w, id=w.name) for w in WIRES]
 
-# The recordings, routed by the one provider table (tests/_recordings.py).
+# The recordings, routed by the one provider table (tests/support/recordings.py).
 MAPPERS = {
     _recordings.OPENAI: OPENAI,
     _recordings.DASHSCOPE: DASHSCOPE,

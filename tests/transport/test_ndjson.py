@@ -5,7 +5,6 @@ cut at arbitrary points (inside CRLF pairs and inside multi-byte UTF-8 character
 from __future__ import annotations
 
 import itertools
-import json
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -25,7 +24,7 @@ from tests.support import recordings as _recordings
 BOM = b"\xef\xbb\xbf"
 FAST = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
-# The Ollama bodies, as the provider table (tests/_recordings.py) routes them.
+# The Ollama bodies, as the provider table (tests/support/recordings.py) routes them.
 OLLAMA_BODIES = _recordings.params(
     "path", _recordings.select(wire=_recordings.OLLAMA), lambda r: r.body_path, what="Ollama"
 )
@@ -183,7 +182,7 @@ def test_any_cut_of_any_bytes_gives_the_same_lines(body: bytes, cuts: list[int])
 def test_recorded_bodies_cut_anywhere_give_the_recorded_lines(path: Path, cuts: list[int]) -> None:
     body = path.read_bytes()
     lines = decode(pieces(body, cuts))
-    meta = json.loads(path.with_name(path.name.replace(".ndjson", ".meta.json")).read_text())
+    meta = _recordings.load_meta(path)
     assert len(lines) == meta["expected"]["ndjson_lines"]
     assert lines == reference_lines(body)
 
@@ -310,7 +309,7 @@ def test_mapper_failures_are_typed(body: bytes, error: type[Exception]) -> None:
 @given(cuts=st.lists(st.integers(min_value=0, max_value=8_000), max_size=40))
 def test_recorded_bodies_map_to_expected_however_cut(path: Path, cuts: list[int]) -> None:
     body = path.read_bytes()
-    expected = json.loads(path.with_name(path.name.replace(".ndjson", ".meta.json")).read_text())["expected"]
+    expected = _recordings.load_meta(path)["expected"]
     out = _map(body, cuts)
     assert "".join(d for d in out if type(d) is TextDelta) == expected["text"]
     assert not [d for d in out if type(d) in (ReasoningDelta, ToolCallDelta)]

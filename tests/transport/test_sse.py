@@ -6,7 +6,6 @@ provider, are in test_decoder_properties.py.)"""
 from __future__ import annotations
 
 import collections
-import functools
 import itertools
 import re
 from collections.abc import Iterable, Sequence
@@ -28,15 +27,10 @@ BOM = b"\xef\xbb\xbf"
 FAST = settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 # Every SSE body, whatever its provider: the decoder is the same for all of them, those of
-# providers streamwrap has no wrapper for yet included (tests/_recordings.py routes them).
+# providers streamwrap has no wrapper for yet included (tests/support/recordings.py routes them).
 SSE_RECORDINGS = [r for r in _recordings.select(status=None) if r.meta["body_file"].endswith(".sse")]
 SSE_METAS = _recordings.params("body_path, meta", SSE_RECORDINGS, lambda r: (r.body_path, r.meta), what="SSE")
 SSE_FILES = _recordings.params("body_path", SSE_RECORDINGS, lambda r: r.body_path, what="SSE")
-
-
-@functools.cache
-def _body(path: Path) -> bytes:
-    return path.read_bytes()
 
 
 def pieces(body: bytes, cuts: Iterable[int]) -> list[bytes]:
@@ -262,7 +256,7 @@ def test_data_stays_bytes_even_when_not_utf8() -> None:
 
 @pytest.mark.parametrize(("body_path", "meta"), SSE_METAS)
 def test_recording_event_counts_match_the_meta(body_path: Path, meta: dict[str, Any]) -> None:
-    body = _body(body_path)
+    body = _recordings.read(body_path)
     events, comments, count = decode_with_counts([body])
     assert count == len(events)
     expected = meta["expected"]
@@ -299,7 +293,7 @@ def test_recording_event_counts_match_the_meta(body_path: Path, meta: dict[str, 
 @FAST
 @given(data=st.data())
 def test_recording_cut_anywhere_decodes_like_the_whole(body_path: Path, data: st.DataObject) -> None:
-    body = _body(body_path)
+    body = _recordings.read(body_path)
     cuts = data.draw(st.lists(st.integers(min_value=0, max_value=len(body)), max_size=64), label="cuts")
     whole = decode_with_counts([body])
     assert whole[0], "a recording with no events"
@@ -308,7 +302,7 @@ def test_recording_cut_anywhere_decodes_like_the_whole(body_path: Path, data: st
 
 @pytest.mark.parametrize("body_path", SSE_FILES)
 def test_recording_fed_byte_by_byte_decodes_like_the_whole(body_path: Path) -> None:
-    body = _body(body_path)
+    body = _recordings.read(body_path)
     assert decode_with_counts([body[i : i + 1] for i in range(len(body))]) == decode_with_counts([body])
 
 

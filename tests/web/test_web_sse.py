@@ -12,6 +12,7 @@ import math
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import pytest
@@ -29,6 +30,7 @@ from starlette.testclient import TestClient  # noqa: E402
 import streamwrap  # noqa: E402
 from streamwrap.testing import Emulator, Fault, Reply, ToolCallSpec  # noqa: E402
 from streamwrap.web import sse_response, text_response  # noqa: E402
+from tests.support import providers  # noqa: E402
 from tests.support.server import Server  # noqa: E402
 
 WORDS = [f"w{i} " for i in range(8)]
@@ -330,11 +332,7 @@ def server() -> Iterator[Server]:
     s.stop()
 
 
-def make_model(emu: Emulator, **overrides: Any) -> Any:
-    return streamwrap.load_model({
-        "model_type": "openai_chat", "model_name": "emulator-1", "stream": True,
-        "base_url": emu.openai_base_url, "api_key": "sk-test", "max_retries": 0, **overrides,
-    })
+make_model = partial(providers.make_model, api_key="sk-test")
 
 
 @pytest.fixture

@@ -9,6 +9,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import anyio
@@ -28,17 +29,14 @@ from websockets.sync.client import connect  # noqa: E402
 import streamwrap  # noqa: E402
 from streamwrap.testing import Emulator, Fault, Reply  # noqa: E402
 from streamwrap.web import WebSocketSink, stream_to_websocket, websocket_chat  # noqa: E402
+from tests.support import providers  # noqa: E402
 from tests.support.server import Server  # noqa: E402
 
 WORDS = [f"w{i} " for i in range(8)]
 SLOW = Reply(text=WORDS * 100, delay=0.01)
 
 
-def make_model(emu: Emulator, **overrides: Any) -> Any:
-    return streamwrap.load_model({
-        "model_type": "openai_chat", "model_name": "emulator-1", "stream": True,
-        "base_url": emu.openai_base_url, "api_key": "sk-test", "max_retries": 0, **overrides,
-    })
+make_model = partial(providers.make_model, api_key="sk-test")
 
 
 class Recorder:
