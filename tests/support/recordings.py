@@ -4,7 +4,8 @@ tests read it.
 The folder holds ``<provider>/<name>.<sse|ndjson|json|bin>`` bodies, each with a
 ``<name>.meta.json`` (source, request, status, content type, ``expected`` parse). It grows
 with providers streamwrap does not speak yet, so every test module that reads recordings
-takes them from here rather than globbing the folder itself: a provider is either in
+takes them (and reads their files: :func:`body`, :func:`load_meta`, :func:`named`) from
+here rather than globbing the folder itself: a provider folder is either in
 :data:`WIRES` (the mapper streamwrap decodes its bodies with) or in :data:`NO_WRAPPER`
 (skipped, saying so), and a folder in neither fails
 ``test_decoder_properties.py::test_every_recording_folder_is_in_the_provider_table`` instead
@@ -13,6 +14,7 @@ of breaking collection.
 In a clone without the folder (it is never copied into the repository), every
 parametrized recording test is one skipped case saying where the folder was looked for;
 non-parametrized tests use conftest's ``recordings`` fixture, which skips the same way.
+(The table of model types the tests build models from is ``providers.py`` beside this.)
 """
 
 from __future__ import annotations
