@@ -2,10 +2,10 @@
 against the openai SDK with the same SSE written by hand, and the raw-HTTP floor.
 
 One stream of ``--chunks`` chunks from the emulator in its own process (as in
-``bench_stream.py``, whose machinery this reuses); CPU of the whole benchmark process per
+``bench_stream.py``, whose harness, ``_harness.py``, this reuses); CPU of the whole benchmark process per
 chunk, streamwrap's runtime thread included. Contenders:
 
-- the floor and the openai SDK ``AsyncStream`` (references, from ``bench_stream.py``);
+- the floor and the openai SDK ``AsyncStream`` (references, from ``_harness.py``);
 - streamwrap ``.stream`` (reference) and ``.events()``;
 - ``deliver()`` to a ``CallbackSink``, to a ``ConsoleSink`` writing to ``/dev/null``, and to
   three ``CallbackSink``s at once (each reads its own replay);
@@ -30,13 +30,13 @@ from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-import bench_stream as bench
+import _harness as harness
 
-MODEL = bench.MODEL
-MESSAGES = bench.MESSAGES
+MODEL = harness.MODEL
+MESSAGES = harness.MESSAGES
 
 
-def streamwrap_delivery_contenders(base_url: str, expected: str) -> list[bench.Contender]:
+def streamwrap_delivery_contenders(base_url: str, expected: str) -> list[harness.Contender]:
     import streamwrap
 
     config = {
@@ -44,19 +44,19 @@ def streamwrap_delivery_contenders(base_url: str, expected: str) -> list[bench.C
         "base_url": base_url, "api_key": "bench", "max_retries": 0,
     }
     m_stream, m_events, m_callback, m_console, m_three, m_sse = (streamwrap.load_model(config) for _ in range(6))
-    settle = bench._streamwrap_settle
+    settle = harness.streamwrap_settle
 
     async def consume_stream() -> None:
         response = await m_stream(MESSAGES)
         last = ""
         async for _, text_so_far in response.stream:
             last = text_so_far
-        bench._check(last, expected, ".stream")
+        harness.check(last, expected, ".stream")
 
     async def consume_events() -> None:
         response = await m_events(MESSAGES)
         parts = [e.delta async for e in response.events() if e.type == "text"]
-        bench._check("".join(parts), expected, ".events()")
+        harness.check("".join(parts), expected, ".events()")
 
     def collector() -> tuple[list[str], streamwrap.CallbackSink]:
         parts: list[str] = []
@@ -70,31 +70,31 @@ def streamwrap_delivery_contenders(base_url: str, expected: str) -> list[bench.C
     async def consume_callback() -> None:
         parts, sink = collector()
         await streamwrap.deliver(await m_callback(MESSAGES), sink)
-        bench._check("".join(parts), expected, "deliver(CallbackSink)")
+        harness.check("".join(parts), expected, "deliver(CallbackSink)")
 
     devnull = open(os.devnull, "w")  # noqa: SIM115 (closed with the contender)
 
     async def consume_console() -> None:
         response = await m_console(MESSAGES)
         await streamwrap.deliver(response, streamwrap.ConsoleSink(devnull, stats=False))
-        bench._check(response.text, expected, "deliver(ConsoleSink)")
+        harness.check(response.text, expected, "deliver(ConsoleSink)")
 
     async def consume_three() -> None:
         sinks = [collector() for _ in range(3)]
         await streamwrap.deliver(await m_three(MESSAGES), *(s for _, s in sinks))
         for parts, _ in sinks:
-            bench._check("".join(parts), expected, "deliver(3 sinks)")
+            harness.check("".join(parts), expected, "deliver(3 sinks)")
 
     async def close_console() -> None:
         devnull.close()
         await m_console.aclose()
 
     contenders = [
-        bench.Contender("sw_stream", "streamwrap .stream", consume_stream, m_stream.aclose, settle),
-        bench.Contender("sw_events", "streamwrap .events()", consume_events, m_events.aclose, settle),
-        bench.Contender("sw_callback", "deliver(CallbackSink)", consume_callback, m_callback.aclose, settle),
-        bench.Contender("sw_console", "deliver(ConsoleSink → /dev/null)", consume_console, close_console, settle),
-        bench.Contender("sw_three", "deliver(3 CallbackSinks)", consume_three, m_three.aclose, settle),
+        harness.Contender("sw_stream", "streamwrap .stream", consume_stream, m_stream.aclose, settle),
+        harness.Contender("sw_events", "streamwrap .events()", consume_events, m_events.aclose, settle),
+        harness.Contender("sw_callback", "deliver(CallbackSink)", consume_callback, m_callback.aclose, settle),
+        harness.Contender("sw_console", "deliver(ConsoleSink → /dev/null)", consume_console, close_console, settle),
+        harness.Contender("sw_three", "deliver(3 CallbackSinks)", consume_three, m_three.aclose, settle),
     ]
     try:
         from streamwrap.web import sse_response
@@ -108,22 +108,22 @@ def streamwrap_delivery_contenders(base_url: str, expected: str) -> list[bench.C
             size = 0
             async for piece in body.body_iterator:
                 size += len(piece)
-            bench._check(response.text, expected, "sse_response")
+            harness.check(response.text, expected, "sse_response")
             if size <= len(expected):
                 raise AssertionError("sse_response: body shorter than the text")
 
         contenders.append(
-            bench.Contender("sw_sse", "streamwrap sse_response body (UI message v1)", consume_sse, m_sse.aclose, settle)
+            harness.Contender("sw_sse", "streamwrap sse_response body (UI message v1)", consume_sse, m_sse.aclose, settle)
         )
     return contenders
 
 
-def openai_sse_contender(base_url: str, expected: str) -> bench.Contender:
+def openai_sse_contender(base_url: str, expected: str) -> harness.Contender:
     """The openai SDK, with the same UI message stream SSE written by hand."""
     import openai
 
     client = openai.AsyncOpenAI(api_key="bench", base_url=base_url, max_retries=0,
-                                http_client=bench._sdk_http_client(10))
+                                http_client=harness.sdk_http_client(10))
 
     async def body() -> Any:
         messages: Any = MESSAGES
@@ -144,19 +144,19 @@ def openai_sse_contender(base_url: str, expected: str) -> bench.Contender:
         async for event in body():
             if event.startswith('data: {"type": "text-delta"'):
                 parts.append(json.loads(event[6:])["delta"])
-        bench._check("".join(parts), expected, "openai + hand SSE")
+        harness.check("".join(parts), expected, "openai + hand SSE")
 
-    return bench.Contender("openai_sse", "openai SDK + hand-written UI message SSE", consume, client.close)
+    return harness.Contender("openai_sse", "openai SDK + hand-written UI message SSE", consume, client.close)
 
 
 async def run(chunks: int, rounds: int, chunk_text: str) -> dict[str, Any]:
     expected = chunk_text * chunks
-    with bench.EmulatorProcess(chunks, chunk_text) as emulator:
+    with harness.EmulatorProcess(chunks, chunk_text) as emulator:
         url = emulator.base_url
-        contenders = [bench.floor_contender(url, expected, 10), bench.openai_contender(url, expected, 10),
+        contenders = [harness.floor_contender(url, expected, 10), harness.openai_contender(url, expected, 10),
                       openai_sse_contender(url, expected), *streamwrap_delivery_contenders(url, expected)]
         try:
-            results = await bench.run_rounds(contenders, 1, rounds, emulator, "delivery")
+            results = await harness.run_rounds(contenders, 1, rounds, emulator, "delivery")
         finally:
             for c in contenders:
                 await c.aclose()
@@ -168,8 +168,8 @@ async def run(chunks: int, rounds: int, chunk_text: str) -> dict[str, Any]:
             "cpu_us_per_chunk": statistics.median(cpu),
             "cpu_us_per_chunk_min": min(cpu), "cpu_us_per_chunk_max": max(cpu),
             "chunks_per_s": chunks / res.median("wall_s"), "wall_s": res.median("wall_s"),
-            "server_busy": bench._server_busy(res.samples),
-            "switches_per_1k": bench._per_1k(res.samples, "voluntary_switches", chunks),
+            "server_busy": harness.server_busy(res.samples),
+            "switches_per_1k": harness.per_1k(res.samples, "voluntary_switches", chunks),
             "sys_share": None,
         })
     return {"chunks": chunks, "rounds": rounds, "rows": rows, "notes": []}
@@ -184,10 +184,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     started = time.perf_counter()
     data = asyncio.run(run(args.chunks, args.rounds, args.chunk_text))
-    meta = bench._meta("starlette")
+    meta = harness.run_meta("starlette")
     print("# streamwrap delivery benchmark\n")
     print(f"Python {meta['python']}, {meta['cpus']} CPUs; run time {time.perf_counter() - started:.0f} s.\n")
-    print(bench.render_streams(f"One stream of {args.chunks:,} chunks ({args.rounds} rounds)", data, concurrent=False))
+    print(harness.render_streams(f"One stream of {args.chunks:,} chunks ({args.rounds} rounds)", data, concurrent=False))
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"meta": meta, "delivery": data}, f, indent=2)

@@ -39,10 +39,10 @@ os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # before anything
 # the same chunk" 100 times (its check still runs per chunk; only its limit is raised).
 os.environ.setdefault("REPEATED_STREAMING_CHUNK_LIMIT", str(10**9))
 
-import bench_stream as bench
+import _harness as harness
 
-MODEL = bench.MODEL
-MESSAGES = bench.MESSAGES
+MODEL = harness.MODEL
+MESSAGES = harness.MESSAGES
 # How quiet the process must be, and for how long, before a sample ends (see _quiesce).
 IDLE_WINDOW_S = 0.05
 IDLE_CPU_S = 0.002
@@ -60,7 +60,7 @@ async def _quiesce() -> None:
             return
 
 
-def raw_contender(base_url: str, expected: str) -> bench.Contender:
+def raw_contender(base_url: str, expected: str) -> harness.Contender:
     """``litellm.acompletion(stream=True)`` iterated by hand: LiteLLM's own cost."""
     import litellm
 
@@ -81,15 +81,15 @@ def raw_contender(base_url: str, expected: str) -> bench.Contender:
                 content = chunk.choices[0].delta.content
                 if content:
                     parts.append(content)
-        bench._check("".join(parts), expected, "litellm")
+        harness.check("".join(parts), expected, "litellm")
 
     async def aclose() -> None:
         return None
 
-    return bench.Contender("litellm", "litellm.acompletion, iterated", consume, aclose, _quiesce)
+    return harness.Contender("litellm", "litellm.acompletion, iterated", consume, aclose, _quiesce)
 
 
-def streamwrap_contenders(base_url: str, expected: str) -> list[bench.Contender]:
+def streamwrap_contenders(base_url: str, expected: str) -> list[harness.Contender]:
     """``litellm_chat`` consumed three ways, each with its own wrapper."""
     config = {
         "model_type": "litellm_chat",
@@ -101,20 +101,20 @@ def streamwrap_contenders(base_url: str, expected: str) -> list[bench.Contender]
     }
 
     async def settle() -> None:
-        await bench._streamwrap_settle()
+        await harness.streamwrap_settle()
         await _quiesce()
 
-    return bench.consuming_contenders(lambda: dict(config), expected, "litellm_chat", settle)
+    return harness.consuming_contenders(lambda: dict(config), expected, "litellm_chat", settle)
 
 
 async def bench_stream_section(chunks: int, rounds: int, chunk_text: str, only: set[str] | None) -> dict[str, Any]:
     expected = chunk_text * chunks
-    with bench.EmulatorProcess(chunks, chunk_text) as emulator:
+    with harness.EmulatorProcess(chunks, chunk_text) as emulator:
         contenders = [raw_contender(emulator.base_url, expected), *streamwrap_contenders(emulator.base_url, expected)]
         if only:
             contenders = [c for c in contenders if c.key in only]
         try:
-            results = await bench.run_rounds(contenders, 1, rounds, emulator, "stream")
+            results = await harness.run_rounds(contenders, 1, rounds, emulator, "stream")
         finally:
             for c in contenders:
                 await c.aclose()
@@ -177,7 +177,7 @@ def render(results: dict[str, Any]) -> str:
                 r["label"],
                 f"{r['cpu_us_per_chunk']:.1f}",
                 f"{r['cpu_us_per_chunk_min']:.1f}–{r['cpu_us_per_chunk_max']:.1f}",
-                bench._ratio(r["cpu_us_per_chunk"], raw),
+                harness.ratio(r["cpu_us_per_chunk"], raw),
                 "—" if raw is None or r["key"] == "litellm" else f"{r['cpu_us_per_chunk'] - raw:+.1f}",
                 f"{r['chunks_per_s']:,.0f}",
             ]
@@ -191,7 +191,7 @@ def render(results: dict[str, Any]) -> str:
             "CPU = `time.process_time()` of this process (all threads) until it is idle again "
             "after the stream, divided by the chunks; the emulator runs in its own process.",
             "",
-            bench._table(header, table),
+            harness.markdown_table(header, table),
         ]
     if "import" in results:
         d = results["import"]
@@ -209,9 +209,9 @@ def render(results: dict[str, Any]) -> str:
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--sections", type=bench._csv_names, default=["stream", "import"], help="stream,import")
+    p.add_argument("--sections", type=harness.csv_names, default=["stream", "import"], help="stream,import")
     p.add_argument(
-        "--contenders", type=bench._csv_names, default=None, help="only these: litellm,sw_deltas,sw_stream,sw_aread"
+        "--contenders", type=harness.csv_names, default=None, help="only these: litellm,sw_deltas,sw_stream,sw_aread"
     )
     p.add_argument("--chunks", type=int, default=20_000, help="chunks in the stream (default: %(default)s)")
     p.add_argument("--rounds", type=int, default=3, help="measured rounds after the warm-up (default: %(default)s)")
@@ -223,18 +223,18 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    results: dict[str, Any] = {"meta": bench._meta("litellm")}
+    results: dict[str, Any] = {"meta": harness.run_meta("litellm")}
     if "stream" in args.sections:
         only = set(args.contenders) if args.contenders else None
         results["stream"] = asyncio.run(bench_stream_section(args.chunks, args.rounds, args.chunk_text, only))
     if "import" in args.sections:
-        bench._log("import time")
+        harness.log("import time")
         results["import"] = bench_import(args.import_runs)
     print(render(results))
     if args.json:
         with open(args.json, "w", encoding="utf-8") as f:
             json.dump(results, f, indent=2)
-        bench._log(f"raw numbers written to {args.json}")
+        harness.log(f"raw numbers written to {args.json}")
     return 0
 
 

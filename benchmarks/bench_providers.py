@@ -32,12 +32,12 @@ from typing import Any
 import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_stream import (
+from _harness import (
     MESSAGES,
     MODEL,
     Contender,
     EmulatorProcess,
-    _check,
+    check,
     consuming_contenders,
     run_rounds,
 )
@@ -91,7 +91,7 @@ def floor(url: str, body: dict[str, Any], headers: dict[str, str], text_of: Call
                     text = text_of(line.rstrip(b"\r"))
                     if text:
                         parts.append(text)
-        _check("".join(parts), expected, "floor")
+        check("".join(parts), expected, "floor")
 
     return Contender("floor", "floor: httpx + minimal parse + orjson", consume, client.aclose)
 
@@ -116,7 +116,7 @@ def dashscope_sdk(url: str, expected: str) -> Contender:
                 content = choices[0].message.content
                 if content:
                     parts.append(content)
-        _check("".join(parts), expected, "dashscope SDK")
+        check("".join(parts), expected, "dashscope SDK")
 
     async def aclose() -> None:
         return None
@@ -136,7 +136,7 @@ def gemini_sdk(url: str, expected: str) -> Contender:
                 for part in (candidate.content.parts if candidate.content else None) or ():
                     if part.text and not part.thought:
                         parts.append(part.text)
-        _check("".join(parts), expected, "google-genai")
+        check("".join(parts), expected, "google-genai")
 
     async def aclose() -> None:
         await client.aio.aclose()
@@ -154,7 +154,7 @@ def ollama_sdk(url: str, expected: str) -> Contender:
         async for part in await client.chat(model=MODEL, messages=MESSAGES, stream=True):
             if part.message.content:
                 parts.append(part.message.content)
-        _check("".join(parts), expected, "ollama SDK")
+        check("".join(parts), expected, "ollama SDK")
 
     async def aclose() -> None:
         await client._client.aclose()  # the SDK has no public close

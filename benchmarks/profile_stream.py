@@ -37,7 +37,7 @@ from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-import bench_stream as bench
+import _harness as harness
 
 
 def _install_counters(counts: dict[str, int]) -> Callable[[], None] | None:
@@ -89,8 +89,8 @@ def _on_runtime_thread(fn: Callable[[], None]) -> None:
 async def profile(contender_key: str, chunks: int, streams: int, top: int) -> str:
     expected = "tok " * chunks
     out: list[str] = []
-    with bench.EmulatorProcess(chunks, "tok ") as emulator:
-        contenders = {c.key: c for c in bench.streamwrap_contenders(emulator.base_url, expected, 10)}
+    with harness.EmulatorProcess(chunks, "tok ") as emulator:
+        contenders = {c.key: c for c in harness.streamwrap_contenders(emulator.base_url, expected, 10)}
         contender = contenders[contender_key]
         settle = contender.settle
         assert settle is not None
@@ -187,7 +187,7 @@ def _group(where: str) -> str:
     path = where.split(":", 1)[0]
     if path.startswith("streamwrap/"):
         return f"`{path}`"
-    if path.startswith("benchmarks/") or path.startswith("bench_stream"):
+    if path.startswith(("benchmarks/", "bench_stream", "_harness")):
         return "the benchmark's consumer loop"
     if path.startswith("python3"):
         return "stdlib (asyncio, contextlib, ...)"

@@ -6,10 +6,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from _recordings import MISSING, RECORDINGS
 
 import streamwrap
 from streamwrap.testing import Emulator
+from tests.support.providers import make_model
+from tests.support.recordings import MISSING, RECORDINGS
 
 
 @pytest.fixture(params=["asyncio", "trio"])
@@ -42,21 +43,12 @@ def own_emu() -> Iterator[Emulator]:
 @pytest.fixture
 def model(emu: Emulator) -> streamwrap.ModelWrapper:
     """A streaming ``openai_chat`` model pointed at the emulator, without retries."""
-    return streamwrap.load_model(
-        {
-            "model_type": "openai_chat",
-            "model_name": "emulator-1",
-            "stream": True,
-            "base_url": emu.openai_base_url,
-            "api_key": "sk-test-secret-key-0123456789",
-            "max_retries": 0,
-        }
-    )
+    return make_model(emu)
 
 
 @pytest.fixture
 def recordings() -> Path:
-    """The folder of real provider traffic (tests/_recordings.py), kept beside the
+    """The folder of real provider traffic (tests/support/recordings.py), kept beside the
     repository, never copied into it: tests that need it skip, saying so, without it."""
     if not RECORDINGS.is_dir():
         pytest.skip(MISSING)

@@ -20,7 +20,7 @@ This replaces a private method, ``_close_connections``, of each pool instance (a
 the instance's ``aclose``), not of the class: pools of other clients in the process, and a
 client a caller hands in, are left alone. It finds the pools through private attributes of
 httpx's client and transport too. If a release renames any of them, the pools fall back to
-the library's own behaviour, and ``tests/test_pool.py`` fails on purpose, saying so.
+the library's own behaviour, and ``tests/transport/test_pool.py`` fails on purpose, saying so.
 """
 
 from __future__ import annotations

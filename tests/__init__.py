@@ -1,0 +1,1 @@
+"""streamwrap's test suite: one folder per part of the package, helpers in ``support``."""

@@ -1,0 +1,1 @@
+"""The response contract (DESIGN.md), configs and the public surface, through openai_chat."""

@@ -1,0 +1,1 @@
+"""Response events, sinks, deliver() and the console."""

@@ -1,0 +1,1 @@
+"""The provider emulator (streamwrap.testing) and its dialects."""

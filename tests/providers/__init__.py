@@ -1,0 +1,1 @@
+"""One module per provider's wrapper (and its model sources), against the emulator."""

@@ -1,0 +1,1 @@
+"""Properties every model type keeps: faults, bad input, secrets, leaks, load."""

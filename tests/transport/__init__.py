@@ -1,0 +1,1 @@
+"""The sans-I/O decoders, the wire mappers' properties and the connection pools."""

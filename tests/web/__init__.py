@@ -1,0 +1,1 @@
+"""streamwrap.web and streamwrap serve on real servers, clients and browsers."""
