@@ -86,11 +86,14 @@ class Dialect:
     #: whether the provider has an in-band error object distinct from its error event
     #: (Gemini and Ollama send only one form: the error event row covers it)
     inband_error: bool
+    #: the provider's name as its errors report it, where it is not its emulator dialect's
+    #: (an out-of-tree provider speaking a built-in dialect)
+    reported_as: str | None = None
 
     @property
     def name(self) -> str:
         """The provider's name, as errors report it (its emulator dialect); the id prefix."""
-        return str(self.provider.dialect)
+        return self.reported_as or str(self.provider.dialect)
 
 
 DIALECTS = (
@@ -319,7 +322,7 @@ def models(own_emu: Emulator) -> Iterator[list[Any]]:
 def make_model(dialect: Dialect, emu: Emulator, config: Mapping[str, Any]) -> Any:
     return providers.make_model(
         emu,
-        dialect.provider.model_type,
+        dialect.provider,
         api_key=dialect.api_key,
         **({"first_token_timeout": GENEROUS, "idle_timeout": GENEROUS} | dict(config)),
     )

@@ -79,7 +79,7 @@ _DEFAULT: Any = object()
 def config(
     where: Emulator | str,
     /,
-    model_type: str = "openai_chat",
+    model_type: str | Provider = "openai_chat",
     *,
     api_key: str | None = _DEFAULT,
     base_url: str | None = _DEFAULT,
@@ -89,16 +89,17 @@ def config(
     emulator, or the root URL of a server), with the table's model name and :data:`KEY`.
 
     ``api_key`` and ``base_url`` replace the table's; ``None`` leaves the key out of the
-    config. Every other keyword is a config key, added or replaced as given.
+    config. Every other keyword is a config key, added or replaced as given. A
+    :class:`Provider` row not in the table (an out-of-tree provider's) works too.
     """
-    provider = PROVIDERS[model_type]
+    provider = model_type if isinstance(model_type, Provider) else PROVIDERS[model_type]
     root = where.url if isinstance(where, Emulator) else where
     if api_key is _DEFAULT:
         api_key = KEY if provider.needs_key else None
     if base_url is _DEFAULT:
         base_url = provider.base_url(root)
     return {
-        "model_type": model_type,
+        "model_type": provider.model_type,
         "model_name": provider.model_name,
         "stream": True,
         **({"base_url": base_url} if base_url is not None else {}),
@@ -108,7 +109,7 @@ def config(
     }
 
 
-def make_model(where: Emulator | str, /, model_type: str = "openai_chat", **overrides: Any) -> Any:
+def make_model(where: Emulator | str, /, model_type: str | Provider = "openai_chat", **overrides: Any) -> Any:
     """``streamwrap.load_model(config(where, model_type, **overrides))``."""
     return streamwrap.load_model(config(where, model_type, **overrides))
 

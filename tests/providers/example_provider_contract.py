@@ -1,4 +1,4 @@
-"""The provider contract, run on the out-of-tree example provider (tests/example_provider).
+"""The provider contract, run on the out-of-tree example provider (tests/providers/example_provider).
 
 Not collected by the suite itself (the name does not start with ``test_``):
 ``test_provider_api.py`` installs the example package into a directory of its own and runs
@@ -20,11 +20,12 @@ from typing import Any
 
 import anyio
 import pytest
-from test_fault_matrix import FAULTS, Case, Dialect, _at_the_end_only
-from test_fault_matrix import test_fault_matrix as fault_matrix_row
 
 import streamwrap
 from streamwrap.testing import Emulator, Fault, Reply, ToolCallSpec
+from tests.reliability.test_fault_matrix import FAULTS, Case, Dialect, _at_the_end_only
+from tests.reliability.test_fault_matrix import test_fault_matrix as fault_matrix_row
+from tests.support.providers import Provider
 
 pytestmark = pytest.mark.anyio
 
@@ -32,15 +33,14 @@ pytestmark = pytest.mark.anyio
 SITE = Path(os.environ["EXAMPLE_PROVIDER_SITE"])
 
 EXAMPLE = Dialect(
-    name="example",
-    model_type="example_chat",
-    model_name="emulator-1",
-    base_url=lambda emu: emu.openai_base_url,
+    # Speaks the emulator's OpenAI dialect, at the same path as openai_chat.
+    provider=Provider("example_chat", "emulator-1", "/v1", "openai"),
     api_key="sk-example-test-secret-0123456789",
     usage_after_failure=_at_the_end_only,  # usage comes in a last chunk, after the finish
     stream_error_code=lambda code: code,
     body_message=lambda body: str(body["error"]["message"]),
     inband_error=True,
+    reported_as="example",
 )
 
 

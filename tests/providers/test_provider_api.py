@@ -1,6 +1,6 @@
 """The public extension API, ``streamwrap.providers``, and the proof that it suffices.
 
-``tests/example_provider`` is a provider package of its own (``example_chat``: OpenAI-style
+``tests/providers/example_provider`` is a provider package of its own (``example_chat``: OpenAI-style
 chat completions sent with httpx), built only from ``streamwrap.providers`` and the public
 names of ``streamwrap``. It is installed for real, by pip from its pyproject.toml, into a
 directory of its own, once per session; a subprocess with that directory on its path then
