@@ -18,13 +18,13 @@ from collections.abc import Sequence
 from typing import Any, TextIO
 
 from ._config import get_model, load_model, load_model_configs
-from ._console import ConsoleSink
 from ._errors import ConfigError, MissingDependencyError, StreamwrapError
 from ._events import EndEvent
 from ._interrupt import EXIT_INTERRUPTED, QuietCutOff, SigintStops, exit_process, stopped
 from ._providers.llamacpp._model_source import DEFAULT_MODEL, resolve_model
 from ._registry import model_types
 from ._runtime import runtime
+from ._sinks import ConsoleSink
 from ._version import __version__
 from ._wrapper import ModelWrapper
 
