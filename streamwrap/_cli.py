@@ -375,7 +375,7 @@ def _serve(args: argparse.Namespace, stderr: TextIO) -> int:
 
 
 def _check_origins(origins: list[str], token: str | None) -> None:
-    from .web._app import open_origins
+    from .web._guard import open_origins
 
     anyone = open_origins(origins)
     if anyone and token is None:

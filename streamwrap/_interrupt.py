@@ -110,7 +110,7 @@ class QuietCutOff(logging.Filter):
     """
 
     def filter(self, record: logging.LogRecord) -> bool:
-        from .web._sse import TextCutOff
+        from .web._responses import TextCutOff
 
         error = record.exc_info[1] if record.exc_info else None
         if isinstance(error, TextCutOff):
