@@ -18,10 +18,8 @@ from __future__ import annotations
 
 import typing as _typing
 
-from ._callbacks import CallbackSink
 from ._config import get_model, load_model, load_model_configs, registered_models
 from ._config_keys import DEFAULTS, ModelConfig
-from ._console import ConsoleSink
 from ._delivery import Delivery, ResponseCallback, default_output, deliver, get_default_output
 from ._delta import ReasoningDelta, TextDelta, ToolCallDelta
 from ._errors import (
@@ -49,7 +47,7 @@ from ._registry import builtin_wrapper as _builtin_wrapper
 from ._registry import model_types, register_model_type
 from ._response import BlockingReadWarning, ModelResponse, StreamChunk, StreamDelta
 from ._secret import Secret
-from ._sink import Sink
+from ._sinks import CallbackSink, ConsoleSink, Sink
 from ._tools import ToolArgumentsError, ToolCall
 from ._usage import Usage, UsageSource
 from ._version import __version__

@@ -18,54 +18,27 @@ from collections.abc import Sequence
 from typing import Any, TextIO
 
 from ._config import get_model, load_model, load_model_configs
-from ._console import ConsoleSink
 from ._errors import ConfigError, MissingDependencyError, StreamwrapError
 from ._events import EndEvent
 from ._interrupt import EXIT_INTERRUPTED, QuietCutOff, SigintStops, exit_process, stopped
-from ._providers.llamacpp._model_source import DEFAULT_MODEL, resolve_model
+from ._providers._default_model import (
+    BASE_URL_HELP,
+    CHOICE_HELP,
+    COMMAND_LINE_MODEL_TYPE,
+    DEFAULT_MODEL,
+    LOCAL_MODEL_TYPE,
+    NO_MODEL_HELP,
+    fetch_if_missing,
+    model_from_environment,
+    resolve_model,
+)
 from ._registry import model_types
 from ._runtime import runtime
+from ._sinks import ConsoleSink
 from ._version import __version__
 from ._wrapper import ModelWrapper
 
 __all__ = ["main"]
-
-# Providers the CLI can pick from the environment, in order of preference: the variable
-# that must be set, and the config it implies (STREAMWRAP_MODEL overrides the model name).
-# After these: a reachable Ollama server, then the embedded local model.
-_ENV_PROVIDERS: tuple[tuple[str, dict[str, Any]], ...] = (
-    ("OPENAI_API_KEY", {"model_type": "openai_chat", "model_name": "gpt-4o-mini"}),
-    ("DASHSCOPE_API_KEY", {"model_type": "dashscope_chat", "model_name": "qwen-plus"}),
-    ("GEMINI_API_KEY", {"model_type": "gemini_chat", "model_name": "gemini-2.5-flash"}),
-    ("GOOGLE_API_KEY", {"model_type": "gemini_chat", "model_name": "gemini-2.5-flash"}),
-    ("ZHIPUAI_API_KEY", {"model_type": "zhipuai_chat", "model_name": "glm-4.7-flash"}),
-    ("ZAI_API_KEY", {"model_type": "zhipuai_chat", "model_name": "glm-4.7-flash"}),
-)
-_KEY_NAMES = "OPENAI_API_KEY, DASHSCOPE_API_KEY, GEMINI_API_KEY or ZHIPUAI_API_KEY"
-# The embedded default: SmolLM2-135M-Instruct in-process. A CLI reply is capped, so that a
-# tiny model that rambles does not keep the terminal for a minute.
-_LOCAL_CONFIG: dict[str, Any] = {
-    "model_type": "local_chat",
-    "model_name": "SmolLM2-135M-Instruct",
-    "generate_args": {"max_tokens": 512},
-}
-# `streamwrap chat` runs one stream: one slot instead of llama.cpp's four saves their KV
-# cache (46 MB each for SmolLM2 at 2048 tokens) and some of the load. `serve` keeps four.
-_LOCAL_CHAT_CONFIG: dict[str, Any] = {**_LOCAL_CONFIG, "n_parallel": 1}
-# Probing Ollama must not slow down a CLI that falls back to the local model.
-_OLLAMA_PROBE_SECONDS = 0.3
-
-_NO_PROVIDER = """\
-streamwrap: no model is configured. Choose one of:
-  pip install 'streamwrap[local]'   (runs SmolLM2-135M-Instruct in-process: no key; its 98 MB
-                                     are fetched on first use, or ahead with `streamwrap pull`)
-  export OPENAI_API_KEY=...   (uses openai_chat; likewise DASHSCOPE_API_KEY, GEMINI_API_KEY,
-                               ZHIPUAI_API_KEY; STREAMWRAP_MODEL picks the model)
-  start Ollama                (OLLAMA_HOST, OLLAMA_MODEL)
-  streamwrap chat --config models.json --name NAME "prompt"
-  streamwrap chat --model-type openai_chat --model-name MODEL --base-url http://127.0.0.1:8000/v1 "prompt"
-"""
-
 
 class _NoModel(Exception):
     """No model was chosen and none could be picked from the environment."""
@@ -116,7 +89,7 @@ def _parser() -> argparse.ArgumentParser:
     pull = sub.add_parser(
         "pull",
         help="fetch a local model into the cache ahead of time, and print its path",
-        description="Fetch a local_chat model into the cache (once) and print its path. Exit status: "
+        description=f"Fetch a {LOCAL_MODEL_TYPE} model into the cache (once) and print its path. Exit status: "
         "0 fetched or already there, 1 the fetch failed, 2 an unknown name.",
     )
     pull.add_argument(
@@ -129,22 +102,17 @@ def _parser() -> argparse.ArgumentParser:
 
 def _add_model_options(parser: argparse.ArgumentParser) -> None:
     """The options that choose a model, shared by ``chat`` and ``serve`` (see :func:`_pick_model`)."""
-    group = parser.add_argument_group(
-        "model", "default: an API key in the environment, else a running Ollama, else the local model"
-    )
+    group = parser.add_argument_group("model", CHOICE_HELP)
     group.add_argument("--config", help="a JSON or YAML file of model configs")
     group.add_argument("--name", help="config_name of the model to use from --config")
     group.add_argument("--model-type", help=f"one of: {', '.join(model_types())}")
     group.add_argument("--model-name", help="the provider's model name")
-    group.add_argument("--base-url", help="the server's base URL (any OpenAI-compatible server)")
+    group.add_argument("--base-url", help=BASE_URL_HELP)
 
 
 def _pick_model(args: argparse.Namespace, stderr: TextIO) -> tuple[ModelWrapper, str]:
     model, origin = _configured_model(args, stderr)
-    if model.model_type == "local_chat" and getattr(model, "model_path", "") is None:
-        # A local model not fetched yet: fetched now, in view, rather than in silence
-        # inside prepare().
-        resolve_model(model.model_name, progress=stderr)
+    fetch_if_missing(model, stderr)
     return model, origin
 
 
@@ -159,74 +127,16 @@ def _configured_model(args: argparse.Namespace, stderr: TextIO) -> tuple[ModelWr
     if args.name:
         raise StreamwrapError("--name needs --config")
     if args.model_type or args.model_name or args.base_url:
-        config: dict[str, Any] = {"model_type": args.model_type or "openai_chat"}
+        config: dict[str, Any] = {"model_type": args.model_type or COMMAND_LINE_MODEL_TYPE}
         if args.model_name:
             config["model_name"] = args.model_name
         if args.base_url:
             config["base_url"] = args.base_url
         return load_model(config), "the command line"
-    return _model_from_environment(stderr, chat=args.command == "chat")
-
-
-def _model_from_environment(stderr: TextIO, *, chat: bool) -> tuple[ModelWrapper, str]:
-    """An API key in the environment, else a running Ollama, else the embedded local model."""
-    chosen = os.environ.get("STREAMWRAP_MODEL")
-    for variable, config in _ENV_PROVIDERS:
-        if os.environ.get(variable):
-            return load_model({**config, "model_name": chosen or config["model_name"]}), f"${variable}"
-    ollama = _probe_ollama()
-    if ollama is not None:
-        base_url, model_name = ollama
-        return (
-            load_model({"model_type": "ollama_chat", "model_name": chosen or model_name}),
-            f"Ollama at {base_url}",
-        )
-    from ._providers.llamacpp._wrapper import embedded_model_path, local_runtime_installed
-
-    if local_runtime_installed():
-        if embedded_model_path() is None:
-            # First use: fetched now, in view (98 MB), rather than inside load_model in silence.
-            print(f"streamwrap: no provider is configured: using the local model {DEFAULT_MODEL}, "
-                  "not fetched yet", file=stderr, flush=True)
-            resolve_model(DEFAULT_MODEL, progress=stderr)
-        return (
-            load_model(_LOCAL_CHAT_CONFIG if chat else _LOCAL_CONFIG),
-            f"in-process; set {_KEY_NAMES}, or start Ollama, to use a provider",
-        )
-    raise _NoModel(_NO_PROVIDER)
-
-
-def _probe_ollama() -> tuple[str, str] | None:
-    """(base URL, model) of an Ollama server that answers quickly, or ``None``.
-
-    The model is ``$OLLAMA_MODEL``, else the first one the server has pulled.
-    """
-    import json
-    import urllib.error
-    import urllib.request
-
-    from ._providers.ollama._wrapper import parse_ollama_host
-
-    try:
-        base_url = parse_ollama_host(os.environ.get("OLLAMA_HOST"))
-    except StreamwrapError:
-        return None
-    # No proxy: Ollama is usually on this machine, and a proxy would only add delay.
-    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-    try:
-        with opener.open(base_url + "/api/tags", timeout=_OLLAMA_PROBE_SECONDS) as reply:
-            tags = json.loads(reply.read())
-    except (OSError, ValueError):
-        return None
-    wanted = os.environ.get("OLLAMA_MODEL")
-    if wanted:
-        return base_url, wanted
-    models = tags.get("models") if isinstance(tags, dict) else None
-    for model in models if isinstance(models, list) else ():
-        name = model.get("name") or model.get("model") if isinstance(model, dict) else None
-        if isinstance(name, str) and name:
-            return base_url, name
-    return None  # a server with no model pulled cannot answer
+    found = model_from_environment(stderr, chat=args.command == "chat")
+    if found is None:
+        raise _NoModel(NO_MODEL_HELP)
+    return found
 
 
 def _read_prompt(args: argparse.Namespace, stdin: TextIO) -> str:
@@ -375,7 +285,7 @@ def _serve(args: argparse.Namespace, stderr: TextIO) -> int:
 
 
 def _check_origins(origins: list[str], token: str | None) -> None:
-    from .web._app import open_origins
+    from .web._guard import open_origins
 
     anyone = open_origins(origins)
     if anyone and token is None:

@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, NotRequired, Required, TypedDict
 
 from ._errors import ConfigError
-from ._sink import Sink
+from ._sinks import Sink
 
 if TYPE_CHECKING:
     from ._delivery import ResponseCallback

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, TypeAlias
 
 from ._errors import InputError
 from ._events import EndEvent, ResponseEvent
-from ._sink import Sink
+from ._sinks import Sink
 from ._waiters import async_waiter, fire
 
 if TYPE_CHECKING:

@@ -81,13 +81,11 @@ _interrupted = False
 def stopped(stderr: TextIO, message: str, *, stdout: TextIO | None = None) -> None:
     """Report a command stopped by Ctrl-C: what it printed stays (flushed, for a pipe),
     and ``message`` goes to stderr on a line of its own."""
-    from ._providers.llamacpp._engine import shutdown
-
-    # First the local models: stop their generations and wait for the workers to leave
-    # llama.cpp (a load, or the current batch of a prompt). The exit handlers would do it
-    # too, but then after "interrupted" was printed, as if the command had stopped already.
-    # Not freed: exit_process ends the process without the interpreter's teardown.
-    shutdown(free=False)
+    # First the work outside the runtime's loop, such as a local model's generations: stop
+    # it and wait for it (a load, or the current batch of a prompt). The exit handlers would
+    # do it too, but then after "interrupted" was printed, as if the command had stopped
+    # already. Not freed: exit_process ends the process without the interpreter's teardown.
+    runtime.run_stop_hooks()
     for stream in (stdout, stderr):
         try:
             if stream is not None:
@@ -110,7 +108,7 @@ class QuietCutOff(logging.Filter):
     """
 
     def filter(self, record: logging.LogRecord) -> bool:
-        from .web._sse import TextCutOff
+        from .web._responses import TextCutOff
 
         error = record.exc_info[1] if record.exc_info else None
         if isinstance(error, TextCutOff):

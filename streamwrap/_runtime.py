@@ -35,6 +35,7 @@ class Runtime:
         # Bumped on fork and restart: SDK clients made for an older loop are unusable.
         self.generation = 0
         self._closers: weakref.WeakSet[Any] = weakref.WeakSet()
+        self._stop_hooks: list[Callable[[], None]] = []
 
     @property
     def thread(self) -> threading.Thread | None:
@@ -156,6 +157,21 @@ class Runtime:
             loop.call_soon_threadsafe(cancel)
         except RuntimeError:
             pass  # the loop is closed: nothing is in flight
+
+    def add_stop_hook(self, hook: Callable[[], None]) -> None:
+        """Register how to stop work that runs outside this loop, which :meth:`cancel_all`
+        cannot reach (a local model generates in threads of its own): ``hook()`` stops it
+        and waits for it, for a process about to end (see :meth:`run_stop_hooks`). A hook
+        registered again is not added twice."""
+        if hook not in self._stop_hooks:
+            self._stop_hooks.append(hook)
+
+    def run_stop_hooks(self) -> None:
+        """Stop the work outside this loop (see :meth:`add_stop_hook`), in the order the
+        hooks were registered: the ``streamwrap`` command does this after Ctrl-C, before it
+        reports the stop and ends the process without the interpreter's teardown."""
+        for hook in list(self._stop_hooks):
+            hook()
 
     def register_closer(self, obj: Any) -> None:
         """Remember an object whose ``_aclose_clients()`` must run at shutdown."""

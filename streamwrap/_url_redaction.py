@@ -18,7 +18,8 @@ What is masked:
 
 The HTTP libraries under the SDKs log every request's full URL at INFO (``HTTP Request:
 POST http://user:pass@host/...``): :func:`mask_http_logs` puts a filter on their loggers,
-which the wrappers do when their ``base_url`` holds credentials.
+which the wrappers do when their ``base_url`` holds credentials (a provider SDK that logs
+URLs itself adds its logger with :func:`add_http_logger`).
 
 What is not masked: a secret in the path (``/bot<token>/``) cannot be told from a model name.
 The host, port, path and the other parameters stay, so the message still says where the
@@ -31,7 +32,7 @@ import logging
 import re
 from urllib.parse import unquote
 
-__all__ = ["MASK", "is_secret_name", "mask_http_logs", "redact_urls"]
+__all__ = ["MASK", "add_http_logger", "is_secret_name", "mask_http_logs", "redact_urls"]
 
 MASK = "**********"
 
@@ -85,10 +86,11 @@ def redact_urls(text: str) -> str:
 
 
 # httpx, and httpx2, the fork openai 3.x sends with: both log "HTTP Request: <method> <url>".
-# The openai SDK's client logs "Sending HTTP Request: <method> <url>" at DEBUG, and an HTTP
-# error with its traceback, whose last line quotes the URL. A logger's filters see only the
-# records logged on that very logger, so each one is named here, not a parent.
-_HTTP_LOGGERS = ("httpx", "httpx2", "openai._base_client")
+# A provider whose SDK logs URLs of its own adds its logger (add_http_logger) when its
+# wrapper is imported, which is before any of its requests. A logger's filters see only the
+# records logged on that very logger, so each one is named, not a parent.
+_http_loggers = ["httpx", "httpx2"]
+_masking = False
 # The formatter that renders a traceback the way logging's own Formatter does.
 _TRACEBACKS = logging.Formatter()
 
@@ -111,8 +113,24 @@ class _MaskingFilter(logging.Filter):
 
 
 def mask_http_logs() -> None:
-    """Mask URL credentials in the request log lines of the HTTP libraries (idempotent)."""
-    for name in _HTTP_LOGGERS:
-        logger = logging.getLogger(name)
-        if not any(isinstance(f, _MaskingFilter) for f in logger.filters):
-            logger.addFilter(_MaskingFilter())
+    """Mask URL credentials in the request log lines of the HTTP libraries, and of the SDK
+    loggers added with :func:`add_http_logger` (idempotent)."""
+    global _masking
+    _masking = True
+    for name in _http_loggers:
+        _mask(name)
+
+
+def add_http_logger(name: str) -> None:
+    """Have :func:`mask_http_logs` mask the records of the logger ``name`` too: a provider
+    SDK's, which logs the URL of each request. At once, if masking is on already."""
+    if name not in _http_loggers:
+        _http_loggers.append(name)
+    if _masking:
+        _mask(name)
+
+
+def _mask(name: str) -> None:
+    logger = logging.getLogger(name)
+    if not any(isinstance(f, _MaskingFilter) for f in logger.filters):
+        logger.addFilter(_MaskingFilter())

@@ -32,7 +32,7 @@ from ._errors import (
 from ._response import ModelResponse, _wait_state_async
 from ._runtime import runtime
 from ._secret import Secret
-from ._sink import Sink
+from ._sinks import Sink
 from ._tools import normalize_tools
 from ._transport._upstream import Upstream
 from ._url_redaction import mask_http_logs, redact_urls

@@ -12,7 +12,8 @@ Needs ``pip install "streamwrap[web]"``.
 """
 
 from ._app import chat_app
-from ._sse import sse_response, text_response
-from ._websocket import WebSocketSink, stream_to_websocket, websocket_chat
+from ._chat_session import websocket_chat
+from ._responses import sse_response, text_response
+from ._websocket import WebSocketSink, stream_to_websocket
 
 __all__ = ["WebSocketSink", "chat_app", "sse_response", "stream_to_websocket", "text_response", "websocket_chat"]

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from streamwrap._cli import _ENV_PROVIDERS
+from streamwrap._providers._default_model import ENV_PROVIDERS as _ENV_PROVIDERS
 from streamwrap._providers.llamacpp._wrapper import embedded_model_path, local_runtime_installed
 from streamwrap.testing import Emulator, Fault, Reply
 from tests.support.package_index import clean_environment, serve_smollm2

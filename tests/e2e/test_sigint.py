@@ -29,7 +29,7 @@ from typing import Any
 import httpx
 import pytest
 
-from streamwrap._cli import _ENV_PROVIDERS
+from streamwrap._providers._default_model import ENV_PROVIDERS as _ENV_PROVIDERS
 from streamwrap._providers.llamacpp._wrapper import embedded_model_path, local_runtime_installed
 from streamwrap.testing import Emulator, Reply
 

@@ -30,7 +30,7 @@ from websockets.sync.client import connect  # noqa: E402
 from websockets.typing import Subprotocol  # noqa: E402
 
 import streamwrap  # noqa: E402
-from streamwrap._cli import _ENV_PROVIDERS  # noqa: E402
+from streamwrap._providers._default_model import ENV_PROVIDERS as _ENV_PROVIDERS  # noqa: E402
 from streamwrap.testing import Emulator, Reply  # noqa: E402
 from streamwrap.web import chat_app  # noqa: E402
 from tests.support.server import Server  # noqa: E402

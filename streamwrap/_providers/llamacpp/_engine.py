@@ -38,6 +38,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..._errors import ConfigError, InputError, MissingDependencyError
+from ..._runtime import runtime
 from ._model_source import resolve_model
 from ._thread_feed import ThreadFeed
 
@@ -321,7 +322,14 @@ def _register_exit_once() -> None:
         import atexit
 
         atexit.register(shutdown)
+        # The CLI after Ctrl-C: the generations stop before it says so (see _interrupt).
+        runtime.add_stop_hook(_stop_for_exit)
         _exit_registered = True
+
+
+def _stop_for_exit() -> None:
+    # Not freed: the process is about to end without the interpreter's teardown (see shutdown).
+    shutdown(free=False)
 
 
 def unload_models(*, cancel: bool = False) -> None:

@@ -26,10 +26,15 @@ from ..._secret import redact_error
 from ..._transport._http_error import http_error
 from ..._transport._pool import close_idle_in_background
 from ..._transport._upstream import BodyUpstream, RedactingUpstream, StaticUpstream
+from ..._url_redaction import add_http_logger
 from ..._wrapper import ChatRequest, ModelWrapper, Upstream
 from ._wire import OpenAIStreamMapper, completion_deltas
 
 __all__ = ["OpenAIChatWrapper"]
+
+# The SDK's client logs "Sending HTTP Request: <method> <url>" at DEBUG, and an HTTP error
+# with its traceback, whose last line quotes the URL: masked with httpx's request lines.
+add_http_logger("openai._base_client")
 
 # Endpoints that refused `stream_options` once: asked without it from then on.
 _NO_STREAM_OPTIONS: set[str] = set()

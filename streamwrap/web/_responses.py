@@ -32,14 +32,14 @@ from streamwrap import (
     InputError,
     MissingDependencyError,
     ModelResponse,
-    ProviderError,
     ResponseEvent,
     StreamwrapError,
     TextEvent,
 )
 
+from ._frames import EventEncoder, error_code, error_frame
+from ._options import CLOSE_GRACE_SECONDS, OnDisconnect, check_heartbeat, check_on_disconnect
 from ._ui_message import UIMessageEncoder
-from ._websocket import EventEncoder, OnDisconnect, check_heartbeat, check_on_disconnect, error_frame
 
 try:
     from starlette.responses import StreamingResponse
@@ -51,7 +51,6 @@ __all__ = ["sse_response", "text_response"]
 
 SSEProtocol = Literal["ui-message", "events"]
 _PROTOCOLS = ("ui-message", "events")
-_CLOSE_GRACE_SECONDS = 5.0
 _HEARTBEAT = b": keep-alive\n\n"
 _DONE = b"data: [DONE]\n\n"
 _SSE_HEADERS = {"cache-control": "no-cache", "x-accel-buffering": "no"}
@@ -287,10 +286,7 @@ class _EventsBody:
 
     def refused(self, error: StreamwrapError) -> tuple[int, dict[str, str], bytes]:
         rid = _new_id()
-        code = "provider_error" if isinstance(error, ProviderError) else (
-            "bad_request" if isinstance(error, InputError | ConfigError) else "internal_error"
-        )
-        frame = error_frame(code, str(error), final=True, error=error, response_id=rid)
+        frame = error_frame(error_code(error), str(error), final=True, error=error, response_id=rid)
         return 200, {"x-streamwrap-response-id": rid, **_upstream_status(error)}, _sse_event(rid, 0, frame, "error")
 
     def abort_error(self) -> BaseException | None:
@@ -427,7 +423,7 @@ class _ResponseStream(StreamingResponse):
                 if inspect.iscoroutine(self._source) and self.model_response is None and self._refusal is None:
                     self._source.close()  # never awaited (the client left first): no warning
                 if not self._completed and self._on_disconnect == "cancel" and self.model_response is not None:
-                    with anyio.move_on_after(_CLOSE_GRACE_SECONDS):
+                    with anyio.move_on_after(CLOSE_GRACE_SECONDS):
                         await self.model_response.aclose()
         if failure is not None:
             raise failure
