@@ -45,9 +45,9 @@ from typing import Any
 import orjson
 
 from ..._delta import Delta, Finish, Metadata, ReasoningDelta, TextDelta, ToolCallDelta, UsageReport
-from ..._errors import ProviderStreamError, StreamError, StreamInterruptedError, StreamProtocolError
-from ..._transport._sse import SSEDecoder
-from ..._transport._upstream import hold_error
+from ..._errors import ProviderStreamError, StreamProtocolError
+from ..._transport._sse import ServerSentEvent, SSEDecoder
+from ..._transport._wire_mapper import WireMapper
 from ..._transport._wire_shape import SHAPE_ERRORS as _SHAPE_ERRORS
 from ..._transport._wire_shape import count, event_json, label, shape_error
 from ..._transport._wire_shape import text as _text
@@ -72,10 +72,6 @@ def usage_from_gemini(raw: Mapping[str, Any]) -> Usage:
         cached_tokens=count(raw.get("cachedContentTokenCount")),
         raw=raw,
     )
-
-
-def _shape_error(exc: Exception, provider: str) -> StreamProtocolError:
-    return shape_error(exc, provider, "the Gemini GenerateContentResponse shape")
 
 
 class _ResponseMapper:
@@ -179,35 +175,25 @@ def _error(err: Any, provider: str) -> ProviderStreamError:
     return ProviderStreamError(str(err), provider=provider)
 
 
-class GeminiStreamMapper:
-    """Feeds the bytes of a ``streamGenerateContent?alt=sse`` body; returns deltas.
+class _SSEOrJSON:
+    """The decoder of a Gemini stream body: SSE, as promised, unless its first non-blank
+    byte opens a JSON document (an error object, or a JSON array of responses, where SSE
+    was promised); such a document is kept whole, and :meth:`close` returns it as one
+    event (with :attr:`json` set)."""
 
-    ``finished`` is set once a candidate carried a ``finishReason``; without it, the end of
-    the body is a cut stream.
-    """
+    __slots__ = ("_head", "_raw", "_sse")
 
-    __slots__ = ("_decoder", "_head", "_map", "_provider", "_raw", "error")
-
-    def __init__(self, provider: str) -> None:
-        self._provider = provider
-        self._decoder = SSEDecoder()
-        self._map = _ResponseMapper(provider)
+    def __init__(self) -> None:
+        self._sse = SSEDecoder()
         # Until the first non-blank byte is seen: SSE, or a plain JSON body?
         self._head: bytes | None = b""
         self._raw: list[bytes] | None = None
-        self.error: StreamError | None = None
 
     @property
-    def finished(self) -> bool:
-        return self._map.finished
+    def json(self) -> bool:
+        return self._raw is not None
 
-    @property
-    def comments(self) -> int:
-        return self._decoder.comments
-
-    def feed(self, chunk: bytes) -> list[Delta]:
-        if self.error is not None:
-            raise self.error
+    def feed(self, chunk: bytes) -> list[ServerSentEvent]:
         if self._head is not None:
             head = self._head + chunk
             start = head.lstrip(_WHITESPACE)
@@ -216,62 +202,67 @@ class GeminiStreamMapper:
                 return []
             self._head = None
             if start[0] in b"{[":
-                # An error object (or a JSON array of responses) where SSE was promised:
-                # read it whole at the end.
+                # Read whole at the end.
                 self._raw = [head]
                 return []
             chunk = head
         elif self._raw is not None:
             self._raw.append(chunk)
             return []
-        events = self._decoder.feed(chunk)
-        if not events:
-            return []
-        out: list[Delta] = []
-        try:
-            for event in events:
-                self._event(event.data, out)
-        except _SHAPE_ERRORS as exc:
-            self._map.flush_usage(out)
-            return hold_error(self, _shape_error(exc, self._provider), out)
-        except StreamError as exc:
-            self._map.flush_usage(out)
-            return hold_error(self, exc, out)
+        return self._sse.feed(chunk)
+
+    def close(self) -> list[ServerSentEvent]:
+        if self._raw is not None:
+            return [ServerSentEvent(b"".join(self._raw))]
+        return self._sse.close()
+
+
+class GeminiStreamMapper(WireMapper[ServerSentEvent]):
+    """Feeds the bytes of a ``streamGenerateContent?alt=sse`` body; returns deltas.
+
+    ``finished`` is set once a candidate carried a ``finishReason``; without it, the end of
+    the body is a cut stream.
+    """
+
+    __slots__ = ("_body", "_map")
+
+    expected_shape = "the Gemini GenerateContentResponse shape"
+    unfinished_message = "the stream ended before the provider finished (no finishReason)"
+
+    def __init__(self, provider: str) -> None:
+        self._body = _SSEOrJSON()
+        super().__init__(provider, self._body)
+        self._map = _ResponseMapper(provider)
+
+    @property
+    def finished(self) -> bool:
+        return self._map.finished
+
+    def ended(self) -> bool:
+        return self._map.finished
+
+    def after_read(self, out: list[Delta]) -> None:
         self._map.flush_usage(out)
-        return out
 
-    def end(self) -> list[Delta]:
-        if self.error is not None:
-            raise self.error
-        out: list[Delta] = []
-        try:
-            if self._raw is not None:
-                self._whole(b"".join(self._raw), out)
-            else:
-                for event in self._decoder.close():
-                    self._event(event.data, out)
-        except _SHAPE_ERRORS as exc:
-            raise _shape_error(exc, self._provider) from None
-        finally:
-            self._map.flush_usage(out)
-        if not self._map.finished:
-            raise StreamInterruptedError(
-                "the stream ended before the provider finished (no finishReason)", provider=self._provider
-            )
-        return out
-
-    def _event(self, data: bytes, out: list[Delta]) -> None:
+    def map_event(self, event: ServerSentEvent, out: list[Delta]) -> None:
+        data = event.data
         if not data.strip():
             return
-        obj = event_json(data, self._provider)
+        obj = event_json(data, self.provider)
         self._map.response(obj, out)
+
+    def map_last_event(self, event: ServerSentEvent, out: list[Delta]) -> None:
+        if self._body.json:
+            self._whole(event.data, out)
+        else:
+            self.map_event(event, out)
 
     def _whole(self, body: bytes, out: list[Delta]) -> None:
         try:
             obj = orjson.loads(body)
         except orjson.JSONDecodeError:
             raise StreamProtocolError(
-                f"the body is neither SSE nor JSON: {body[:120]!r}", provider=self._provider
+                f"the body is neither SSE nor JSON: {body[:120]!r}", provider=self.provider
             ) from None
         for item in obj if type(obj) is list else (obj,):
             self._map.response(item, out)
@@ -286,6 +277,6 @@ def response_deltas(obj: Any, provider: str) -> list[Delta]:
         for item in obj if type(obj) is list else (obj,):
             mapper.response(item, out)
     except _SHAPE_ERRORS as exc:
-        raise _shape_error(exc, provider) from None
+        raise shape_error(exc, provider, GeminiStreamMapper.expected_shape) from None
     mapper.flush_usage(out)
     return out
