@@ -18,7 +18,9 @@ class LineBuffer:
                 return []
 
     and keeps the unfinished end of ``buf`` in ``_tail``. (The check of ``_started`` is in
-    ``feed`` itself, so that a read after the first costs no call.)
+    ``feed`` itself, so that a read after the first costs no call.) ``_start`` is called
+    for every read until it sets ``_started``: a subclass that must see more of the body's
+    start before decoding it (Gemini's, which tells SSE from a JSON document) extends it.
     """
 
     __slots__ = ("_started", "_tail")

@@ -11,7 +11,7 @@ was cut short). A provider's mapper writes only "one decoded event → deltas".
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import ClassVar, Generic, Protocol, TypeVar
+from typing import Any, ClassVar, Generic, Protocol, TypeVar
 
 from .._delta import Delta
 from .._errors import StreamError, StreamInterruptedError
@@ -80,6 +80,13 @@ class WireMapper(ABC, Generic[EventT]):
     #: The message of the :class:`StreamInterruptedError` raised when the body ends before
     #: the stream did (:meth:`ended` is false).
     unfinished_message: ClassVar[str]
+    # Whether the class has an after_read of its own: most have none, and a call that does
+    # nothing is worth sparing on every read.
+    _after_read: ClassVar[bool] = False
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls._after_read = cls.after_read is not WireMapper.after_read
 
     def __init__(self, provider: str, decoder: Decoder[EventT]) -> None:
         #: The provider name the errors carry.
@@ -123,7 +130,8 @@ class WireMapper(ABC, Generic[EventT]):
         except StreamError as exc:
             error = exc
         else:
-            self.after_read(out)
+            if self._after_read:
+                self.after_read(out)
             return out
         self.after_read(out)
         if not out:
