@@ -67,11 +67,14 @@ class WireMapper(ABC, Generic[EventT]):
     - ``end()`` flushes the decoder and maps what it held back, then raises
       :class:`StreamInterruptedError` (:attr:`unfinished_message`) unless :meth:`ended`;
       it returns the last deltas. An error at the end is raised, not held.
-    - Only :class:`StreamError` subclasses leave ``feed`` and ``end``, never a bare
-      ``KeyError``.
+    - JSON of the wrong shape leaves ``feed`` and ``end`` as a :class:`StreamProtocolError`,
+      never as a bare ``KeyError``; a :meth:`map_event` that raises nothing but
+      :class:`StreamError` and ``SHAPE_ERRORS`` makes every error a :class:`StreamError`.
+
+    A subclass that declares ``__slots__`` (as the built-in ones do) keeps the per-read
+    attribute reads cheap; one without works too.
     """
 
-    # (The slots keep the per-read attribute reads cheap; subclasses declare their own.)
     __slots__ = ("decoder", "error", "provider")
 
     #: The JSON shape the stream should have, for the message of a shape error: "the
