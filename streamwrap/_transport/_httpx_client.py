@@ -27,7 +27,7 @@ from .._secret import Secret, redact_error
 from .._version import __version__
 from ._http_error import http_error
 from ._pool import close_idle_in_background, pool_limits
-from ._upstream import BodyUpstream, RedactingUpstream, StaticUpstream, Upstream, WireMapper
+from ._upstream import BodyMapper, BodyUpstream, RedactingUpstream, StaticUpstream, Upstream
 
 __all__ = ["make_httpx_client", "post_json"]
 
@@ -101,7 +101,7 @@ async def post_json(
     provider: str,
     secret: Secret | None,
     stream: bool,
-    mapper: Callable[[], WireMapper],
+    mapper: Callable[[], BodyMapper],
     complete: Callable[[Any], list[Delta]],
     headers: Mapping[str, str] | None = None,
 ) -> Upstream:

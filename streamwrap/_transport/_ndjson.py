@@ -11,23 +11,23 @@ UTF-8 BOM. No I/O, no event loop: every provider and every test drives it the sa
 
 from __future__ import annotations
 
+from ._line_buffer import LineBuffer
+
 __all__ = ["NDJSONDecoder"]
 
-_BOM = b"\xef\xbb\xbf"
 _BLANK = b" \t\r\n"
 
 
-class NDJSONDecoder:
+class NDJSONDecoder(LineBuffer):
     """Feed bytes with :meth:`feed`, call :meth:`close` at the end of the body.
 
     ``lines`` counts the (non-blank) lines returned; ``blank_lines`` the skipped ones.
     """
 
-    __slots__ = ("_started", "_tail", "blank_lines", "lines")
+    __slots__ = ("blank_lines", "lines")
 
     def __init__(self) -> None:
-        self._tail = b""
-        self._started = False
+        super().__init__()
         self.lines = 0
         self.blank_lines = 0
 
@@ -36,12 +36,9 @@ class NDJSONDecoder:
         endings (often exactly one: servers usually write a line at a time)."""
         buf = self._tail + chunk if self._tail else chunk
         if not self._started:
-            if len(buf) < 3 and _BOM.startswith(buf):
-                self._tail = buf  # could still be the start of a BOM
+            buf = self._start(buf)
+            if not buf:
                 return []
-            self._started = True
-            if buf.startswith(_BOM):
-                buf = buf[3:]
         parts = buf.split(b"\n")
         # Whatever follows the last newline is an unfinished line (empty when the read
         # ended exactly at a newline, the common case). A CR at its end stays with it and

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-__all__ = ["SSEDecoder", "ServerSentEvent"]
+from ._line_buffer import LineBuffer
 
-_BOM = b"\xef\xbb\xbf"
+__all__ = ["SSEDecoder", "ServerSentEvent"]
 
 
 class ServerSentEvent(NamedTuple):
@@ -23,21 +23,20 @@ class ServerSentEvent(NamedTuple):
     retry: int | None = None
 
 
-class SSEDecoder:
+class SSEDecoder(LineBuffer):
     """Feed bytes with :meth:`feed`, call :meth:`close` at the end of the body.
 
     ``comments`` counts comment lines seen (keep-alives); ``events`` counts events.
     """
 
-    __slots__ = ("_data", "_event", "_id", "_retry", "_started", "_tail", "comments", "events")
+    __slots__ = ("_data", "_event", "_id", "_retry", "comments", "events")
 
     def __init__(self) -> None:
-        self._tail = b""
+        super().__init__()
         self._data: list[bytes] = []
         self._event: str | None = None
         self._id: str | None = None
         self._retry: int | None = None
-        self._started = False
         self.comments = 0
         self.events = 0
 
@@ -45,12 +44,9 @@ class SSEDecoder:
         """Decode one network read; returns the events it completed (often none or one)."""
         buf = self._tail + chunk if self._tail else chunk
         if not self._started:
-            if len(buf) < 3 and _BOM.startswith(buf):
-                self._tail = buf  # could still be the start of a BOM
+            buf = self._start(buf)
+            if not buf:
                 return []
-            self._started = True
-            if buf.startswith(_BOM):
-                buf = buf[3:]
         hold = b""
         if b"\r" in buf:
             # A trailing CR may be the first half of a CRLF whose LF is in the next read:

@@ -7,10 +7,10 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, Protocol
 
 from .._delta import Delta
-from .._errors import StreamError, StreamInterruptedError, StreamwrapError
+from .._errors import StreamInterruptedError, StreamwrapError
 from .._secret import Secret, redact_error
 
-__all__ = ["BodyUpstream", "RedactingUpstream", "StaticUpstream", "Upstream", "WireMapper", "hold_error"]
+__all__ = ["BodyMapper", "BodyUpstream", "RedactingUpstream", "StaticUpstream", "Upstream"]
 
 
 class Upstream(Protocol):
@@ -26,13 +26,10 @@ class Upstream(Protocol):
     async def aclose(self) -> None: ...
 
 
-class WireMapper(Protocol):
-    """Maps one provider's decoded events to deltas (see ``_providers/openai/_wire`` for an example).
-
-    A read that holds good events and then a broken one returns the good deltas and sets
-    ``error``: the upstream delivers the deltas, then raises it, so that the error's
-    ``partial_text`` includes everything that arrived before it.
-    """
+class BodyMapper(Protocol):
+    """What :class:`BodyUpstream` needs of a mapper: ``feed``, ``end`` and a held ``error``,
+    as :class:`~streamwrap._transport._wire_mapper.WireMapper` (the base class of every
+    provider's mapper) documents them."""
 
     @property
     def error(self) -> StreamwrapError | None: ...
@@ -46,29 +43,13 @@ class WireMapper(Protocol):
         ...
 
 
-class _HoldsError(Protocol):
-    error: StreamError | None
-
-
-def hold_error(mapper: _HoldsError, error: StreamError, out: list[Delta]) -> list[Delta]:
-    """What a mapper's ``feed`` returns when ``error`` broke a read that had already
-    decoded ``out``: ``out``, with the error held for :class:`BodyUpstream` to raise right
-    after it (see :class:`WireMapper`); with nothing decoded, the error is raised now."""
-    if not out:
-        # (Called from the mapper's except clause: the decoding exception behind a shape
-        # error is summed up in its message, and its frames hold the raw bytes.)
-        raise error from None
-    mapper.error = error
-    return out
-
-
 class BodyUpstream:
     """Reads an HTTP response body (httpx-style ``aiter_bytes``) through a mapper."""
 
     def __init__(
         self,
         chunks: AsyncIterator[bytes],
-        mapper: WireMapper,
+        mapper: BodyMapper,
         close: Callable[[], Awaitable[Any]],
         provider: str,
     ) -> None:

@@ -5,17 +5,21 @@ shape (a list where an object belongs, a number where text belongs, a missing ke
 of :data:`SHAPE_ERRORS`; they catch those once around a whole batch and raise
 :func:`shape_error` instead, so callers see a :class:`StreamProtocolError`, never a bare
 ``KeyError``, and the per-chunk path carries no checks.
+
+Also the readers every mapper uses on such JSON: a document (:func:`event_json`), text,
+counts and labels, and a provider's error object (:func:`error_fields`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import orjson
 
 from .._errors import StreamProtocolError
 
-__all__ = ["SHAPE_ERRORS", "count", "event_json", "label", "optional_text", "shape_error", "text"]
+__all__ = ["SHAPE_ERRORS", "count", "error_fields", "event_json", "label", "optional_text", "shape_error", "text"]
 
 SHAPE_ERRORS = (AttributeError, TypeError, KeyError, IndexError, ValueError)
 
@@ -64,3 +68,21 @@ def count(value: Any) -> int | None:
     """A token count: ``value`` if it is an integer, else ``None`` (unknown, never a
     string or a float passed off as a count; ``True`` is not 1)."""
     return value if type(value) is int else None
+
+
+def error_fields(err: Any, code_keys: tuple[str, ...] = ("code",)) -> tuple[str, str | None]:
+    """The message and code of an error object a provider sent (``{"message", "code"}``).
+
+    The message is ``message`` (or ``msg``), else the whole object as JSON; the code is the
+    first of ``code_keys`` whose value is set (not empty), else the last one's value, as
+    text (``None`` when absent). Anything but an object is its own message, without a code.
+    """
+    if isinstance(err, Mapping):
+        message = err.get("message") or err.get("msg") or orjson.dumps(err, default=str).decode()
+        code = None
+        for key in code_keys:
+            code = err.get(key)
+            if code:
+                break
+        return str(message), None if code is None else str(code)
+    return str(err), None

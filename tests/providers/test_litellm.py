@@ -580,8 +580,8 @@ def test_importing_litellm_through_streamwrap_reaches_no_network() -> None:
         import streamwrap
         streamwrap.load_model({"model_type": "litellm_chat", "model_name": "openai/m"})
         assert "litellm" not in sys.modules, "load_model imported litellm"
-        from streamwrap._providers.litellm import _wrapper as _litellm
-        _litellm._import_litellm()
+        from streamwrap._providers.litellm._library import import_litellm
+        import_litellm()
         assert "litellm" in sys.modules
         import os
         print(os.environ.get("LITELLM_LOCAL_MODEL_COST_MAP"), seen)

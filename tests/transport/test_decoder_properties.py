@@ -42,7 +42,7 @@ from streamwrap._providers.gemini._wire import GeminiStreamMapper
 from streamwrap._providers.ollama._wire import OllamaStreamMapper
 from streamwrap._providers.openai._wire import OpenAIStreamMapper
 from streamwrap._tools import ToolCallAssembler
-from streamwrap._transport._upstream import WireMapper
+from streamwrap._transport._wire_mapper import WireMapper
 from streamwrap._usage import Usage
 from tests.support import recordings as _recordings
 

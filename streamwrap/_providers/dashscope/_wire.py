@@ -27,11 +27,11 @@ from typing import Any
 import orjson
 
 from ..._delta import Delta, Finish, Metadata, ReasoningDelta, TextDelta, ToolCallDelta, UsageReport
-from ..._errors import ProviderStreamError, StreamError, StreamInterruptedError, StreamProtocolError
+from ..._errors import ProviderStreamError, StreamProtocolError
 from ..._transport._sse import ServerSentEvent, SSEDecoder
-from ..._transport._upstream import hold_error
+from ..._transport._wire_mapper import WireMapper
 from ..._transport._wire_shape import SHAPE_ERRORS as _SHAPE_ERRORS
-from ..._transport._wire_shape import count, event_json, label, optional_text, shape_error
+from ..._transport._wire_shape import count, error_fields, event_json, label, optional_text, shape_error
 from ..._transport._wire_shape import text as _text
 from ..._usage import Usage
 
@@ -57,14 +57,6 @@ def usage_from_dashscope(raw: Mapping[str, Any]) -> Usage:
     )
 
 
-def _error_fields(obj: Any) -> tuple[str, str | None]:
-    if isinstance(obj, Mapping):
-        message = obj.get("message") or obj.get("msg") or orjson.dumps(obj, default=str).decode()
-        code = obj.get("code")
-        return str(message), None if code is None or code == "" else str(code)
-    return str(obj), None
-
-
 def error_from_sse_body(text: str) -> dict[str, Any] | None:
     """The error object of an HTTP error whose body is an SSE ``event:error`` frame (what
     DashScope sends for a failed streaming request), or ``None`` if there is none."""
@@ -81,7 +73,7 @@ def error_from_sse_body(text: str) -> dict[str, Any] | None:
     return None
 
 
-class DashScopeStreamMapper:
+class DashScopeStreamMapper(WireMapper[ServerSentEvent]):
     """Feeds the SSE bytes of a native text-generation stream; returns deltas.
 
     ``incremental`` says whether ``incremental_output=true`` was sent: when it was not, each
@@ -92,22 +84,21 @@ class DashScopeStreamMapper:
 
     __slots__ = (
         "_args",
-        "_decoder",
         "_incremental",
         "_model",
-        "_provider",
         "_reasoning",
         "_reported_usage",
         "_seen_meta",
         "_text",
         "_usage",
-        "error",
         "finished",
     )
 
+    expected_shape = "DashScope's response shape"
+    unfinished_message = "the stream ended before DashScope reported a finish_reason"
+
     def __init__(self, provider: str, *, incremental: bool = True, model: str | None = None) -> None:
-        self._decoder = SSEDecoder()
-        self._provider = provider
+        super().__init__(provider, SSEDecoder())
         self._incremental = incremental
         self._model = model
         self._seen_meta = False
@@ -117,74 +108,41 @@ class DashScopeStreamMapper:
         self._args: dict[int, str] = {}
         self._usage: Any = None  # the latest usage object seen
         self._reported_usage: Any = None
-        self.error: StreamError | None = None
         self.finished = False
 
-    @property
-    def comments(self) -> int:
-        return self._decoder.comments
+    def ended(self) -> bool:
+        return self.finished
 
-    def feed(self, chunk: bytes) -> list[Delta]:
-        if self.error is not None:
-            raise self.error
-        events = self._decoder.feed(chunk)
-        if not events:
-            return []
-        return self._events(events)
-
-    def end(self) -> list[Delta]:
-        if self.error is not None:
-            raise self.error
-        out = self._events(self._decoder.close())
-        if self.error is not None:
-            raise self.error
-        if not self.finished:
-            raise StreamInterruptedError(
-                "the stream ended before DashScope reported a finish_reason", provider=self._provider
-            )
-        return out
-
-    def _events(self, events: list[ServerSentEvent]) -> list[Delta]:
-        out: list[Delta] = []
-        try:
-            for event in events:
-                self._event(event.data, event.event, out)
-        except _SHAPE_ERRORS as exc:
-            error: StreamError = _shape_error(exc, self._provider)
-        except StreamError as exc:
-            error = exc
-        else:
-            self._flush_usage(out)
-            return out
-        self._flush_usage(out)
-        return hold_error(self, error, out)
-
-    def _flush_usage(self, out: list[Delta]) -> None:
+    def after_read(self, out: list[Delta]) -> None:
+        # Usage is restated on every frame (see frame()): one report per read, when it changed.
         usage = self._usage
         if usage is not None and usage != self._reported_usage:
             self._reported_usage = usage
             out.append(UsageReport(usage_from_dashscope(usage)))
 
-    def _event(self, data: bytes, event: str | None, out: list[Delta]) -> None:
+    def map_event(self, event: ServerSentEvent, out: list[Delta]) -> None:
+        data = event.data
         if not data.strip():
             return
-        obj = event_json(data, self._provider)
-        if event == "error":
-            message, code = _error_fields(obj)
-            raise ProviderStreamError(message, provider=self._provider, code=code)
+        obj = event_json(data, self.provider)
+        if event.event == "error":
+            message, code = error_fields(obj)
+            # (`"code": ""` is no code.)
+            raise ProviderStreamError(message, provider=self.provider, code=code or None)
         self.frame(obj, out)
 
     def frame(self, obj: Any, out: list[Delta]) -> None:
         """Map one parsed frame (or a whole non-streaming body) to deltas."""
         if type(obj) is not dict:
             raise StreamProtocolError(
-                f"expected a JSON object from DashScope, got {type(obj).__name__}", provider=self._provider
+                f"expected a JSON object from DashScope, got {type(obj).__name__}", provider=self.provider
             )
         output = obj.get("output")
         if output is None and obj.get("code"):
             # An error object outside an `event:error` frame (or as a 200 body).
-            message, code = _error_fields(obj)
-            raise ProviderStreamError(message, provider=self._provider, code=code)
+            message, code = error_fields(obj)
+            # (`"code": ""` is no code.)
+            raise ProviderStreamError(message, provider=self.provider, code=code or None)
         if not self._seen_meta:
             self._seen_meta = True
             out.append(Metadata(label(obj.get("request_id")), self._model))
@@ -204,9 +162,9 @@ class DashScopeStreamMapper:
         usage = obj.get("usage")
         if usage:
             if type(usage) is not dict:
-                # (Checked here: it is read later, in _flush_usage, outside the shape check.)
+                # (Checked here: it is read later, in after_read, outside the shape check.)
                 raise TypeError(f"usage must be an object, got {type(usage).__name__}")
-            # Restated on every frame: keep the latest, report it once per read (_flush_usage).
+            # Restated on every frame: keep the latest, report it once per read (after_read).
             self._usage = usage
 
     def _finish(self, reason: Any, out: list[Delta]) -> None:
@@ -231,7 +189,7 @@ class DashScopeStreamMapper:
         text = _joined(value)
         if not self._incremental:
             seen = self._reasoning if reasoning else self._text
-            text, now = _new_suffix(seen, text, "reasoning_content" if reasoning else "text", self._provider)
+            text, now = _new_suffix(seen, text, "reasoning_content" if reasoning else "text", self.provider)
             if reasoning:
                 self._reasoning = now
             else:
@@ -254,7 +212,7 @@ class DashScopeStreamMapper:
                 seen = self._args.get(index)
                 if seen is not None:
                     arguments, self._args[index] = _new_suffix(
-                        seen, arguments, "tool_calls.arguments", self._provider
+                        seen, arguments, "tool_calls.arguments", self.provider
                     )
                     if not arguments:
                         continue  # a restatement of a call already announced
@@ -277,10 +235,6 @@ def _new_suffix(seen: str, now: str, field: str, provider: str) -> tuple[str, st
     )
 
 
-def _shape_error(exc: Exception, provider: str) -> StreamProtocolError:
-    return shape_error(exc, provider, "DashScope's response shape")
-
-
 def _joined(value: Any) -> str:
     # Multimodal models send content as a list of parts ([{"text": ...}, {"image": ...}]).
     if type(value) is list:
@@ -295,6 +249,6 @@ def generation_deltas(obj: Any, provider: str, model: str | None = None) -> list
     try:
         mapper.frame(obj, out)
     except _SHAPE_ERRORS as exc:
-        raise _shape_error(exc, provider) from None
-    mapper._flush_usage(out)
+        raise shape_error(exc, provider, DashScopeStreamMapper.expected_shape) from None
+    mapper.after_read(out)
     return out

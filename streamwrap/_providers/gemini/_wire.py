@@ -45,9 +45,9 @@ from typing import Any
 import orjson
 
 from ..._delta import Delta, Finish, Metadata, ReasoningDelta, TextDelta, ToolCallDelta, UsageReport
-from ..._errors import ProviderStreamError, StreamError, StreamInterruptedError, StreamProtocolError
-from ..._transport._sse import SSEDecoder
-from ..._transport._upstream import hold_error
+from ..._errors import ProviderStreamError, StreamProtocolError
+from ..._transport._sse import ServerSentEvent, SSEDecoder
+from ..._transport._wire_mapper import WireMapper
 from ..._transport._wire_shape import SHAPE_ERRORS as _SHAPE_ERRORS
 from ..._transport._wire_shape import count, event_json, label, shape_error
 from ..._transport._wire_shape import text as _text
@@ -74,18 +74,64 @@ def usage_from_gemini(raw: Mapping[str, Any]) -> Usage:
     )
 
 
-def _shape_error(exc: Exception, provider: str) -> StreamProtocolError:
-    return shape_error(exc, provider, "the Gemini GenerateContentResponse shape")
+class _SSEOrJSON(SSEDecoder):
+    """The decoder of a Gemini stream body: SSE, as promised, unless its first non-blank
+    byte opens a JSON document (an error object, or a JSON array of responses, where SSE
+    was promised); such a document is kept whole, and :meth:`close` returns it as one
+    event (with :attr:`json` set).
+
+    The body's start is told apart in ``_start``, which the SSE decoder calls only until
+    the start is known: once it is SSE, a read costs what it costs a plain SSE decoder.
+    """
+
+    __slots__ = ("_raw",)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._raw: list[bytes] | None = None
+
+    @property
+    def json(self) -> bool:
+        return self._raw is not None
+
+    def _start(self, buf: bytes) -> bytes:
+        if self._raw is not None:
+            self._raw.append(buf)  # a JSON document: read whole at the end
+            return b""
+        start = buf.lstrip(_WHITESPACE)
+        if not start:
+            self._tail = buf  # blank so far: SSE, or a plain JSON body?
+            return b""
+        if start[0] in b"{[":
+            self._raw = [buf]
+            self._tail = b""
+            return b""
+        return super()._start(buf)
+
+    def close(self) -> list[ServerSentEvent]:
+        if self._raw is not None:
+            return [ServerSentEvent(b"".join(self._raw))]
+        if not self._started:
+            return []  # a blank body (or none at all)
+        return super().close()
 
 
-class _ResponseMapper:
-    """Maps parsed ``GenerateContentResponse`` objects to deltas; holds what must carry
-    over from one event to the next (the call count, the response id)."""
+class GeminiStreamMapper(WireMapper[ServerSentEvent]):
+    """Feeds the bytes of a ``streamGenerateContent?alt=sse`` body; returns deltas.
 
-    __slots__ = ("_calls", "_provider", "_response_id", "_seen_meta", "_usage", "_usage_sent", "finished")
+    Holds what must carry over from one event to the next (the call count, the response
+    id, the latest usage). ``finished`` is set once a candidate carried a ``finishReason``;
+    without it, the end of the body is a cut stream.
+    """
+
+    __slots__ = ("_body", "_calls", "_response_id", "_seen_meta", "_usage", "_usage_sent", "finished")
+
+    expected_shape = "the Gemini GenerateContentResponse shape"
+    unfinished_message = "the stream ended before the provider finished (no finishReason)"
 
     def __init__(self, provider: str) -> None:
-        self._provider = provider
+        self._body = _SSEOrJSON()
+        super().__init__(provider, self._body)
         self._calls = 0
         self._response_id: str | None = None
         self._seen_meta = False
@@ -93,7 +139,10 @@ class _ResponseMapper:
         self._usage_sent: Any = None  # the one last reported
         self.finished = False
 
-    def flush_usage(self, out: list[Delta]) -> None:
+    def ended(self) -> bool:
+        return self.finished
+
+    def after_read(self, out: list[Delta]) -> None:
         """Report the latest usage reading if it changed. Gemini restates usage on every
         event; readings are cumulative, so one report per network read is enough and
         saves building a Usage per event."""
@@ -102,14 +151,37 @@ class _ResponseMapper:
             self._usage_sent = usage
             out.append(UsageReport(usage_from_gemini(usage)))
 
+    def map_event(self, event: ServerSentEvent, out: list[Delta]) -> None:
+        data = event.data
+        if not data.strip():
+            return
+        self.response(event_json(data, self.provider), out)
+
+    def map_last_event(self, event: ServerSentEvent, out: list[Delta]) -> None:
+        if not self._body.json:
+            self.map_event(event, out)
+            return
+        try:
+            obj = orjson.loads(event.data)
+        except orjson.JSONDecodeError:
+            raise StreamProtocolError(
+                f"the body is neither SSE nor JSON: {event.data[:120]!r}", provider=self.provider
+            ) from None
+        self.document(obj, out)
+
+    def document(self, obj: Any, out: list[Delta]) -> None:
+        """Map a whole body: one response, or a JSON array of them."""
+        for item in obj if type(obj) is list else (obj,):
+            self.response(item, out)
+
     def response(self, obj: Any, out: list[Delta]) -> None:
         if type(obj) is not dict:
             raise StreamProtocolError(
-                f"expected a JSON object, got {type(obj).__name__}", provider=self._provider
+                f"expected a JSON object, got {type(obj).__name__}", provider=self.provider
             )
         err = obj.get("error")
         if err is not None:
-            raise _error(err, self._provider)
+            raise _error(err, self.provider)
         if not self._seen_meta:
             self._seen_meta = True
             self._response_id = label(obj.get("responseId"))
@@ -117,7 +189,7 @@ class _ResponseMapper:
         usage = obj.get("usageMetadata")
         if usage:
             if type(usage) is not dict:
-                # (Checked here: it is read later, in flush_usage, outside the shape check.)
+                # (Checked here: it is read later, in after_read, outside the shape check.)
                 raise TypeError(f"usageMetadata must be an object, got {type(usage).__name__}")
             self._usage = usage
         candidates = obj.get("candidates")
@@ -143,7 +215,7 @@ class _ResponseMapper:
             detail = feedback.get("blockReasonMessage")
             raise ProviderStreamError(
                 f"the prompt was blocked ({reason})" + (f": {detail}" if detail else ""),
-                provider=self._provider,
+                provider=self.provider,
                 code=reason,
             )
 
@@ -179,113 +251,14 @@ def _error(err: Any, provider: str) -> ProviderStreamError:
     return ProviderStreamError(str(err), provider=provider)
 
 
-class GeminiStreamMapper:
-    """Feeds the bytes of a ``streamGenerateContent?alt=sse`` body; returns deltas.
-
-    ``finished`` is set once a candidate carried a ``finishReason``; without it, the end of
-    the body is a cut stream.
-    """
-
-    __slots__ = ("_decoder", "_head", "_map", "_provider", "_raw", "error")
-
-    def __init__(self, provider: str) -> None:
-        self._provider = provider
-        self._decoder = SSEDecoder()
-        self._map = _ResponseMapper(provider)
-        # Until the first non-blank byte is seen: SSE, or a plain JSON body?
-        self._head: bytes | None = b""
-        self._raw: list[bytes] | None = None
-        self.error: StreamError | None = None
-
-    @property
-    def finished(self) -> bool:
-        return self._map.finished
-
-    @property
-    def comments(self) -> int:
-        return self._decoder.comments
-
-    def feed(self, chunk: bytes) -> list[Delta]:
-        if self.error is not None:
-            raise self.error
-        if self._head is not None:
-            head = self._head + chunk
-            start = head.lstrip(_WHITESPACE)
-            if not start:
-                self._head = head
-                return []
-            self._head = None
-            if start[0] in b"{[":
-                # An error object (or a JSON array of responses) where SSE was promised:
-                # read it whole at the end.
-                self._raw = [head]
-                return []
-            chunk = head
-        elif self._raw is not None:
-            self._raw.append(chunk)
-            return []
-        events = self._decoder.feed(chunk)
-        if not events:
-            return []
-        out: list[Delta] = []
-        try:
-            for event in events:
-                self._event(event.data, out)
-        except _SHAPE_ERRORS as exc:
-            self._map.flush_usage(out)
-            return hold_error(self, _shape_error(exc, self._provider), out)
-        except StreamError as exc:
-            self._map.flush_usage(out)
-            return hold_error(self, exc, out)
-        self._map.flush_usage(out)
-        return out
-
-    def end(self) -> list[Delta]:
-        if self.error is not None:
-            raise self.error
-        out: list[Delta] = []
-        try:
-            if self._raw is not None:
-                self._whole(b"".join(self._raw), out)
-            else:
-                for event in self._decoder.close():
-                    self._event(event.data, out)
-        except _SHAPE_ERRORS as exc:
-            raise _shape_error(exc, self._provider) from None
-        finally:
-            self._map.flush_usage(out)
-        if not self._map.finished:
-            raise StreamInterruptedError(
-                "the stream ended before the provider finished (no finishReason)", provider=self._provider
-            )
-        return out
-
-    def _event(self, data: bytes, out: list[Delta]) -> None:
-        if not data.strip():
-            return
-        obj = event_json(data, self._provider)
-        self._map.response(obj, out)
-
-    def _whole(self, body: bytes, out: list[Delta]) -> None:
-        try:
-            obj = orjson.loads(body)
-        except orjson.JSONDecodeError:
-            raise StreamProtocolError(
-                f"the body is neither SSE nor JSON: {body[:120]!r}", provider=self._provider
-            ) from None
-        for item in obj if type(obj) is list else (obj,):
-            self._map.response(item, out)
-
-
 def response_deltas(obj: Any, provider: str) -> list[Delta]:
     """Deltas of a non-streaming ``generateContent`` body (already parsed); a JSON array of
     responses (``alt=json`` streaming) is accepted too."""
-    mapper = _ResponseMapper(provider)
+    mapper = GeminiStreamMapper(provider)
     out: list[Delta] = []
     try:
-        for item in obj if type(obj) is list else (obj,):
-            mapper.response(item, out)
+        mapper.document(obj, out)
     except _SHAPE_ERRORS as exc:
-        raise _shape_error(exc, provider) from None
-    mapper.flush_usage(out)
+        raise shape_error(exc, provider, GeminiStreamMapper.expected_shape) from None
+    mapper.after_read(out)
     return out

@@ -20,9 +20,9 @@ from typing import Any
 import orjson
 
 from ..._delta import Delta, Finish, Metadata, ReasoningDelta, TextDelta, ToolCallDelta, UsageReport
-from ..._errors import ProviderStreamError, StreamError, StreamInterruptedError, StreamProtocolError
+from ..._errors import ProviderStreamError, StreamInterruptedError, StreamProtocolError
 from ..._transport._ndjson import NDJSONDecoder
-from ..._transport._upstream import hold_error
+from ..._transport._wire_mapper import WireMapper
 from ..._transport._wire_shape import SHAPE_ERRORS as _SHAPE_ERRORS
 from ..._transport._wire_shape import count, event_json, shape_error
 from ..._transport._wire_shape import text as _text
@@ -47,24 +47,47 @@ def usage_from_ollama(obj: Mapping[str, Any]) -> Usage:
     return Usage.reported(count(obj.get("prompt_eval_count")), count(obj.get("eval_count")), raw=raw)
 
 
-class _Reader:
-    """The state of one response across lines: model seen, tool calls numbered, done."""
+class OllamaStreamMapper(WireMapper[bytes]):
+    """Feeds the NDJSON bytes of a streaming ``/api/chat`` response; returns deltas.
 
-    __slots__ = ("_provider", "_seen_model", "_tool_indexes", "done")
+    ``done`` is set by the line with ``"done": true``; the end of the body without it is
+    a cut stream. Lines after it are ignored. Carries what one response's lines share:
+    model seen, tool calls numbered.
+    """
+
+    __slots__ = ("_seen_model", "_tool_indexes", "done")
+
+    expected_shape = "Ollama's chat response shape"
+    unfinished_message = 'the stream ended before the provider finished (no line with "done": true)'
 
     def __init__(self, provider: str) -> None:
-        self._provider = provider
+        super().__init__(provider, NDJSONDecoder())
         self._seen_model = False
         self._tool_indexes: set[int] = set()
         self.done = False
 
-    def line(self, line: bytes, out: list[Delta]) -> None:
-        self.object(event_json(line, self._provider, "line"), out)
+    def ended(self) -> bool:
+        return self.done
+
+    def map_event(self, event: bytes, out: list[Delta]) -> None:
+        if self.done:
+            return  # nothing after the done line belongs to the response
+        self.object(event_json(event, self.provider, "line"), out)
+
+    def map_last_event(self, event: bytes, out: list[Delta]) -> None:
+        # A last line without its newline: complete (a server that omits the final
+        # newline) or cut off by a dropped connection, which is not a protocol error.
+        try:
+            self.map_event(event, out)
+        except StreamProtocolError:
+            raise StreamInterruptedError(
+                f"the stream ended in the middle of a line ({event[:120]!r})", provider=self.provider
+            ) from None
 
     def object(self, obj: Any, out: list[Delta]) -> None:
         if type(obj) is not dict:
             raise StreamProtocolError(
-                f"expected a JSON object per line, got {type(obj).__name__}", provider=self._provider
+                f"expected a JSON object per line, got {type(obj).__name__}", provider=self.provider
             )
         error = obj.get("error")
         if error:
@@ -73,7 +96,7 @@ class _Reader:
                 message = error.get("message") or orjson.dumps(error).decode()
             else:
                 message = error
-            raise ProviderStreamError(str(message), provider=self._provider)
+            raise ProviderStreamError(str(message), provider=self.provider)
         if not self._seen_model:
             model = obj.get("model")
             if model:
@@ -124,78 +147,11 @@ class _Reader:
             out.append(ToolCallDelta(index, _text(call_id), _text(fn["name"]), args))
 
 
-class OllamaStreamMapper:
-    """Feeds the NDJSON bytes of a streaming ``/api/chat`` response; returns deltas.
-
-    ``done`` is set by the line with ``"done": true``; the end of the body without it is
-    a cut stream. Lines after it are ignored.
-    """
-
-    __slots__ = ("_decoder", "_provider", "_reader", "error")
-
-    def __init__(self, provider: str) -> None:
-        self._decoder = NDJSONDecoder()
-        self._provider = provider
-        self._reader = _Reader(provider)
-        self.error: StreamError | None = None
-
-    @property
-    def done(self) -> bool:
-        return self._reader.done
-
-    def feed(self, chunk: bytes) -> list[Delta]:
-        if self.error is not None:
-            raise self.error
-        lines = self._decoder.feed(chunk)
-        if not lines:
-            return []
-        out: list[Delta] = []
-        reader = self._reader
-        try:
-            for line in lines:
-                if reader.done:
-                    break  # nothing after the done line belongs to the response
-                reader.line(line, out)
-        except (StreamError, *_SHAPE_ERRORS) as exc:
-            error = exc if isinstance(exc, StreamError) else _shape_error(exc, self._provider)
-            return hold_error(self, error, out)
-        return out
-
-    def end(self) -> list[Delta]:
-        if self.error is not None:
-            raise self.error
-        out: list[Delta] = []
-        reader = self._reader
-        for line in self._decoder.close():
-            if reader.done:
-                break
-            # A last line without its newline: complete (a server that omits the final
-            # newline) or cut off by a dropped connection, which is not a protocol error.
-            try:
-                reader.line(line, out)
-            except StreamProtocolError:
-                raise StreamInterruptedError(
-                    f"the stream ended in the middle of a line ({line[:120]!r})", provider=self._provider
-                ) from None
-            except _SHAPE_ERRORS as exc:
-                raise _shape_error(exc, self._provider) from None
-        if not reader.done:
-            raise StreamInterruptedError(
-                'the stream ended before the provider finished (no line with "done": true)',
-                provider=self._provider,
-            )
-        return out
-
-
 def chat_deltas(obj: Any, provider: str) -> list[Delta]:
     """Deltas of a non-streaming ``/api/chat`` body (already parsed)."""
     out: list[Delta] = []
     try:
-        _Reader(provider).object(obj, out)
+        OllamaStreamMapper(provider).object(obj, out)
     except _SHAPE_ERRORS as exc:
-        raise _shape_error(exc, provider) from None
+        raise shape_error(exc, provider, OllamaStreamMapper.expected_shape) from None
     return out
-
-
-def _shape_error(exc: Exception, provider: str) -> StreamProtocolError:
-    return shape_error(exc, provider, "Ollama's chat response shape")

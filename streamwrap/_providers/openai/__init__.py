@@ -1,3 +1,4 @@
 """``openai_chat`` (``_wrapper``, ``_wire``) and ``zhipuai_chat`` (``_zhipuai``), which is
-the same wrapper with ZhipuAI's endpoint and key. Nothing is imported here, so that the
+the same wrapper with ZhipuAI's endpoint and key; ``_stream_options`` asks for usage (and
+is shared with ``litellm_chat``). Nothing is imported here, so that the
 registry's import strings import only what they name."""

@@ -11,14 +11,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-import orjson
-
 from ..._delta import Delta, Finish, Metadata, ReasoningDelta, TextDelta, ToolCallDelta, UsageReport
-from ..._errors import ProviderStreamError, StreamError, StreamInterruptedError, StreamProtocolError
-from ..._transport._sse import SSEDecoder
-from ..._transport._upstream import hold_error
+from ..._errors import ProviderStreamError, StreamProtocolError
+from ..._transport._sse import ServerSentEvent, SSEDecoder
+from ..._transport._wire_mapper import WireMapper
 from ..._transport._wire_shape import SHAPE_ERRORS as _SHAPE_ERRORS
-from ..._transport._wire_shape import count, event_json, label, optional_text, shape_error
+from ..._transport._wire_shape import count, error_fields, event_json, label, optional_text, shape_error
 from ..._transport._wire_shape import text as _text
 from ..._usage import Usage
 
@@ -48,15 +46,11 @@ def usage_from_openai(raw: Mapping[str, Any]) -> Usage:
     )
 
 
-def _error_fields(err: Any) -> tuple[str, str | None]:
-    if isinstance(err, Mapping):
-        message = err.get("message") or err.get("msg") or orjson.dumps(err).decode()
-        code = err.get("code") or err.get("type")
-        return str(message), None if code is None else str(code)
-    return str(err), None
+# An OpenAI error object names its kind in `code`, or only in `type` (invalid_request_error, ...).
+_ERROR_CODE_KEYS = ("code", "type")
 
 
-class OpenAIStreamMapper:
+class OpenAIStreamMapper(WireMapper[ServerSentEvent]):
     """Feeds SSE bytes of a ``chat.completion.chunk`` stream; returns deltas.
 
     ``done`` is set by ``data: [DONE]``; ``finished`` when a choice carried a finish
@@ -64,68 +58,37 @@ class OpenAIStreamMapper:
     Only the first choice (index 0) is followed.
     """
 
-    __slots__ = ("_decoder", "_provider", "_seen_meta", "done", "error", "finished")
+    __slots__ = ("_seen_meta", "done", "finished")
+
+    expected_shape = "the OpenAI chunk shape"
+    unfinished_message = "the stream ended before the provider finished (no finish_reason, no [DONE])"
 
     def __init__(self, provider: str) -> None:
-        self._decoder = SSEDecoder()
-        self._provider = provider
+        super().__init__(provider, SSEDecoder())
         self._seen_meta = False
         self.done = False
         self.finished = False
-        self.error: StreamError | None = None
 
-    @property
-    def comments(self) -> int:
-        return self._decoder.comments
+    def ended(self) -> bool:
+        return self.done or self.finished
 
-    def feed(self, chunk: bytes) -> list[Delta]:
-        if self.error is not None:
-            raise self.error
-        events = self._decoder.feed(chunk)
-        if not events:
-            return []
-        out: list[Delta] = []
-        try:
-            for event in events:
-                self._event(event.data, event.event, out)
-        except _SHAPE_ERRORS as exc:
-            return hold_error(self, _shape_error(exc, self._provider), out)
-        except StreamError as exc:
-            return hold_error(self, exc, out)
-        return out
-
-    def end(self) -> list[Delta]:
-        if self.error is not None:
-            raise self.error
-        out: list[Delta] = []
-        try:
-            for event in self._decoder.close():
-                self._event(event.data, event.event, out)
-        except _SHAPE_ERRORS as exc:
-            raise _shape_error(exc, self._provider) from None
-        if not (self.done or self.finished):
-            raise StreamInterruptedError(
-                "the stream ended before the provider finished (no finish_reason, no [DONE])",
-                provider=self._provider,
-            )
-        return out
-
-    def _event(self, data: bytes, event: str | None, out: list[Delta]) -> None:
+    def map_event(self, event: ServerSentEvent, out: list[Delta]) -> None:
         if self.done:
             return  # nothing after [DONE] belongs to the response
+        data = event.data
         if data == b"[DONE]":
             self.done = True
             return
         if not data.strip():
             return  # an empty data line carries nothing (some proxies send them)
-        obj = event_json(data, self._provider)
-        if event == "error" or (type(obj) is dict and obj.get("error")):
+        obj = event_json(data, self.provider)
+        if event.event == "error" or (type(obj) is dict and obj.get("error")):
             err = obj.get("error", obj) if type(obj) is dict else obj
-            message, code = _error_fields(err)
-            raise ProviderStreamError(message, provider=self._provider, code=code)
+            message, code = error_fields(err, _ERROR_CODE_KEYS)
+            raise ProviderStreamError(message, provider=self.provider, code=code)
         if type(obj) is not dict:
             raise StreamProtocolError(
-                f"expected a JSON object in the stream, got {type(obj).__name__}", provider=self._provider
+                f"expected a JSON object in the stream, got {type(obj).__name__}", provider=self.provider
             )
         if not self._seen_meta:
             # Azure OpenAI's first chunk (`choices: []`, `prompt_filter_results`) has an
@@ -159,10 +122,6 @@ class OpenAIStreamMapper:
             out.append(UsageReport(usage_from_openai(usage)))
 
 
-def _shape_error(exc: Exception, provider: str) -> StreamProtocolError:
-    return shape_error(exc, provider, "the OpenAI chunk shape")
-
-
 def _tool_deltas(tool_calls: list[Any], out: list[Delta]) -> None:
     for n, call in enumerate(tool_calls):
         fn = call.get("function") or {}
@@ -182,7 +141,7 @@ def completion_deltas(obj: Any, provider: str) -> list[Delta]:
     try:
         return _completion_deltas(obj, provider)
     except _SHAPE_ERRORS as exc:
-        raise _shape_error(exc, provider) from None
+        raise shape_error(exc, provider, OpenAIStreamMapper.expected_shape) from None
 
 
 def _completion_deltas(obj: Any, provider: str) -> list[Delta]:
@@ -191,7 +150,7 @@ def _completion_deltas(obj: Any, provider: str) -> list[Delta]:
             f"expected a JSON object, got {type(obj).__name__}", provider=provider
         )
     if obj.get("error"):
-        error_message, code = _error_fields(obj["error"])
+        error_message, code = error_fields(obj["error"], _ERROR_CODE_KEYS)
         raise ProviderStreamError(error_message, provider=provider, code=code)
     out: list[Delta] = [Metadata(label(obj.get("id")), label(obj.get("model")))]
     choices = obj.get("choices") or []

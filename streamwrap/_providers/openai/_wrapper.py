@@ -28,6 +28,7 @@ from ..._transport._pool import close_idle_in_background
 from ..._transport._upstream import BodyUpstream, RedactingUpstream, StaticUpstream
 from ..._url_redaction import add_http_logger
 from ..._wrapper import ChatRequest, ModelWrapper, Upstream
+from ._stream_options import StreamUsageOption
 from ._wire import OpenAIStreamMapper, completion_deltas
 
 __all__ = ["OpenAIChatWrapper"]
@@ -36,8 +37,7 @@ __all__ = ["OpenAIChatWrapper"]
 # with its traceback, whose last line quotes the URL: masked with httpx's request lines.
 add_http_logger("openai._base_client")
 
-# Endpoints that refused `stream_options` once: asked without it from then on.
-_NO_STREAM_OPTIONS: set[str] = set()
+_STREAM_USAGE = StreamUsageOption()
 _create_params: frozenset[str] | None = None
 
 
@@ -49,13 +49,6 @@ def _known_create_params(create: Any) -> frozenset[str]:
 
         _create_params = frozenset(inspect.signature(create).parameters)
     return _create_params
-
-
-def _mentions_stream_options(body: Any) -> bool:
-    # Only a rejection that is about stream_options is retried: any other 400 would fail
-    # again, and must not make us stop asking this endpoint for usage.
-    text = body if isinstance(body, str) else orjson.dumps(body, default=str).decode()
-    return "stream_options" in text or "include_usage" in text
 
 
 class OpenAIChatWrapper(ModelWrapper):
@@ -121,25 +114,14 @@ class OpenAIChatWrapper(ModelWrapper):
         params: dict[str, Any] = dict(request.params)
         if request.tools:
             params["tools"] = request.tools
-        ask_usage = (
-            self.ask_stream_usage
-            and request.stream
-            and "stream_options" not in params
-            and self._endpoint() not in _NO_STREAM_OPTIONS
+        # Some compatible servers reject `stream_options`: then asked once more without it,
+        # and that is remembered for this endpoint. Usage then falls back to a marked estimate.
+        return await _STREAM_USAGE.send(
+            lambda params: self._send(request, params),
+            params,
+            endpoint=self._endpoint(),
+            ask=self.ask_stream_usage and request.stream,
         )
-        if ask_usage:
-            params["stream_options"] = {"include_usage": True}
-        try:
-            return await self._send(request, params)
-        except ProviderHTTPError as exc:
-            if not (ask_usage and exc.status_code in (400, 422) and _mentions_stream_options(exc.body)):
-                raise
-        # Some compatible servers reject `stream_options`: ask once more without it, and
-        # remember that for this endpoint. Usage then falls back to a marked estimate.
-        del params["stream_options"]
-        upstream = await self._send(request, params)
-        _NO_STREAM_OPTIONS.add(self._endpoint())
-        return upstream
 
     async def _send(self, request: ChatRequest, params: dict[str, Any]) -> Upstream:
         import openai
