@@ -24,19 +24,22 @@ supplies two things:
    stream (a :class:`StaticUpstream` for a whole response), inside a
    :class:`RedactingUpstream`, which scrubs the API key from the errors on their way out.
 
-2. **The mapper** (a :class:`WireMapper`): bytes in, as the network delivers them; deltas
-   out. It decodes with :class:`SSEDecoder` or :class:`NDJSONDecoder` (sans-I/O: feed
-   bytes, get whole events or lines), parses each with :func:`event_json`, and appends
-   :class:`TextDelta`, :class:`ReasoningDelta`, :class:`ToolCallDelta`,
-   :class:`UsageReport` (a :class:`Usage`, usually ``Usage.reported(...)``),
-   :class:`Finish` (the provider's own reason: the response normalises it) and
-   :class:`Metadata` (the provider's response id and model). An error the provider
-   reports in the stream is a :class:`~streamwrap.ProviderStreamError`; bytes that do not
-   decode, a :class:`~streamwrap.StreamProtocolError`; a body that ends before the
-   provider said it was done, a :class:`~streamwrap.StreamInterruptedError` from
-   ``end()``. When one read holds good events and then a bad one, :func:`hold_error`
-   returns the good deltas and keeps the error for the upstream to raise next, so that
-   the error's ``partial_text`` includes them.
+2. **The mapper**, a :class:`WireMapper` subclass: bytes in, as the network delivers them;
+   deltas out. It passes its decoder to the base class (:class:`SSEDecoder` or
+   :class:`NDJSONDecoder`: sans-I/O, feed bytes, get whole events or lines) and writes only
+   ``map_event(event, out)``, one decoded event → deltas: it parses the event with
+   :func:`event_json` and appends :class:`TextDelta`, :class:`ReasoningDelta`,
+   :class:`ToolCallDelta`, :class:`UsageReport` (a :class:`Usage`, usually
+   ``Usage.reported(...)``), :class:`Finish` (the provider's own reason: the response
+   normalises it) and :class:`Metadata` (the provider's response id and model). An error the
+   provider reports in the stream is raised as a :class:`~streamwrap.ProviderStreamError`.
+   It also says whether the stream ended properly (``ended()``), what shape the JSON should
+   have and what a cut stream's error says (two class attributes). The base class does the
+   rest: JSON of the wrong shape (one of :data:`SHAPE_ERRORS`) becomes a
+   :class:`~streamwrap.StreamProtocolError`; when one read holds good events and then a bad
+   one, the good deltas are delivered and the error raised next, so that its
+   ``partial_text`` includes them; a body that ends before ``ended()`` is a
+   :class:`~streamwrap.StreamInterruptedError`.
 
 Then the wrapper is registered under its ``model_type``: through the
 ``streamwrap.model_types`` entry-point group of the package's metadata (found by
@@ -45,7 +48,7 @@ installed), or at run time with :func:`register_model_type`. The errors, ``Secre
 the response types are public in :mod:`streamwrap` itself.
 
 A whole provider built from this module alone, with its tests against the emulator
-(:mod:`streamwrap.testing`), is ``tests/example_provider`` in the source tree; the guide
+(:mod:`streamwrap.testing`), is ``tests/providers/example_provider`` in the source tree; the guide
 ``docs/writing-a-provider.md`` walks through it.
 
 Importing this module imports no HTTP library: :func:`make_httpx_client` and
@@ -60,15 +63,9 @@ from ._transport._http_error import http_error
 from ._transport._httpx_client import make_httpx_client, post_json
 from ._transport._ndjson import NDJSONDecoder
 from ._transport._sse import ServerSentEvent, SSEDecoder
-from ._transport._upstream import (
-    BodyUpstream,
-    RedactingUpstream,
-    StaticUpstream,
-    Upstream,
-    WireMapper,
-    hold_error,
-)
-from ._transport._wire_shape import event_json
+from ._transport._upstream import BodyUpstream, RedactingUpstream, StaticUpstream, Upstream
+from ._transport._wire_mapper import Decoder, WireMapper
+from ._transport._wire_shape import SHAPE_ERRORS, event_json
 from ._usage import Usage
 from ._wrapper import ChatRequest, ModelWrapper
 
@@ -86,12 +83,13 @@ __all__ = [
     "make_httpx_client",
     "post_json",
     # decoding the body
+    "Decoder",
     "NDJSONDecoder",
+    "SHAPE_ERRORS",
     "SSEDecoder",
     "ServerSentEvent",
     "WireMapper",
     "event_json",
-    "hold_error",
     # what a mapper produces
     "Delta",
     "Finish",

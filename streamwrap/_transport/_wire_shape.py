@@ -22,6 +22,8 @@ from .._errors import StreamProtocolError
 __all__ = ["SHAPE_ERRORS", "count", "error_fields", "event_json", "label", "optional_text", "shape_error", "text"]
 
 SHAPE_ERRORS = (AttributeError, TypeError, KeyError, IndexError, ValueError)
+"""What reading JSON of the wrong shape raises (a list where an object belongs, a missing
+key, text where a number belongs): a wire mapper's ``map_event`` lets them rise."""
 
 
 def event_json(data: bytes, provider: str, what: str = "data") -> Any:

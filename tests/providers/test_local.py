@@ -508,3 +508,19 @@ def test_the_process_stops_cleanly_with_generations_running(mode: str, code: int
     assert result.stdout.split() == out
     assert result.stderr == ""
     assert time.monotonic() - started < 30
+
+
+def test_a_chunk_of_the_wrong_shape_fails_at_once_with_its_text_lost_never_silently() -> None:
+    # A chunk is one event: text mapped before the bad part of the same chunk is not
+    # delivered, and the error is raised now (held back behind the deltas, as a body read's
+    # would be, it was never raised after the engine's last chunk).
+    from streamwrap._providers.llamacpp._wire import LlamaChunkMapper
+
+    mapper = LlamaChunkMapper("local", "smollm2")
+    deltas, _ = mapper.feed(b'{"id": "c1", "model": "/m.gguf", "choices": [{"index": 0, "delta": {"content": "Hi"}}]}')
+    assert [type(d).__name__ for d in deltas] == ["Metadata", "TextDelta"]
+    assert deltas[0].model == "smollm2"
+    bad = b'{"choices": [{"index": 0, "delta": {"content": " there", "tool_calls": 5}}]}'
+    with pytest.raises(streamwrap.StreamProtocolError, match="OpenAI chunk shape") as info:
+        mapper.feed(bad)
+    assert info.value.provider == "local"

@@ -21,6 +21,8 @@ import orjson
 
 from ..._delta import Delta, Metadata, UsageReport
 from ..._errors import InputError, ProviderStreamError, StreamProtocolError, StreamwrapError
+from ..._transport._sse import ServerSentEvent
+from ..._transport._wire_shape import SHAPE_ERRORS, shape_error
 from ..._usage import Usage
 from ..openai._wire import OpenAIStreamMapper
 
@@ -54,7 +56,14 @@ class LlamaChunkMapper:
         self.started = True
         usage: Usage | None = None
         deltas: list[Delta] = []
-        for delta in self._mapper.feed(b"data: " + chunk + b"\n\n"):
+        mapped: list[Delta] = []
+        # One chunk is one event: mapped directly (no SSE framing per token), and an error
+        # raised at once, never held back behind the chunk's deltas as a body read's is.
+        try:
+            self._mapper.map_event(ServerSentEvent(chunk), mapped)
+        except SHAPE_ERRORS as exc:
+            raise shape_error(exc, self._provider, self._mapper.expected_shape) from None
+        for delta in mapped:
             if type(delta) is UsageReport:
                 usage = delta.usage
             elif type(delta) is Metadata:

@@ -14,8 +14,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from streamwrap import ProviderStreamError, StreamError, StreamInterruptedError, StreamProtocolError
+from streamwrap import ProviderStreamError, StreamProtocolError
 from streamwrap.providers import (
+    SHAPE_ERRORS,
     Delta,
     Finish,
     Metadata,
@@ -26,69 +27,38 @@ from streamwrap.providers import (
     ToolCallDelta,
     Usage,
     UsageReport,
+    WireMapper,
     event_json,
-    hold_error,
 )
 
-# What reading JSON of the wrong shape raises (a list where an object belongs, a missing key).
-_SHAPE_ERRORS = (AttributeError, KeyError, IndexError, TypeError, ValueError)
 
-
-class ExampleStreamMapper:
-    """Feeds the SSE bytes of one streaming response; returns its deltas (a ``WireMapper``).
+class ExampleStreamMapper(WireMapper[ServerSentEvent]):
+    """Feeds the SSE bytes of one streaming response; returns its deltas.
 
     ``finished`` is set by a finish reason or ``[DONE]``: the body ending without either is
     a cut stream.
     """
 
+    expected_shape = "the shape of a chat.completion.chunk"
+    unfinished_message = "the stream ended before the server finished (no finish_reason, no [DONE])"
+
     def __init__(self, provider: str) -> None:
-        self._decoder = SSEDecoder()
-        self._provider = provider
+        super().__init__(provider, SSEDecoder())
         self._seen_metadata = False
         self.finished = False
-        #: an error met after some good deltas of a read: raised after they are delivered
-        self.error: StreamError | None = None
 
-    def feed(self, chunk: bytes) -> list[Delta]:
-        """One network read: the deltas of the events it completed."""
-        if self.error is not None:
-            raise self.error
-        out: list[Delta] = []
-        try:
-            for event in self._decoder.feed(chunk):
-                self._event(event, out)
-        except StreamError as exc:
-            return hold_error(self, exc, out)
-        except _SHAPE_ERRORS as exc:
-            return hold_error(self, self._shape_error(exc), out)
-        return out
+    def ended(self) -> bool:
+        return self.finished
 
-    def end(self) -> list[Delta]:
-        """The end of the body: the last deltas, or the error of a stream cut short."""
-        if self.error is not None:
-            raise self.error
-        out: list[Delta] = []
-        try:
-            for event in self._decoder.close():
-                self._event(event, out)
-        except _SHAPE_ERRORS as exc:
-            raise self._shape_error(exc) from None
-        if not self.finished:
-            raise StreamInterruptedError(
-                "the stream ended before the server finished (no finish_reason, no [DONE])",
-                provider=self._provider,
-            )
-        return out
-
-    def _event(self, event: ServerSentEvent, out: list[Delta]) -> None:
+    def map_event(self, event: ServerSentEvent, out: list[Delta]) -> None:
         """One decoded event -> deltas, appended to ``out``."""
         if event.data == b"[DONE]":
             self.finished = True
             return
-        chunk = event_json(event.data, self._provider)  # malformed JSON: StreamProtocolError
+        chunk = event_json(event.data, self.provider)  # malformed JSON: StreamProtocolError
         error = chunk.get("error")
         if error:
-            raise ProviderStreamError(str(error["message"]), provider=self._provider, code=error.get("code"))
+            raise ProviderStreamError(str(error["message"]), provider=self.provider, code=error.get("code"))
         if not self._seen_metadata:
             self._seen_metadata = True
             out.append(Metadata(chunk.get("id"), chunk.get("model")))
@@ -105,11 +75,6 @@ class ExampleStreamMapper:
                 out.append(Finish(_text(choice["finish_reason"])))
         if chunk.get("usage"):
             out.append(UsageReport(_usage(chunk["usage"])))
-
-    def _shape_error(self, exc: Exception) -> StreamProtocolError:
-        return StreamProtocolError(
-            f"a chunk of the wrong shape ({type(exc).__name__}: {exc})", provider=self._provider
-        )
 
 
 def completion_deltas(obj: Any, provider: str) -> list[Delta]:
@@ -131,7 +96,7 @@ def completion_deltas(obj: Any, provider: str) -> list[Delta]:
             out.append(Finish(_text(choice["finish_reason"])))
         if obj.get("usage"):
             out.append(UsageReport(_usage(obj["usage"])))
-    except _SHAPE_ERRORS as exc:
+    except SHAPE_ERRORS as exc:
         raise StreamProtocolError(
             f"a response of the wrong shape ({type(exc).__name__}: {exc})", provider=provider
         ) from None

@@ -20,7 +20,7 @@ class ExampleChatWrapper(ModelWrapper):
     provider: ClassVar[str] = "example"
     #: the streamwrap extra that installs httpx, named if it is missing (this package
     #: depends on httpx itself, so only a broken install gets there)
-    extra: ClassVar[str] = "ollama"
+    extra: ClassVar[str] = "http"
     api_key_env: ClassVar[tuple[str, ...]] = ("EXAMPLE_API_KEY",)
     base_url_env: ClassVar[tuple[str, ...]] = ("EXAMPLE_BASE_URL",)
     #: a local server needs no key
