@@ -40,10 +40,16 @@ def streamwrap_delivery_contenders(base_url: str, expected: str) -> list[harness
     import streamwrap
 
     config = {
-        "model_type": "openai_chat", "model_name": MODEL, "stream": True,
-        "base_url": base_url, "api_key": "bench", "max_retries": 0,
+        "model_type": "openai_chat",
+        "model_name": MODEL,
+        "stream": True,
+        "base_url": base_url,
+        "api_key": "bench",
+        "max_retries": 0,
     }
-    m_stream, m_events, m_callback, m_console, m_three, m_sse = (streamwrap.load_model(config) for _ in range(6))
+    m_stream, m_events, m_callback, m_console, m_three, m_sse = (
+        streamwrap.load_model(config) for _ in range(6)
+    )
     settle = harness.streamwrap_settle
 
     async def consume_stream() -> None:
@@ -92,8 +98,12 @@ def streamwrap_delivery_contenders(base_url: str, expected: str) -> list[harness
     contenders = [
         harness.Contender("sw_stream", "streamwrap .stream", consume_stream, m_stream.aclose, settle),
         harness.Contender("sw_events", "streamwrap .events()", consume_events, m_events.aclose, settle),
-        harness.Contender("sw_callback", "deliver(CallbackSink)", consume_callback, m_callback.aclose, settle),
-        harness.Contender("sw_console", "deliver(ConsoleSink → /dev/null)", consume_console, close_console, settle),
+        harness.Contender(
+            "sw_callback", "deliver(CallbackSink)", consume_callback, m_callback.aclose, settle
+        ),
+        harness.Contender(
+            "sw_console", "deliver(ConsoleSink → /dev/null)", consume_console, close_console, settle
+        ),
         harness.Contender("sw_three", "deliver(3 CallbackSinks)", consume_three, m_three.aclose, settle),
     ]
     try:
@@ -113,7 +123,9 @@ def streamwrap_delivery_contenders(base_url: str, expected: str) -> list[harness
                 raise AssertionError("sse_response: body shorter than the text")
 
         contenders.append(
-            harness.Contender("sw_sse", "streamwrap sse_response body (UI message v1)", consume_sse, m_sse.aclose, settle)
+            harness.Contender(
+                "sw_sse", "streamwrap sse_response body (UI message v1)", consume_sse, m_sse.aclose, settle
+            )
         )
     return contenders
 
@@ -122,8 +134,9 @@ def openai_sse_contender(base_url: str, expected: str) -> harness.Contender:
     """The openai SDK, with the same UI message stream SSE written by hand."""
     import openai
 
-    client = openai.AsyncOpenAI(api_key="bench", base_url=base_url, max_retries=0,
-                                http_client=harness.sdk_http_client(10))
+    client = openai.AsyncOpenAI(
+        api_key="bench", base_url=base_url, max_retries=0, http_client=harness.sdk_http_client(10)
+    )
 
     async def body() -> Any:
         messages: Any = MESSAGES
@@ -153,8 +166,12 @@ async def run(chunks: int, rounds: int, chunk_text: str) -> dict[str, Any]:
     expected = chunk_text * chunks
     with harness.EmulatorProcess(chunks, chunk_text) as emulator:
         url = emulator.base_url
-        contenders = [harness.floor_contender(url, expected, 10), harness.openai_contender(url, expected, 10),
-                      openai_sse_contender(url, expected), *streamwrap_delivery_contenders(url, expected)]
+        contenders = [
+            harness.floor_contender(url, expected, 10),
+            harness.openai_contender(url, expected, 10),
+            openai_sse_contender(url, expected),
+            *streamwrap_delivery_contenders(url, expected),
+        ]
         try:
             results = await harness.run_rounds(contenders, 1, rounds, emulator, "delivery")
         finally:
@@ -163,15 +180,20 @@ async def run(chunks: int, rounds: int, chunk_text: str) -> dict[str, Any]:
     rows = []
     for res in results:
         cpu = [s.cpu_s / chunks * 1e6 for s in res.samples]
-        rows.append({
-            "key": res.key, "label": res.label,
-            "cpu_us_per_chunk": statistics.median(cpu),
-            "cpu_us_per_chunk_min": min(cpu), "cpu_us_per_chunk_max": max(cpu),
-            "chunks_per_s": chunks / res.median("wall_s"), "wall_s": res.median("wall_s"),
-            "server_busy": harness.server_busy(res.samples),
-            "switches_per_1k": harness.per_1k(res.samples, "voluntary_switches", chunks),
-            "sys_share": None,
-        })
+        rows.append(
+            {
+                "key": res.key,
+                "label": res.label,
+                "cpu_us_per_chunk": statistics.median(cpu),
+                "cpu_us_per_chunk_min": min(cpu),
+                "cpu_us_per_chunk_max": max(cpu),
+                "chunks_per_s": chunks / res.median("wall_s"),
+                "wall_s": res.median("wall_s"),
+                "server_busy": harness.server_busy(res.samples),
+                "switches_per_1k": harness.per_1k(res.samples, "voluntary_switches", chunks),
+                "sys_share": None,
+            }
+        )
     return {"chunks": chunks, "rounds": rounds, "rows": rows, "notes": []}
 
 
@@ -187,7 +209,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     meta = harness.run_meta("starlette")
     print("# streamwrap delivery benchmark\n")
     print(f"Python {meta['python']}, {meta['cpus']} CPUs; run time {time.perf_counter() - started:.0f} s.\n")
-    print(harness.render_streams(f"One stream of {args.chunks:,} chunks ({args.rounds} rounds)", data, concurrent=False))
+    print(
+        harness.render_streams(
+            f"One stream of {args.chunks:,} chunks ({args.rounds} rounds)", data, concurrent=False
+        )
+    )
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"meta": meta, "delivery": data}, f, indent=2)

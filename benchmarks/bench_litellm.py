@@ -107,10 +107,15 @@ def streamwrap_contenders(base_url: str, expected: str) -> list[harness.Contende
     return harness.consuming_contenders(lambda: dict(config), expected, "litellm_chat", settle)
 
 
-async def bench_stream_section(chunks: int, rounds: int, chunk_text: str, only: set[str] | None) -> dict[str, Any]:
+async def bench_stream_section(
+    chunks: int, rounds: int, chunk_text: str, only: set[str] | None
+) -> dict[str, Any]:
     expected = chunk_text * chunks
     with harness.EmulatorProcess(chunks, chunk_text) as emulator:
-        contenders = [raw_contender(emulator.base_url, expected), *streamwrap_contenders(emulator.base_url, expected)]
+        contenders = [
+            raw_contender(emulator.base_url, expected),
+            *streamwrap_contenders(emulator.base_url, expected),
+        ]
         if only:
             contenders = [c for c in contenders if c.key in only]
         try:
@@ -154,8 +159,17 @@ def bench_import(runs: int) -> dict[str, Any]:
             raise RuntimeError(f"no `litellm` line in -X importtime output:\n{err[-2000:]}")
         samples.append(found[0])
     probe = "import sys, litellm; print(len(sys.modules))"
-    modules = int(subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=env, check=True).stdout)
-    return {"runs": runs, "median_ms": statistics.median(samples) / 1000, "samples_us": samples, "modules": modules}
+    modules = int(
+        subprocess.run(
+            [sys.executable, "-c", probe], capture_output=True, text=True, env=env, check=True
+        ).stdout
+    )
+    return {
+        "runs": runs,
+        "median_ms": statistics.median(samples) / 1000,
+        "samples_us": samples,
+        "modules": modules,
+    }
 
 
 def render(results: dict[str, Any]) -> str:
@@ -183,7 +197,14 @@ def render(results: dict[str, Any]) -> str:
             ]
             for r in rows
         ]
-        header = ["contender", "CPU µs/chunk (median)", "min–max", "× raw litellm", "added µs/chunk", "chunks/s (wall)"]
+        header = [
+            "contender",
+            "CPU µs/chunk (median)",
+            "min–max",
+            "× raw litellm",
+            "added µs/chunk",
+            "chunks/s (wall)",
+        ]
         out += [
             "",
             f"## 1. One stream of {d['chunks']:,} chunks ({d['rounds']} rounds after a warm-up)",
@@ -211,12 +232,19 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--sections", type=harness.csv_names, default=["stream", "import"], help="stream,import")
     p.add_argument(
-        "--contenders", type=harness.csv_names, default=None, help="only these: litellm,sw_deltas,sw_stream,sw_aread"
+        "--contenders",
+        type=harness.csv_names,
+        default=None,
+        help="only these: litellm,sw_deltas,sw_stream,sw_aread",
     )
     p.add_argument("--chunks", type=int, default=20_000, help="chunks in the stream (default: %(default)s)")
-    p.add_argument("--rounds", type=int, default=3, help="measured rounds after the warm-up (default: %(default)s)")
+    p.add_argument(
+        "--rounds", type=int, default=3, help="measured rounds after the warm-up (default: %(default)s)"
+    )
     p.add_argument("--chunk-text", default="tok ", help="text of every chunk (default: %(default)r)")
-    p.add_argument("--import-runs", type=int, default=5, help="interpreters for `import litellm` (default: %(default)s)")
+    p.add_argument(
+        "--import-runs", type=int, default=5, help="interpreters for `import litellm` (default: %(default)s)"
+    )
     p.add_argument("--json", metavar="PATH", help="also write the raw numbers (every sample) to PATH")
     return p.parse_args(argv)
 

@@ -29,7 +29,13 @@ from typing import Any
 
 PROMPT = "Write a long story about a dragon."
 SYSTEM = "You are a helpful assistant."
-SAMPLING: dict[str, Any] = {"temperature": 0.8, "top_p": 0.95, "top_k": 40, "min_p": 0.05, "repeat_penalty": 1.0}
+SAMPLING: dict[str, Any] = {
+    "temperature": 0.8,
+    "top_p": 0.95,
+    "top_k": 40,
+    "min_p": 0.05,
+    "repeat_penalty": 1.0,
+}
 STREAMS = (1, 2, 4)
 ENGINES = ("xllamacpp", "llama-cpp-python")
 
@@ -42,8 +48,13 @@ def _xllamacpp_worker(gguf: str, threads: int | None) -> Any:
 
     import streamwrap
 
-    config: dict[str, Any] = {"model_type": "local_chat", "model_name": gguf, "stream": True,
-                              "n_parallel": max(STREAMS), "n_ctx": 1024}
+    config: dict[str, Any] = {
+        "model_type": "local_chat",
+        "model_name": gguf,
+        "stream": True,
+        "n_parallel": max(STREAMS),
+        "n_ctx": 1024,
+    }
     if threads:
         config["n_threads"] = threads
     model = streamwrap.load_model(config)
@@ -86,7 +97,11 @@ def _llama_cpp_python_worker(gguf: str, threads: int | None) -> Any:
             first = None
             tokens = 0
             for chunk in llm.create_chat_completion(
-                messages=messages, max_tokens=max_tokens, seed=seed + i, stream=True, **SAMPLING  # type: ignore[arg-type]
+                messages=messages,
+                max_tokens=max_tokens,
+                seed=seed + i,
+                stream=True,
+                **SAMPLING,  # type: ignore[arg-type]
             ):
                 if chunk["choices"][0]["delta"].get("content"):  # type: ignore[index]
                     tokens += 1  # one content chunk per token
@@ -124,7 +139,9 @@ class Worker:
 
     def run(self, streams: int, seed: int, max_tokens: int) -> list[dict[str, float]]:
         assert self.process.stdin is not None and self.process.stdout is not None
-        self.process.stdin.write(json.dumps({"streams": streams, "seed": seed, "max_tokens": max_tokens}) + "\n")
+        self.process.stdin.write(
+            json.dumps({"streams": streams, "seed": seed, "max_tokens": max_tokens}) + "\n"
+        )
         self.process.stdin.flush()
         result: list[dict[str, float]] = json.loads(self.process.stdout.readline())
         return result
@@ -160,19 +177,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     engines = [engine for engine in ENGINES if installed(engine)]
     workers = {engine: Worker(engine, gguf, args.threads) for engine in engines}
     # results[engine][streams] = one list of per-stream readings per round
-    results: dict[str, dict[int, list[list[dict[str, float]]]]] = {e: {k: [] for k in STREAMS} for e in engines}
+    results: dict[str, dict[int, list[list[dict[str, float]]]]] = {
+        e: {k: [] for k in STREAMS} for e in engines
+    }
     try:
         for round_ in range(args.runs):
             for streams in STREAMS:
                 order = engines if round_ % 2 == 0 else engines[::-1]
                 for engine in order:
-                    results[engine][streams].append(workers[engine].run(streams, 1 + 10 * round_, args.max_tokens))
+                    results[engine][streams].append(
+                        workers[engine].run(streams, 1 + 10 * round_, args.max_tokens)
+                    )
     finally:
         for one in workers.values():
             one.close()
     threads = args.threads or "engine default"
-    print(f"{os.path.basename(gguf)}, {args.max_tokens} tokens, median of {args.runs} alternating rounds, "
-          f"threads: {threads}, {os.cpu_count()} CPUs\n")
+    print(
+        f"{os.path.basename(gguf)}, {args.max_tokens} tokens, median of {args.runs} alternating rounds, "
+        f"threads: {threads}, {os.cpu_count()} CPUs\n"
+    )
     print("| engine | streams | aggregate tokens/s | one stream's tokens/s | first token |")
     print("|---|---|---|---|---|")
     for streams in STREAMS:
@@ -182,7 +205,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                 sum(r["tokens"] for r in rnd) / max(r["end"] for r in rnd) for rnd in rounds
             )
             if streams == 1:
-                own = statistics.median((r["tokens"] - 1) / (r["end"] - r["first"]) for rnd in rounds for r in rnd)
+                own = statistics.median(
+                    (r["tokens"] - 1) / (r["end"] - r["first"]) for rnd in rounds for r in rnd
+                )
                 first = statistics.median(r["first"] for rnd in rounds for r in rnd)
                 print(f"| {engine} | 1 | {aggregate:.0f} | {own:.0f} | {first:.3f} s |")
             else:

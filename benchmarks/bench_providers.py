@@ -73,8 +73,13 @@ def _ollama_text(line: bytes) -> str | None:
     return loads(line).get("message", {}).get("content")
 
 
-def floor(url: str, body: dict[str, Any], headers: dict[str, str], text_of: Callable[[bytes], str | None],
-          expected: str) -> Contender:
+def floor(
+    url: str,
+    body: dict[str, Any],
+    headers: dict[str, str],
+    text_of: Callable[[bytes], str | None],
+    expected: str,
+) -> Contender:
     import httpx
 
     client = httpx.AsyncClient(timeout=60.0)
@@ -107,8 +112,13 @@ def dashscope_sdk(url: str, expected: str) -> Contender:
     async def consume() -> None:
         parts: list[str] = []
         responses: Any = await AioGeneration.call(
-            model=MODEL, messages=MESSAGES, api_key="bench", stream=True, incremental_output=True,
-            result_format="message", base_address=url + "/api/v1",
+            model=MODEL,
+            messages=MESSAGES,
+            api_key="bench",
+            stream=True,
+            incremental_output=True,
+            result_format="message",
+            base_address=url + "/api/v1",
         )
         async for rsp in responses:
             choices = rsp.output.choices if rsp.output else None
@@ -168,11 +178,20 @@ def ollama_sdk(url: str, expected: str) -> Contender:
 
 
 def streamwrap_contenders(model_type: str, base_url: str, expected: str) -> list[Contender]:
-    config = {"model_type": model_type, "model_name": MODEL, "stream": True, "base_url": base_url,
-              "api_key": "bench", "max_retries": 0}
+    config = {
+        "model_type": model_type,
+        "model_name": MODEL,
+        "stream": True,
+        "base_url": base_url,
+        "api_key": "bench",
+        "max_retries": 0,
+    }
     # aread() is measured by bench_stream.py; here the two ways of following a stream.
-    return [c for c in consuming_contenders(lambda: dict(config), expected, f"streamwrap {model_type}")
-            if c.key != "sw_aread"]
+    return [
+        c
+        for c in consuming_contenders(lambda: dict(config), expected, f"streamwrap {model_type}")
+        if c.key != "sw_aread"
+    ]
 
 
 @dataclass(frozen=True)
@@ -191,23 +210,38 @@ class Provider:
 
 PROVIDERS = {
     "dashscope": Provider(
-        "dashscope_chat", "dashscope", "/api/v1/services/aigc/text-generation/generation",
-        lambda: {"model": MODEL, "input": {"messages": MESSAGES},
-                 "parameters": {"result_format": "message", "incremental_output": True}},
+        "dashscope_chat",
+        "dashscope",
+        "/api/v1/services/aigc/text-generation/generation",
+        lambda: {
+            "model": MODEL,
+            "input": {"messages": MESSAGES},
+            "parameters": {"result_format": "message", "incremental_output": True},
+        },
         {"X-DashScope-SSE": "enable", "Authorization": "Bearer bench"},
-        _dashscope_text, dashscope_sdk, lambda url: url + "/api/v1",
+        _dashscope_text,
+        dashscope_sdk,
+        lambda url: url + "/api/v1",
     ),
     "gemini": Provider(
-        "gemini_chat", "google-genai", f"/v1beta/models/{MODEL}:streamGenerateContent?alt=sse",
+        "gemini_chat",
+        "google-genai",
+        f"/v1beta/models/{MODEL}:streamGenerateContent?alt=sse",
         lambda: {"contents": [{"role": "user", "parts": [{"text": "hi"}]}]},
         {"x-goog-api-key": "bench"},
-        _gemini_text, gemini_sdk, lambda url: url,
+        _gemini_text,
+        gemini_sdk,
+        lambda url: url,
     ),
     "ollama": Provider(
-        "ollama_chat", "ollama", "/api/chat",
+        "ollama_chat",
+        "ollama",
+        "/api/chat",
         lambda: {"model": MODEL, "messages": MESSAGES, "stream": True},
         {},
-        _ollama_text, ollama_sdk, lambda url: url,
+        _ollama_text,
+        ollama_sdk,
+        lambda url: url,
     ),
 }
 
@@ -217,7 +251,9 @@ async def bench_provider(name: str, chunks: int, rounds: int, chunk_text: str) -
     expected = chunk_text * chunks
     with EmulatorProcess(chunks, chunk_text) as emulator:
         contenders = [
-            floor(emulator.url + spec.floor_path, spec.floor_body(), spec.floor_headers, spec.text_of, expected),
+            floor(
+                emulator.url + spec.floor_path, spec.floor_body(), spec.floor_headers, spec.text_of, expected
+            ),
             spec.sdk(emulator.url, expected),
             *streamwrap_contenders(spec.model_type, spec.base_url(emulator.url), expected),
         ]

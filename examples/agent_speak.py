@@ -49,10 +49,15 @@ async def main() -> None:
             Reply(text=["Only ", "the ", "new ", "suffix, ", "please."], delay=0.02, usage=(20, 5)),
             Reply(text=["Never ", "twice."], delay=0.02, usage=(28, 2)),
         )
-        model = streamwrap.load_model({
-            "model_type": "openai_chat", "model_name": "gpt-4o-mini", "stream": True,
-            "base_url": emu.openai_base_url, "api_key": "sk-emulated",
-        })
+        model = streamwrap.load_model(
+            {
+                "model_type": "openai_chat",
+                "model_name": "gpt-4o-mini",
+                "stream": True,
+                "base_url": emu.openai_base_url,
+                "api_key": "sk-emulated",
+            }
+        )
         alice = DialogAgent("Alice", "You are Alice.", model)
         bob = DialogAgent("Bob", "You are Bob.", model)
 

@@ -21,8 +21,17 @@ async def main() -> None:
             ("gemini_chat", "gemini-2.5-flash", emu.gemini_base_url),
             ("ollama_chat", "qwen3:0.6b", emu.ollama_base_url),
         ]
-        weather = {"type": "function", "function": {"name": "get_weather", "parameters": {
-            "type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}}
+        weather = {
+            "type": "function",
+            "function": {
+                "name": "get_weather",
+                "parameters": {
+                    "type": "object",
+                    "properties": {"city": {"type": "string"}},
+                    "required": ["city"],
+                },
+            },
+        }
         for model_type, model_name, base_url in providers:
             emu.script(
                 Reply(
@@ -32,15 +41,24 @@ async def main() -> None:
                     stream_usage=True,  # as GLM does, unasked (zhipuai_chat does not ask)
                 )
             )
-            model = streamwrap.load_model({"model_type": model_type, "model_name": model_name,
-                                           "base_url": base_url, "api_key": "sk-demo", "stream": True})
+            model = streamwrap.load_model(
+                {
+                    "model_type": model_type,
+                    "model_name": model_name,
+                    "base_url": base_url,
+                    "api_key": "sk-demo",
+                    "stream": True,
+                }
+            )
             response = await model("Weather in Paris?", tools=[weather])
             snapshots = [text async for _, text in response.stream]
             call = response.tool_calls[0]
-            print(f"{model_type:15} {len(snapshots)} snapshots, text={response.text!r}, "
-                  f"reasoning={response.reasoning!r}, {call.name}({call.arguments}), "
-                  f"finish={response.finish_reason}, usage={response.usage.input_tokens}/"
-                  f"{response.usage.output_tokens} ({response.usage.source})")
+            print(
+                f"{model_type:15} {len(snapshots)} snapshots, text={response.text!r}, "
+                f"reasoning={response.reasoning!r}, {call.name}({call.arguments}), "
+                f"finish={response.finish_reason}, usage={response.usage.input_tokens}/"
+                f"{response.usage.output_tokens} ({response.usage.source})"
+            )
             await model.aclose()
 
 

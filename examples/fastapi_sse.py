@@ -46,10 +46,20 @@ def create_app(model: streamwrap.ModelWrapper) -> FastAPI:
 
 async def main() -> None:
     with Emulator() as emu:
-        emu.script(Reply(text=["Server-sent ", "events ", "stream ", "one ", "delta ", "at ", "a ", "time."],
-                         usage=(9, 8), delay=0.05))
+        emu.script(
+            Reply(
+                text=["Server-sent ", "events ", "stream ", "one ", "delta ", "at ", "a ", "time."],
+                usage=(9, 8),
+                delay=0.05,
+            )
+        )
         model = streamwrap.load_model(
-            {"model_type": "openai_chat", "model_name": "gpt-4o-mini", "stream": True, "base_url": emu.openai_base_url}
+            {
+                "model_type": "openai_chat",
+                "model_name": "gpt-4o-mini",
+                "stream": True,
+                "base_url": emu.openai_base_url,
+            }
         )
         sock = socket.socket()
         sock.bind(("127.0.0.1", 0))  # a free port
@@ -61,7 +71,9 @@ async def main() -> None:
         url = f"http://127.0.0.1:{sock.getsockname()[1]}/api/chat"
         body = {
             "id": "chat-1",
-            "messages": [{"id": "m1", "role": "user", "parts": [{"type": "text", "text": "How does this work?"}]}],
+            "messages": [
+                {"id": "m1", "role": "user", "parts": [{"type": "text", "text": "How does this work?"}]}
+            ],
             "trigger": "submit-message",
         }
         text = ""
@@ -77,7 +89,9 @@ async def main() -> None:
                 elif chunk["type"] == "finish":
                     metadata = chunk["messageMetadata"]
                     usage = metadata["usage"]
-                    print(f"\n[{metadata['finishReason']}; {usage['input_tokens']} in, {usage['output_tokens']} out]")
+                    print(
+                        f"\n[{metadata['finishReason']}; {usage['input_tokens']} in, {usage['output_tokens']} out]"
+                    )
                 elif chunk["type"] == "error":
                     print("\nerror:", chunk["errorText"])
         assert text == "Server-sent events stream one delta at a time."

@@ -13,7 +13,9 @@ from streamwrap.testing import Emulator, Reply
 
 async def main() -> None:
     with Emulator() as emu:
-        emu.script(Reply(reasoning="The user wants a joke. ", text="Why did the token cross the stream?", delay=0.05))
+        emu.script(
+            Reply(reasoning="The user wants a joke. ", text="Why did the token cross the stream?", delay=0.05)
+        )
         model = streamwrap.load_model(
             {
                 "config_name": "demo",

@@ -21,7 +21,12 @@ async def main() -> None:
             Reply(text="It is sunny in Paris."),
         )
         model = streamwrap.load_model(
-            {"model_type": "openai_chat", "model_name": "gpt-4o-mini", "stream": True, "base_url": emu.openai_base_url}
+            {
+                "model_type": "openai_chat",
+                "model_name": "gpt-4o-mini",
+                "stream": True,
+                "base_url": emu.openai_base_url,
+            }
         )
         messages = [{"role": "user", "content": "Weather in Paris?"}]
         response = await model(messages, tools=TOOLS)

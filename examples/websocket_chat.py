@@ -51,8 +51,10 @@ async def one_turn(ws: ClientConnection, prompt: str, *, stop_after: int | None 
             print("error:", frame["message"])
             return frame
         elif frame["final"]:
-            print(f"\n[{frame['status']}, finish_reason={frame['finish_reason']}, "
-                  f"{frame['usage']['output_tokens']} tokens out]")
+            print(
+                f"\n[{frame['status']}, finish_reason={frame['finish_reason']}, "
+                f"{frame['usage']['output_tokens']} tokens out]"
+            )
             return frame
 
 
@@ -63,7 +65,12 @@ async def main() -> None:
             Reply(text=[f"word{i} " for i in range(500)], delay=0.02),
         )
         model = streamwrap.load_model(
-            {"model_type": "openai_chat", "model_name": "gpt-4o-mini", "stream": True, "base_url": emu.openai_base_url}
+            {
+                "model_type": "openai_chat",
+                "model_name": "gpt-4o-mini",
+                "stream": True,
+                "base_url": emu.openai_base_url,
+            }
         )
         sock = socket.socket()
         sock.bind(("127.0.0.1", 0))  # a free port

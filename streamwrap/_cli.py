@@ -40,6 +40,7 @@ from ._wrapper import ModelWrapper
 
 __all__ = ["main"]
 
+
 class _NoModel(Exception):
     """No model was chosen and none could be picked from the environment."""
 
@@ -68,7 +69,9 @@ def _parser() -> argparse.ArgumentParser:
         "message stream), GET|POST /api/chat/text, WS /ws, GET /healthz. Needs streamwrap[web].",
     )
     _add_model_options(serve)
-    serve.add_argument("--host", default="127.0.0.1", help="the address to listen on (default: 127.0.0.1, this machine only)")
+    serve.add_argument(
+        "--host", default="127.0.0.1", help="the address to listen on (default: 127.0.0.1, this machine only)"
+    )
     serve.add_argument("--port", type=int, default=8000, help="the port (default: 8000; 0 picks a free one)")
     serve.add_argument(
         "--token",
@@ -76,11 +79,17 @@ def _parser() -> argparse.ArgumentParser:
         "keeps it out of the process list)",
     )
     serve.add_argument(
-        "--allow-origin", action="append", default=[], metavar="ORIGIN",
+        "--allow-origin",
+        action="append",
+        default=[],
+        metavar="ORIGIN",
         help="an origin whose pages may call the API, e.g. http://localhost:5173 (repeatable; '*' allows any, and needs --token)",
     )
     serve.add_argument(
-        "--allow-host", action="append", default=[], metavar="HOST",
+        "--allow-host",
+        action="append",
+        default=[],
+        metavar="HOST",
         help="a hostname this server may be reached by without a token (IP addresses and localhost always may)",
     )
     serve.add_argument("--title", default="streamwrap", help="the chat page's title")
@@ -93,7 +102,9 @@ def _parser() -> argparse.ArgumentParser:
         "0 fetched or already there, 1 the fetch failed, 2 an unknown name.",
     )
     pull.add_argument(
-        "name", nargs="?", default=DEFAULT_MODEL,
+        "name",
+        nargs="?",
+        default=DEFAULT_MODEL,
         help=f"{DEFAULT_MODEL} (the default), the path of a .gguf file, or hf:<owner>/<repo>/<file>",
     )
     sub.add_parser("model-types", help="list the known model_type values")
@@ -147,7 +158,9 @@ def _read_prompt(args: argparse.Namespace, stdin: TextIO) -> str:
     else:
         prompt = stdin.read()
     if not prompt.strip():
-        raise _UsageError("the prompt is empty" + (" (nothing on stdin)" if args.prompt in (None, "-") else ""))
+        raise _UsageError(
+            "the prompt is empty" + (" (nothing on stdin)" if args.prompt in (None, "-") else "")
+        )
     return prompt
 
 
@@ -213,22 +226,27 @@ def _serve(args: argparse.Namespace, stderr: TextIO) -> int:
             raise  # our own module is broken: not a missing dependency
         raise MissingDependencyError(exc.name.partition(".")[0], "web") from None
     if importlib.util.find_spec("websockets") is None and importlib.util.find_spec("wsproto") is None:
-        print("streamwrap: note: neither 'websockets' nor 'wsproto' is installed: /ws will not work "
-              "(pip install \"streamwrap[web]\")", file=stderr)
+        print(
+            "streamwrap: note: neither 'websockets' nor 'wsproto' is installed: /ws will not work "
+            '(pip install "streamwrap[web]")',
+            file=stderr,
+        )
 
     _check_origins(args.allow_origin, token)
     model, origin = _pick_model(args, stderr)
     # Before listening: the first request must not wait for the SDK's import.
     model.prepare()
-    app = chat_app(model, token=token, allowed_origins=args.allow_origin, allowed_hosts=args.allow_host,
-                   title=args.title)
+    app = chat_app(
+        model, token=token, allowed_origins=args.allow_origin, allowed_hosts=args.allow_host, title=args.title
+    )
     loopback = _is_loopback(args.host)
     if not loopback and token is None:
         print(
             f"streamwrap: WARNING: listening on {args.host}, which other machines may reach, WITHOUT A TOKEN:\n"
             "  anyone who can connect can use this model (and spend its API quota).\n"
             "  Set STREAMWRAP_TOKEN (or pass --token), or listen on 127.0.0.1.",
-            file=stderr, flush=True,
+            file=stderr,
+            flush=True,
         )
     try:
         sock = _listen(args.host, args.port)
@@ -237,7 +255,9 @@ def _serve(args: argparse.Namespace, stderr: TextIO) -> int:
     port = sock.getsockname()[1]
     # The token travels in the fragment, which the browser never sends: no server, proxy or
     # access log sees it (the page reads it, keeps it in the tab and clears the address bar).
-    url = f"http://{_url_host(args.host)}:{port}/" + (f"#token={urllib.parse.quote(token, safe='')}" if token else "")
+    url = f"http://{_url_host(args.host)}:{port}/" + (
+        f"#token={urllib.parse.quote(token, safe='')}" if token else ""
+    )
 
     def started() -> None:
         print(f"streamwrap: {model.model_type} {model.model_name} ({origin})", file=stderr)
@@ -344,8 +364,13 @@ class _RedactToken(logging.Filter):
         return True
 
 
-def main(argv: Sequence[str] | None = None, *, stdout: TextIO | None = None, stderr: TextIO | None = None,
-         stdin: TextIO | None = None) -> int:
+def main(
+    argv: Sequence[str] | None = None,
+    *,
+    stdout: TextIO | None = None,
+    stderr: TextIO | None = None,
+    stdin: TextIO | None = None,
+) -> int:
     """Run the CLI; returns the exit status (0 ok, 1 error, 2 usage or configuration,
     130 interrupted by Ctrl-C; ``serve`` stopped by Ctrl-C: 0)."""
     out, err, inp = stdout or sys.stdout, stderr or sys.stderr, stdin or sys.stdin

@@ -71,7 +71,9 @@ def load_model(config: Mapping[str, Any]) -> ModelWrapper:
     return wrapper
 
 
-def load_model_configs(source: str | os.PathLike[str] | Sequence[Mapping[str, Any]] | Mapping[str, Any]) -> list[ModelWrapper]:
+def load_model_configs(
+    source: str | os.PathLike[str] | Sequence[Mapping[str, Any]] | Mapping[str, Any],
+) -> list[ModelWrapper]:
     """Load several model configs from a JSON or YAML file, or from a list of dicts.
 
     Every config is validated before any is registered, so a bad file changes nothing.
@@ -93,7 +95,9 @@ def load_model_configs(source: str | os.PathLike[str] | Sequence[Mapping[str, An
     saved = dict(_models)
     try:
         for config in configs:
-            built.append((config.get("config_name") if isinstance(config, Mapping) else None, load_model(config)))
+            built.append(
+                (config.get("config_name") if isinstance(config, Mapping) else None, load_model(config))
+            )
     except BaseException:
         _models.clear()
         _models.update(saved)

@@ -72,9 +72,26 @@ _SECRET_KEYS = frozenset(("api_key",))
 # Call parameters that people put at the top of a config; they belong in generate_args.
 _GENERATE_ARGS_HINTS = frozenset(
     (
-        "temperature", "top_p", "top_k", "min_p", "max_tokens", "max_completion_tokens", "max_output_tokens",
-        "stop", "seed", "n", "presence_penalty", "frequency_penalty", "repetition_penalty", "logprobs",
-        "response_format", "tools", "tool_choice", "reasoning_effort", "thinking", "stream_options",
+        "temperature",
+        "top_p",
+        "top_k",
+        "min_p",
+        "max_tokens",
+        "max_completion_tokens",
+        "max_output_tokens",
+        "stop",
+        "seed",
+        "n",
+        "presence_penalty",
+        "frequency_penalty",
+        "repetition_penalty",
+        "logprobs",
+        "response_format",
+        "tools",
+        "tool_choice",
+        "reasoning_effort",
+        "thinking",
+        "stream_options",
     )
 )
 
@@ -138,10 +155,14 @@ def check_options(
         if key == "max_retries" and value < 0:
             raise ConfigError(f"'max_retries' must be >= 0, got {value}.", key=key, config_name=config_name)
         if types is _NUMBER and not (value > 0 and math.isfinite(value)):
-            raise ConfigError(f"{key!r} must be > 0 and finite, got {value}.", key=key, config_name=config_name)
+            raise ConfigError(
+                f"{key!r} must be > 0 and finite, got {value}.", key=key, config_name=config_name
+            )
         if key in ("client_args", "generate_args"):
             bad = [k for k in value if not isinstance(k, str)]
             if bad:
-                raise ConfigError(f"{key!r} keys must be strings, got {bad[0]!r}.", key=key, config_name=config_name)
+                raise ConfigError(
+                    f"{key!r} keys must be strings, got {bad[0]!r}.", key=key, config_name=config_name
+                )
     if "model_name" not in options:
         raise ConfigError("'model_name' is required.", key="model_name", config_name=config_name)

@@ -245,8 +245,9 @@ async def feed(response: ModelResponse, sink: Sink) -> BaseException | None:
             except Exception as exc:
                 if failure is None:
                     failure = exc
-                    logger.warning("sink %r failed on %s event of %s", sink, event.type, response.id,
-                                   exc_info=True)
+                    logger.warning(
+                        "sink %r failed on %s event of %s", sink, event.type, response.id, exc_info=True
+                    )
     except BaseException:
         if not ended:
             with anyio.CancelScope(shield=True), anyio.move_on_after(_END_GRACE_SECONDS):

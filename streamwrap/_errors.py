@@ -107,9 +107,7 @@ class MissingDependencyError(StreamwrapError, ImportError):
     def __init__(self, package: str, extra: str) -> None:
         self.package = package
         self.extra = extra
-        super().__init__(
-            f"{package!r} is not installed. Install it with: pip install \"streamwrap[{extra}]\""
-        )
+        super().__init__(f'{package!r} is not installed. Install it with: pip install "streamwrap[{extra}]"')
 
 
 class ModelFetchError(StreamwrapError):
@@ -234,10 +232,7 @@ class StreamError(StreamwrapError):
 
     def __str__(self) -> str:
         code = f" [{self.code}]" if self.code else ""
-        return (
-            f"{self.provider}: {self.message}{code} "
-            f"(after {len(self.partial_text)} characters of text)"
-        )
+        return f"{self.provider}: {self.message}{code} (after {len(self.partial_text)} characters of text)"
 
 
 class ProviderStreamError(StreamError):

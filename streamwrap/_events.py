@@ -48,8 +48,13 @@ class StartEvent:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "type": "start", "id": self.response_id, "seq": self.seq, "final": False,
-            "model": self.model, "provider": self.provider, "streaming": self.streaming,
+            "type": "start",
+            "id": self.response_id,
+            "seq": self.seq,
+            "final": False,
+            "model": self.model,
+            "provider": self.provider,
+            "streaming": self.streaming,
         }
 
 
@@ -82,7 +87,13 @@ class ReasoningEvent:
     delta: str
 
     def to_dict(self) -> dict[str, Any]:
-        return {"type": "reasoning", "id": self.response_id, "seq": self.seq, "final": False, "delta": self.delta}
+        return {
+            "type": "reasoning",
+            "id": self.response_id,
+            "seq": self.seq,
+            "final": False,
+            "delta": self.delta,
+        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,8 +113,13 @@ class ToolCallEvent:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "type": "tool_call", "id": self.response_id, "seq": self.seq, "final": False,
-            "index": self.index, "call_id": self.call_id, "name": self.name,
+            "type": "tool_call",
+            "id": self.response_id,
+            "seq": self.seq,
+            "final": False,
+            "index": self.index,
+            "call_id": self.call_id,
+            "name": self.name,
             "arguments_delta": self.arguments_delta,
         }
 
@@ -144,7 +160,10 @@ class EndEvent:
     def to_dict(self) -> dict[str, Any]:
         """The wire form: no text or reasoning (the deltas carried them), the rest in full."""
         return {
-            "type": "end", "id": self.response_id, "seq": self.seq, "final": True,
+            "type": "end",
+            "id": self.response_id,
+            "seq": self.seq,
+            "final": True,
             "status": self.status,
             "finish_reason": self.finish_reason,
             "usage": self.usage.as_dict(),

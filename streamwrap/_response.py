@@ -302,7 +302,9 @@ class ModelResponse:
         """The same events as :meth:`events`, for synchronous code."""
         return self._drive_sync(_EventCursor(self), cancel_on_exit=cancel_on_exit)
 
-    async def _drive_async(self, cursor: _Cursor, *, cancel_on_exit: bool = True) -> AsyncGenerator[Any, None]:
+    async def _drive_async(
+        self, cursor: _Cursor, *, cancel_on_exit: bool = True
+    ) -> AsyncGenerator[Any, None]:
         ch = self._ch
         try:
             while True:
@@ -428,7 +430,9 @@ class ModelResponse:
         ch = self._ch
         assert ch.terminal
         return EndEvent(
-            self.id, seq, _END_STATUS[ch.state],
+            self.id,
+            seq,
+            _END_STATUS[ch.state],
             text="".join(ch.text_parts),
             reasoning="".join(ch.reasoning_parts) or None,
             tool_calls=ch.tools.calls(),

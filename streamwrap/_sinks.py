@@ -62,8 +62,13 @@ class CallbackSink:
         *,
         on_start: Callable[[StartEvent], Any] | None = None,
     ) -> None:
-        for name, fn in (("on_chunk", on_chunk), ("on_finish", on_finish), ("on_error", on_error),
-                         ("on_cancel", on_cancel), ("on_start", on_start)):
+        for name, fn in (
+            ("on_chunk", on_chunk),
+            ("on_finish", on_finish),
+            ("on_error", on_error),
+            ("on_cancel", on_cancel),
+            ("on_start", on_start),
+        ):
             if fn is not None and not callable(fn):
                 raise InputError(f"CallbackSink({name}=...) must be callable, got {type(fn).__name__}")
         self.on_chunk = on_chunk
@@ -75,7 +80,9 @@ class CallbackSink:
     async def send(self, event: ResponseEvent) -> None:
         fn: Any
         if isinstance(event, EndEvent):
-            fn = {"finished": self.on_finish, "failed": self.on_error, "cancelled": self.on_cancel}[event.status]
+            fn = {"finished": self.on_finish, "failed": self.on_error, "cancelled": self.on_cancel}[
+                event.status
+            ]
         elif isinstance(event, StartEvent):
             fn = self.on_start
         else:
@@ -179,7 +186,7 @@ class ConsoleSink:
             info.flush()
 
     def _answer(self, progress: _Progress, text_so_far: str) -> None:
-        new = text_so_far[progress.printed:]
+        new = text_so_far[progress.printed :]
         if not new:
             return
         self._close_reasoning(progress)

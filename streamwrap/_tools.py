@@ -164,8 +164,10 @@ def normalize_tools(tools: Sequence[Mapping[str, Any]] | None) -> list[dict[str,
                 f"got {type(properties).__name__}"
             )
         required = params.get("required", [])
-        if isinstance(required, (str, bytes)) or not isinstance(required, Sequence) or not all(
-            isinstance(r, str) for r in required
+        if (
+            isinstance(required, (str, bytes))
+            or not isinstance(required, Sequence)
+            or not all(isinstance(r, str) for r in required)
         ):
             raise InputError(f"tools[{i}] ({name}): 'parameters.required' must be a list of property names")
         desc = fn.get("description")

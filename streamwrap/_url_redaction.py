@@ -43,7 +43,18 @@ MASK = "**********"
 # "signature" and "credential" the signed URLs of S3, GCS and Azure; "auth" auth,
 # authorization, oauth_*; "session" session ids. Masking a harmless parameter that happens
 # to match ("monkey") costs nothing: it is only an error message.
-_SECRET_SUBSTRINGS = ("key", "token", "secret", "passw", "pwd", "signature", "credential", "auth", "session", "jwt")
+_SECRET_SUBSTRINGS = (
+    "key",
+    "token",
+    "secret",
+    "passw",
+    "pwd",
+    "signature",
+    "credential",
+    "auth",
+    "session",
+    "jwt",
+)
 # Whole words only, since as substrings they are too common: Azure SAS's "sig", "pass".
 _SECRET_WORDS = frozenset({"sig", "pass", "hmac"})
 _WORD_SPLIT = re.compile(r"[^a-z0-9]+|(?<=[a-z])(?=[A-Z])")
@@ -82,7 +93,6 @@ def redact_urls(text: str) -> str:
     if "=" in text:
         text = _PARAMETER.sub(_mask_parameter, text)
     return text
-
 
 
 # httpx, and httpx2, the fork openai 3.x sends with: both log "HTTP Request: <method> <url>".

@@ -62,7 +62,9 @@ class Usage:
         provider gave both parts but no total."""
         if total_tokens is None and input_tokens is not None and output_tokens is not None:
             total_tokens = input_tokens + output_tokens
-        return cls(input_tokens, output_tokens, total_tokens, reasoning_tokens, cached_tokens, "provider", raw)
+        return cls(
+            input_tokens, output_tokens, total_tokens, reasoning_tokens, cached_tokens, "provider", raw
+        )
 
     @classmethod
     def estimate(cls, input_chars: int, output_chars: int) -> Usage:

@@ -132,9 +132,7 @@ def _trio_waiter() -> tuple[Callable[[], None], Callable[[], Awaitable[None]]]:
     try:
         token = trio.lowlevel.current_trio_token()
     except RuntimeError:
-        raise StreamwrapError(
-            "no running event loop: use asyncio or trio, or the *_sync methods"
-        ) from None
+        raise StreamwrapError("no running event loop: use asyncio or trio, or the *_sync methods") from None
     event = trio.Event()
 
     def wake() -> None:

@@ -290,7 +290,9 @@ class ModelWrapper:
             ch.finish()
         except asyncio.CancelledError:
             if timed_out:
-                limit = self.first_token_timeout if timed_out[0] == "first_token_timeout" else self.idle_timeout
+                limit = (
+                    self.first_token_timeout if timed_out[0] == "first_token_timeout" else self.idle_timeout
+                )
                 ch.fail(
                     StreamTimeoutError(
                         f"no {'first token' if timed_out[0] == 'first_token_timeout' else 'new token'} "
@@ -327,8 +329,12 @@ class ModelWrapper:
             except (ProviderConnectionError, ProviderHTTPError) as exc:
                 status = getattr(exc, "status_code", None)
                 ch.attempts.append(
-                    {"attempt": attempt, "status": status, "error": type(exc).__name__,
-                     "seconds": round(time.monotonic() - started, 4)}
+                    {
+                        "attempt": attempt,
+                        "status": status,
+                        "error": type(exc).__name__,
+                        "seconds": round(time.monotonic() - started, 4),
+                    }
                 )
                 retryable = status is None or status in _RETRY_STATUSES
                 if not retryable or attempt > self.max_retries:
@@ -336,7 +342,12 @@ class ModelWrapper:
                 await asyncio.sleep(_backoff(attempt, getattr(exc, "retry_after", None)))
                 continue
             ch.attempts.append(
-                {"attempt": attempt, "status": 200, "error": None, "seconds": round(time.monotonic() - started, 4)}
+                {
+                    "attempt": attempt,
+                    "status": 200,
+                    "error": None,
+                    "seconds": round(time.monotonic() - started, 4),
+                }
             )
             return upstream
 
@@ -495,9 +506,7 @@ def normalize_messages(prompt: Any) -> tuple[list[dict[str, Any]], int]:
     if isinstance(prompt, Mapping) or hasattr(prompt, "role"):
         prompt = [prompt]
     if not isinstance(prompt, Sequence) or isinstance(prompt, (bytes, bytearray)):
-        raise InputError(
-            f"prompt must be a string or a list of messages, got {type(prompt).__name__}"
-        )
+        raise InputError(f"prompt must be a string or a list of messages, got {type(prompt).__name__}")
     if not prompt:
         raise InputError("the message list is empty")
     messages: list[dict[str, Any]] = []
@@ -511,7 +520,9 @@ def normalize_messages(prompt: Any) -> tuple[list[dict[str, Any]], int]:
             if isinstance(name, str) and name and msg.role not in ("system",):
                 message["name"] = name
         else:
-            raise InputError(f"messages[{i}] must be a dict with 'role' and 'content', got {type(msg).__name__}")
+            raise InputError(
+                f"messages[{i}] must be a dict with 'role' and 'content', got {type(msg).__name__}"
+            )
         role = message.get("role")
         if role not in _ROLES:
             raise InputError(

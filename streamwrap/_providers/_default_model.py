@@ -98,8 +98,12 @@ def model_from_environment(stderr: TextIO, *, chat: bool) -> tuple[ModelWrapper,
     if local_runtime_installed():
         if embedded_model_path() is None:
             # First use: fetched now, in view (98 MB), rather than inside load_model in silence.
-            print(f"streamwrap: no provider is configured: using the local model {DEFAULT_MODEL}, "
-                  "not fetched yet", file=stderr, flush=True)
+            print(
+                f"streamwrap: no provider is configured: using the local model {DEFAULT_MODEL}, "
+                "not fetched yet",
+                file=stderr,
+                flush=True,
+            )
             resolve_model(DEFAULT_MODEL, progress=stderr)
         return (
             load_model(_LOCAL_CHAT_CONFIG if chat else _LOCAL_CONFIG),

@@ -123,7 +123,9 @@ async def post_json(
         # error passes through may hold it in a local.)
         raise await _status_error(response, provider, secret)
     if stream:
-        return RedactingUpstream(BodyUpstream(response.aiter_bytes(), mapper(), response.aclose, provider), secret)
+        return RedactingUpstream(
+            BodyUpstream(response.aiter_bytes(), mapper(), response.aclose, provider), secret
+        )
     error: StreamwrapError
     try:
         return StaticUpstream(await _whole_body(response, url, provider, complete))
@@ -143,11 +145,17 @@ async def _status_error(response: Any, provider: str, secret: Secret | None) -> 
     finally:
         await response.aclose()
     return http_error(
-        provider=provider, status_code=response.status_code, body=content, headers=response.headers, secret=secret
+        provider=provider,
+        status_code=response.status_code,
+        body=content,
+        headers=response.headers,
+        secret=secret,
     )
 
 
-async def _whole_body(response: Any, url: str, provider: str, complete: Callable[[Any], list[Delta]]) -> list[Delta]:
+async def _whole_body(
+    response: Any, url: str, provider: str, complete: Callable[[Any], list[Delta]]
+) -> list[Delta]:
     """The deltas of a whole (non-streaming) JSON body."""
     import httpx
 
@@ -162,5 +170,7 @@ async def _whole_body(response: Any, url: str, provider: str, complete: Callable
     try:
         obj = orjson.loads(content)
     except orjson.JSONDecodeError:
-        raise StreamProtocolError(f"the response body is not JSON: {content[:120]!r}", provider=provider) from None
+        raise StreamProtocolError(
+            f"the response body is not JSON: {content[:120]!r}", provider=provider
+        ) from None
     return complete(obj)

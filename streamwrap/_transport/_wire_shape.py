@@ -19,7 +19,16 @@ import orjson
 
 from .._errors import StreamProtocolError
 
-__all__ = ["SHAPE_ERRORS", "count", "error_fields", "event_json", "label", "optional_text", "shape_error", "text"]
+__all__ = [
+    "SHAPE_ERRORS",
+    "count",
+    "error_fields",
+    "event_json",
+    "label",
+    "optional_text",
+    "shape_error",
+    "text",
+]
 
 SHAPE_ERRORS = (AttributeError, TypeError, KeyError, IndexError, ValueError)
 """What reading JSON of the wrong shape raises (a list where an object belongs, a missing

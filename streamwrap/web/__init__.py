@@ -16,4 +16,11 @@ from ._chat_session import websocket_chat
 from ._responses import sse_response, text_response
 from ._websocket import WebSocketSink, stream_to_websocket
 
-__all__ = ["WebSocketSink", "chat_app", "sse_response", "stream_to_websocket", "text_response", "websocket_chat"]
+__all__ = [
+    "WebSocketSink",
+    "chat_app",
+    "sse_response",
+    "stream_to_websocket",
+    "text_response",
+    "websocket_chat",
+]

@@ -134,7 +134,9 @@ def chat_app(
         Route("/healthz", endpoints.healthz, methods=["GET"]),
         WebSocketRoute("/ws", endpoints.websocket),
     ]
-    handlers: dict[Any, Callable[[Request, Exception], Response | Awaitable[Response]]] = {_Problem: _problem_response}
+    handlers: dict[Any, Callable[[Request, Exception], Response | Awaitable[Response]]] = {
+        _Problem: _problem_response
+    }
     return Starlette(
         routes=routes, middleware=middleware, exception_handlers=handlers, lifespan=endpoints.lifespan
     )
@@ -166,7 +168,9 @@ async def _read_json(request: Request) -> dict[str, Any]:
     if content_type != "application/json":
         # Also the CSRF defence: a cross-site page can only POST text/plain, form or
         # multipart bodies without a CORS preflight, which this server never grants.
-        raise _Problem(415, "unsupported_media_type", "send the body as JSON, with Content-Type: application/json")
+        raise _Problem(
+            415, "unsupported_media_type", "send the body as JSON, with Content-Type: application/json"
+        )
     length = request.headers.get("content-length", "")
     if length.isdigit() and int(length) > MAX_BODY_BYTES:
         raise _Problem(413, "body_too_large", f"the body is larger than {MAX_BODY_BYTES} bytes")
@@ -193,7 +197,9 @@ def _chat_messages(body: dict[str, Any]) -> list[dict[str, str]]:
     if raw is None:
         prompt = body.get("prompt")
         if prompt is None:
-            raise _Problem(400, "bad_request", "the body needs 'messages' (a list of messages) or 'prompt' (a string)")
+            raise _Problem(
+                400, "bad_request", "the body needs 'messages' (a list of messages) or 'prompt' (a string)"
+            )
         if not isinstance(prompt, str) or not prompt.strip():
             raise _Problem(400, "bad_request", "'prompt' must be a non-empty string")
         return [{"role": "user", "content": prompt}]
@@ -205,7 +211,9 @@ def _chat_messages(body: dict[str, Any]) -> list[dict[str, str]]:
             raise _Problem(400, "bad_request", f"messages[{i}] must be an object")
         role = message.get("role")
         if role not in CHAT_ROLES:
-            raise _Problem(400, "bad_request", f"messages[{i}].role must be one of {', '.join(CHAT_ROLES)}; got {role!r}")
+            raise _Problem(
+                400, "bad_request", f"messages[{i}].role must be one of {', '.join(CHAT_ROLES)}; got {role!r}"
+            )
         text = _message_text(message, f"messages[{i}]")
         if text:
             messages.append({"role": role, "content": text})
@@ -252,7 +260,9 @@ class _Endpoints:
     def __init__(self, model: ModelWrapper, *, heartbeat: float | None, title: str) -> None:
         self.model = model
         self.heartbeat = heartbeat
-        model_line = f"{getattr(model, 'model_type', '') or type(model).__name__} · {getattr(model, 'model_name', '')}"
+        model_line = (
+            f"{getattr(model, 'model_type', '') or type(model).__name__} · {getattr(model, 'model_name', '')}"
+        )
         page = _PAGE.replace("{{title}}", html.escape(title))
         self.html = page.replace("{{model}}", html.escape(model_line)).replace("{{body_class}}", "")
         # Without the token, not even which model this is: the page gets it from healthz.
@@ -285,7 +295,9 @@ class _Endpoints:
         }
         if getattr(request.state, LOCKED, False):
             headers["www-authenticate"] = "Bearer"
-            return Response(self.locked_html, status_code=401, headers=headers, media_type="text/html; charset=utf-8")
+            return Response(
+                self.locked_html, status_code=401, headers=headers, media_type="text/html; charset=utf-8"
+            )
         return Response(self.html, headers=headers, media_type="text/html; charset=utf-8")
 
     async def chat(self, request: Request) -> Response:
@@ -313,7 +325,11 @@ class _Endpoints:
 
     async def healthz(self, request: Request) -> Response:
         return JSONResponse(
-            {"ok": True, "model": getattr(self.model, "model_name", None), "model_type": getattr(self.model, "model_type", None)}
+            {
+                "ok": True,
+                "model": getattr(self.model, "model_name", None),
+                "model_type": getattr(self.model, "model_type", None),
+            }
         )
 
     async def websocket(self, websocket: WebSocket) -> None:

@@ -97,8 +97,10 @@ async def websocket_chat(
     (``"continue"``).
     """
     session = _ChatSession(
-        Socket(websocket), model,
-        on_disconnect=check_on_disconnect(on_disconnect), heartbeat=check_heartbeat(heartbeat),
+        Socket(websocket),
+        model,
+        on_disconnect=check_on_disconnect(on_disconnect),
+        heartbeat=check_heartbeat(heartbeat),
     )
     await session.run()
 
@@ -149,7 +151,9 @@ class _ChatSession:
                 self._cancel(tg)
                 return
             if self.turn is not None:
-                raise _BadMessage("busy", "a response is in flight: wait for its end frame, or send {\"type\": \"cancel\"}")
+                raise _BadMessage(
+                    "busy", 'a response is in flight: wait for its end frame, or send {"type": "cancel"}'
+                )
             turn = _Turn(*_chat_request(message))
         except _BadMessage as exc:
             final = exc.code == "bad_request"
@@ -188,16 +192,20 @@ class _ChatSession:
                 except Exception as exc:
                     logger.exception("websocket_chat: the model call failed")
                     await self._send_quietly(
-                        error_frame("internal_error", f"the server failed to call the model ({type(exc).__name__})",
-                                    final=True)
+                        error_frame(
+                            "internal_error",
+                            f"the server failed to call the model ({type(exc).__name__})",
+                            final=True,
+                        )
                     )
                     return
                 if turn.peer_gone:
                     return  # ("continue": the response runs on without us)
                 if turn.cancelled_by_client:  # (a cancel that came just as the call returned)
                     await turn.response.aclose()
-                await send_response(self.sock, turn.response, on_disconnect=self.on_disconnect,
-                                     heartbeat=self.heartbeat)
+                await send_response(
+                    self.sock, turn.response, on_disconnect=self.on_disconnect, heartbeat=self.heartbeat
+                )
             if turn.response is None and turn.cancelled_by_client and not turn.peer_gone:
                 await self._send_quietly(
                     error_frame("cancelled", "cancelled before the provider answered", final=True)
@@ -223,7 +231,7 @@ def _parse(data: str | bytes) -> dict[str, Any]:
         raise _BadMessage("invalid_json", f"the frame is not valid JSON: {exc}") from None
     accepted = ", ".join(_CLIENT_TYPES)
     if not isinstance(message, dict):
-        raise _BadMessage("invalid_json", f"a frame must be a JSON object with a \"type\" ({accepted})")
+        raise _BadMessage("invalid_json", f'a frame must be a JSON object with a "type" ({accepted})')
     kind = message.get("type")
     if kind not in _CLIENT_TYPES:
         raise _BadMessage("unknown_type", f"unknown message type {kind!r}; the accepted types are {accepted}")
@@ -241,17 +249,17 @@ def _bad(text: str) -> _BadMessage:
 def _chat_messages(message: dict[str, Any]) -> list[dict[str, str]]:
     prompt, raw = message.get("prompt"), message.get("messages")
     if (prompt is None) == (raw is None):
-        raise _bad("a chat message needs either \"messages\" (a list) or \"prompt\" (a string)")
+        raise _bad('a chat message needs either "messages" (a list) or "prompt" (a string)')
     if prompt is not None:
         if not isinstance(prompt, str) or not prompt.strip():
-            raise _bad("\"prompt\" must be a non-empty string")
+            raise _bad('"prompt" must be a non-empty string')
         return [{"role": "user", "content": prompt}]
     if not isinstance(raw, list) or not raw:
-        raise _bad("\"messages\" must be a non-empty list")
+        raise _bad('"messages" must be a non-empty list')
     messages = []
     for i, item in enumerate(raw):
         if not isinstance(item, dict):
-            raise _bad(f"messages[{i}] must be an object with \"role\" and \"content\"")
+            raise _bad(f'messages[{i}] must be an object with "role" and "content"')
         role, content = item.get("role"), item.get("content")
         if role not in CHAT_ROLES:
             raise _bad(f"messages[{i}].role must be one of {', '.join(CHAT_ROLES)}; got {role!r}")
@@ -266,7 +274,7 @@ def _generate_args(raw: object) -> dict[str, Any]:
     if raw is None:
         return {}
     if not isinstance(raw, dict):
-        raise _bad("\"generate_args\" must be an object")
+        raise _bad('"generate_args" must be an object')
     allowed = ", ".join(CLIENT_GENERATE_ARGS)
     args: dict[str, Any] = {}
     for key, value in raw.items():

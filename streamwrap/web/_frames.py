@@ -51,11 +51,17 @@ class EventEncoder:
         frames: list[dict[str, Any]] = []
         seq = end.seq
         sent_reasoning = "".join(self._reasoning)
-        if end.reasoning and len(end.reasoning) > len(sent_reasoning) and end.reasoning.startswith(sent_reasoning):
-            frames.append(ReasoningEvent(end.response_id, seq, end.reasoning[len(sent_reasoning):]).to_dict())
+        if (
+            end.reasoning
+            and len(end.reasoning) > len(sent_reasoning)
+            and end.reasoning.startswith(sent_reasoning)
+        ):
+            frames.append(
+                ReasoningEvent(end.response_id, seq, end.reasoning[len(sent_reasoning) :]).to_dict()
+            )
             seq += 1
         if len(end.text) > len(self._text) and end.text.startswith(self._text):
-            frames.append(TextEvent(end.response_id, seq, end.text[len(self._text):], end.text).to_dict())
+            frames.append(TextEvent(end.response_id, seq, end.text[len(self._text) :], end.text).to_dict())
             seq += 1
         frames.append((replace(end, seq=seq) if seq != end.seq else end).to_dict())
         return frames

@@ -94,7 +94,9 @@ def _error_body(code: str, message: str) -> bytes:
 
 def error_response(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> Response:
     """A refusal, ``{"error": {"code", "message"}}``: the guard's, and the app's own."""
-    return Response(_error_body(code, message), status_code=status, headers=headers, media_type="application/json")
+    return Response(
+        _error_body(code, message), status_code=status, headers=headers, media_type="application/json"
+    )
 
 
 class Guard:
@@ -146,25 +148,41 @@ class Guard:
         if name is None:
             # RFC 9112 3.2: a missing, repeated or malformed Host is a 400, token or not.
             got = f"got {host!r}" if len(given_hosts) == 1 else f"got {len(given_hosts)} of them"
-            return 400, "bad_host", (
-                "send one Host header, host[:port]: a name, an IPv4 address or a bracketed IPv6 "
-                f"address, and a port 0-65535 (no user, path or spaces); {got}"
+            return (
+                400,
+                "bad_host",
+                (
+                    "send one Host header, host[:port]: a name, an IPv4 address or a bracketed IPv6 "
+                    f"address, and a port 0-65535 (no user, path or spaces); {got}"
+                ),
             )
         if self.token is None and not self._host_ok(name):
-            return 403, "host_not_allowed", (
-                f"Host {host!r} is not allowed: open the server by IP address or localhost, "
-                "or start it with a token (--token) or --allow-host"
+            return (
+                403,
+                "host_not_allowed",
+                (
+                    f"Host {host!r} is not allowed: open the server by IP address or localhost, "
+                    "or start it with a token (--token) or --allow-host"
+                ),
             )
         if self.token is not None:
             given = (
                 _bearer(headers.get("authorization"))
                 or QueryParams(scope.get("query_string", b"")).get("token")
-                or (_protocol_token(headers.get("sec-websocket-protocol")) if scope["type"] == "websocket" else None)
+                or (
+                    _protocol_token(headers.get("sec-websocket-protocol"))
+                    if scope["type"] == "websocket"
+                    else None
+                )
             )
             if not given:
-                return 401, "unauthorized", (
-                    "this server needs a token: open the URL `streamwrap serve` printed, or send "
-                    "'Authorization: Bearer <token>'"
+                return (
+                    401,
+                    "unauthorized",
+                    (
+                        "this server needs a token: open the URL `streamwrap serve` printed, or send "
+                        "'Authorization: Bearer <token>'"
+                    ),
                 )
             if not hmac.compare_digest(given.encode(), self.token):
                 return 401, "unauthorized", "wrong token"
@@ -173,7 +191,11 @@ class Guard:
             return None  # the page: navigations come from anywhere, and cannot read it
         if origin is not None:
             if not self._origin_ok(origin, host):
-                return 403, "origin_not_allowed", f"requests from {origin!r} are not allowed (see --allow-origin)"
+                return (
+                    403,
+                    "origin_not_allowed",
+                    f"requests from {origin!r} are not allowed (see --allow-origin)",
+                )
         elif headers.get("sec-fetch-site") in ("cross-site", "same-site"):
             # A browser sends no Origin on a plain cross-site GET (an <img>, a link), but
             # says where it came from here. ("same-site" includes other ports of this host.)
@@ -198,7 +220,10 @@ class Guard:
             return True
         # Our own origin. The scheme is not compared: behind a TLS proxy the page is
         # https while this server sees http, and one host:port serves one scheme.
-        return bool(host) and normalized in (_normalize_origin(f"http://{host}"), _normalize_origin(f"https://{host}"))
+        return bool(host) and normalized in (
+            _normalize_origin(f"http://{host}"),
+            _normalize_origin(f"https://{host}"),
+        )
 
 
 # One DNS label (RFC 1123; "_" too, which container and LAN names use).
@@ -247,9 +272,11 @@ def _protocol_token(offered: str | None) -> str | None:
     for name in (offered or "").split(","):
         name = name.strip()
         if name.startswith(_TOKEN_PROTOCOL):
-            encoded = name[len(_TOKEN_PROTOCOL):]
+            encoded = name[len(_TOKEN_PROTOCOL) :]
             try:
-                return base64.b64decode(encoded + "=" * (-len(encoded) % 4), altchars=b"-_", validate=True).decode()
+                return base64.b64decode(
+                    encoded + "=" * (-len(encoded) % 4), altchars=b"-_", validate=True
+                ).decode()
             except ValueError:  # (binascii.Error and UnicodeDecodeError are ValueErrors)
                 return None
     return None
@@ -259,7 +286,9 @@ def _opens_the_page(scope: Scope) -> bool:
     """A browser loading the page (navigations accept HTML; API clients and fetches do not
     ask for it)."""
     return (
-        scope["type"] == "http" and scope["path"] == "/" and scope["method"] in ("GET", "HEAD")
+        scope["type"] == "http"
+        and scope["path"] == "/"
+        and scope["method"] in ("GET", "HEAD")
         and "text/html" in Headers(scope=scope).get("accept", "").lower()
     )
 
@@ -284,7 +313,10 @@ def _normalize_origin(origin: str) -> str:
 def _with_nosniff(send: Send) -> Send:
     async def sending(message: Message) -> None:
         if message["type"] == "http.response.start":
-            message = {**message, "headers": [*message.get("headers", []), (b"x-content-type-options", b"nosniff")]}
+            message = {
+                **message,
+                "headers": [*message.get("headers", []), (b"x-content-type-options", b"nosniff")],
+            }
         await send(message)
 
     return sending

@@ -23,7 +23,9 @@ CLOSE_GRACE_SECONDS = 5.0
 def check_on_disconnect(on_disconnect: object) -> OnDisconnect:
     if on_disconnect == "cancel" or on_disconnect == "continue":
         return on_disconnect
-    raise InputError(f"on_disconnect must be one of {', '.join(map(repr, _ON_DISCONNECT))}; got {on_disconnect!r}")
+    raise InputError(
+        f"on_disconnect must be one of {', '.join(map(repr, _ON_DISCONNECT))}; got {on_disconnect!r}"
+    )
 
 
 def check_heartbeat(heartbeat: object) -> float | None:
@@ -35,5 +37,7 @@ def check_heartbeat(heartbeat: object) -> float | None:
         or not math.isfinite(heartbeat)
         or heartbeat <= 0
     ):
-        raise InputError(f"heartbeat must be a number of seconds > 0, or None to send none; got {heartbeat!r}")
+        raise InputError(
+            f"heartbeat must be a number of seconds > 0, or None to send none; got {heartbeat!r}"
+        )
     return float(heartbeat)

@@ -148,7 +148,8 @@ def sse_response(
     else:
         body = _EventsBody()
     return _ResponseStream(
-        source, body,
+        source,
+        body,
         on_disconnect=check_on_disconnect(on_disconnect),
         heartbeat=check_heartbeat(heartbeat),
         headers={**base, **_check_headers(headers)},
@@ -180,7 +181,8 @@ def text_response(
     """
     source = _check_source(response)
     return _ResponseStream(
-        source, _TextBody(),
+        source,
+        _TextBody(),
         on_disconnect=check_on_disconnect(on_disconnect),
         heartbeat=None,
         headers={"cache-control": "no-cache", "x-accel-buffering": "no", **_check_headers(headers)},
@@ -281,13 +283,18 @@ class _EventsBody:
 
     def encode(self, event: ResponseEvent) -> bytes:
         return b"".join(
-            _sse_event(frame["id"], frame["seq"], frame, frame["type"]) for frame in self._encoder.encode(event)
+            _sse_event(frame["id"], frame["seq"], frame, frame["type"])
+            for frame in self._encoder.encode(event)
         )
 
     def refused(self, error: StreamwrapError) -> tuple[int, dict[str, str], bytes]:
         rid = _new_id()
         frame = error_frame(error_code(error), str(error), final=True, error=error, response_id=rid)
-        return 200, {"x-streamwrap-response-id": rid, **_upstream_status(error)}, _sse_event(rid, 0, frame, "error")
+        return (
+            200,
+            {"x-streamwrap-response-id": rid, **_upstream_status(error)},
+            _sse_event(rid, 0, frame, "error"),
+        )
 
     def abort_error(self) -> BaseException | None:
         return None
@@ -310,9 +317,11 @@ class _TextBody:
         if event.status == "failed":
             self._abort = event.error or StreamwrapError(f"response {event.response_id} failed")
         elif event.status == "cancelled":
-            self._abort = TextCutOff(f"response {event.response_id} was cancelled: the text body is cut off, not ended")
+            self._abort = TextCutOff(
+                f"response {event.response_id} was cancelled: the text body is cut off, not ended"
+            )
         elif len(event.text) > len(self._text) and event.text.startswith(self._text):
-            return event.text[len(self._text):].encode()  # a non-streaming response's text
+            return event.text[len(self._text) :].encode()  # a non-streaming response's text
         return b""
 
     def refused(self, error: StreamwrapError) -> tuple[int, dict[str, str], bytes]:
@@ -420,9 +429,17 @@ class _ResponseStream(StreamingResponse):
         finally:
             with anyio.CancelScope(shield=True):
                 await self._frames.aclose()
-                if inspect.iscoroutine(self._source) and self.model_response is None and self._refusal is None:
+                if (
+                    inspect.iscoroutine(self._source)
+                    and self.model_response is None
+                    and self._refusal is None
+                ):
                     self._source.close()  # never awaited (the client left first): no warning
-                if not self._completed and self._on_disconnect == "cancel" and self.model_response is not None:
+                if (
+                    not self._completed
+                    and self._on_disconnect == "cancel"
+                    and self.model_response is not None
+                ):
                     with anyio.move_on_after(CLOSE_GRACE_SECONDS):
                         await self.model_response.aclose()
         if failure is not None:
@@ -460,7 +477,9 @@ class _ResponseStream(StreamingResponse):
         await send({"type": "http.response.body", "body": b"", "more_body": False})
         self._completed = True
 
-    async def _beat(self, write: Callable[[bytes], Awaitable[bool]], scope: anyio.CancelScope, interval: float) -> None:
+    async def _beat(
+        self, write: Callable[[bytes], Awaitable[bool]], scope: anyio.CancelScope, interval: float
+    ) -> None:
         assert self._body.heartbeat is not None
         while True:
             await anyio.sleep(max(0.0, self._last_sent + interval - anyio.current_time()))

@@ -173,7 +173,7 @@ class UIMessageEncoder:
                 chunks.extend(self._start_tool(slot, slot.name or call.name))
             sent = slot.arguments
             if len(call.arguments) > len(sent) and call.arguments.startswith(sent):
-                rest = call.arguments[len(sent):]
+                rest = call.arguments[len(sent) :]
                 slot.parts.append(rest)
                 chunks.append(_tool_delta(slot, rest))
             slot.closed = True
@@ -182,12 +182,14 @@ class UIMessageEncoder:
             except ToolArgumentsError as exc:
                 chunks.append(_tool_error(slot, str(exc)))
             else:
-                chunks.append({
-                    "type": "tool-input-available",
-                    "toolCallId": slot.tool_call_id,
-                    "toolName": slot.name,
-                    "input": arguments,
-                })
+                chunks.append(
+                    {
+                        "type": "tool-input-available",
+                        "toolCallId": slot.tool_call_id,
+                        "toolName": slot.name,
+                        "input": arguments,
+                    }
+                )
         return chunks
 
     def _abandon_tools(self, why: str) -> list[dict[str, Any]]:
@@ -207,25 +209,27 @@ class UIMessageEncoder:
         # What never arrived as deltas: a non-streaming response's whole reasoning and text.
         sent_reasoning = "".join(self._reasoning)
         if end.reasoning and end.reasoning.startswith(sent_reasoning):
-            chunks.extend(self._delta("reasoning", end.reasoning[len(sent_reasoning):]))
+            chunks.extend(self._delta("reasoning", end.reasoning[len(sent_reasoning) :]))
         if end.text.startswith(self._text):
-            chunks.extend(self._delta("text", end.text[len(self._text):]))
+            chunks.extend(self._delta("text", end.text[len(self._text) :]))
         chunks.extend(self._close_part())
         if end.status == "finished":
             chunks.extend(self._finish_tools(end.tool_calls))
             chunks.append({"type": "finish-step"})
-            chunks.append({
-                "type": "finish",
-                # (No "finishReason" here: ai 5.0.0-5.0.91 reject the whole chunk for it.)
-                "messageMetadata": {
-                    "responseId": end.response_id,
-                    "model": end.model,
-                    "usage": end.usage.as_dict(),
-                    "finishReason": end.finish_reason,
-                    "duration": end.duration,
-                    "timeToFirstToken": end.time_to_first_token,
-                },
-            })
+            chunks.append(
+                {
+                    "type": "finish",
+                    # (No "finishReason" here: ai 5.0.0-5.0.91 reject the whole chunk for it.)
+                    "messageMetadata": {
+                        "responseId": end.response_id,
+                        "model": end.model,
+                        "usage": end.usage.as_dict(),
+                        "finishReason": end.finish_reason,
+                        "duration": end.duration,
+                        "timeToFirstToken": end.time_to_first_token,
+                    },
+                }
+            )
         elif end.status == "failed":
             chunks.extend(self._abandon_tools("the response failed"))
             chunks.append({"type": "error", "errorText": str(end.error) or "the response failed"})

@@ -36,9 +36,7 @@ __all__ = ["PeerGone", "Socket", "WebSocketSink", "close_response", "send_respon
 
 def _check_response(response: object) -> ModelResponse:
     if not isinstance(response, ModelResponse):
-        raise InputError(
-            f"expected the ModelResponse of `await model(...)`, got {type(response).__name__}"
-        )
+        raise InputError(f"expected the ModelResponse of `await model(...)`, got {type(response).__name__}")
     return response
 
 
@@ -147,7 +145,9 @@ async def stream_to_websocket(
     """
     sock = Socket(websocket)
     await send_response(
-        sock, _check_response(response), on_disconnect=check_on_disconnect(on_disconnect),
+        sock,
+        _check_response(response),
+        on_disconnect=check_on_disconnect(on_disconnect),
         heartbeat=check_heartbeat(heartbeat),
     )
 

@@ -84,7 +84,9 @@ def test_api_key_from_environment_or_a_clear_error(monkeypatch: pytest.MonkeyPat
     assert model._api_key is not None and model._api_key.reveal() == "sk-from-env-123456"
     # A local server needs no key at all.
     monkeypatch.delenv("OPENAI_API_KEY")
-    streamwrap.load_model({"model_type": "openai_chat", "model_name": "m", "base_url": "http://127.0.0.1:1/v1"})
+    streamwrap.load_model(
+        {"model_type": "openai_chat", "model_name": "m", "base_url": "http://127.0.0.1:1/v1"}
+    )
 
 
 def test_secrets_never_show() -> None:
@@ -94,7 +96,9 @@ def test_secrets_never_show() -> None:
     err = config_error({**BASE, "api_key": 12345678})
     assert "12345678" not in str(err)
     secret = streamwrap.Secret("sk-abcdef-secret-9876")
-    assert "sk-abcdef" not in repr(secret) and "sk-abcdef" not in str(secret) and "sk-abcdef" not in f"{secret}"
+    assert (
+        "sk-abcdef" not in repr(secret) and "sk-abcdef" not in str(secret) and "sk-abcdef" not in f"{secret}"
+    )
 
 
 def test_named_models_registry() -> None:
@@ -125,7 +129,9 @@ def test_load_model_configs_from_json_yaml_and_lists(tmp_path: Path) -> None:
 
 def test_a_bad_config_file_registers_nothing(tmp_path: Path) -> None:
     path = tmp_path / "models.json"
-    path.write_text(json.dumps([{**BASE, "config_name": "good-1"}, {**BASE, "config_name": "bad-1", "strem": True}]))
+    path.write_text(
+        json.dumps([{**BASE, "config_name": "good-1"}, {**BASE, "config_name": "bad-1", "strem": True}])
+    )
     with pytest.raises(streamwrap.ConfigError) as info:
         streamwrap.load_model_configs(path)
     assert info.value.config_name == "bad-1" and info.value.suggestion == "stream"

@@ -45,7 +45,9 @@ make_model = partial(providers.make_model, model_name="m", api_key=SECRET)
         (400, streamwrap.ProviderHTTPError),
     ],
 )
-async def test_http_errors_raise_at_the_call(emu: Emulator, model: Any, status: int, error_class: type) -> None:
+async def test_http_errors_raise_at_the_call(
+    emu: Emulator, model: Any, status: int, error_class: type
+) -> None:
     emu.script(Reply(status=status, error={"message": f"nope {SECRET}", "type": "x", "code": "c"}))
     with pytest.raises(error_class) as info:
         await model("hi")
@@ -69,7 +71,9 @@ async def test_retry_after_429_then_success_records_attempts(emu: Emulator) -> N
 
 async def test_retries_exhausted_raise_the_last_error(emu: Emulator) -> None:
     model = make_model(emu, max_retries=1)
-    emu.script(Reply(status=500, headers={"Retry-After": "0"}), Reply(status=500, headers={"Retry-After": "0"}))
+    emu.script(
+        Reply(status=500, headers={"Retry-After": "0"}), Reply(status=500, headers={"Retry-After": "0"})
+    )
     with pytest.raises(streamwrap.ServerError):
         await model("hi")
     assert len(emu.requests) == 2
@@ -112,7 +116,10 @@ async def test_connection_refused_is_a_provider_connection_error() -> None:
     ("fault", "error_class"),
     [
         (Fault.error_event_after(3, message="overloaded", code="overloaded"), streamwrap.ProviderStreamError),
-        (Fault.inband_error_after(3, message="overloaded", code="overloaded"), streamwrap.ProviderStreamError),
+        (
+            Fault.inband_error_after(3, message="overloaded", code="overloaded"),
+            streamwrap.ProviderStreamError,
+        ),
         (Fault.drop_after(3), streamwrap.StreamInterruptedError),
         (Fault.end_without_finish_after(3), streamwrap.StreamInterruptedError),
         (Fault.truncated_json_after(3), streamwrap.StreamProtocolError),

@@ -65,7 +65,10 @@ def first_calls(emu: Emulator, mode: str) -> dict[str, Any]:
     emu.script(*[Reply(text=TEXT)] * 3)
     result = subprocess.run(
         [sys.executable, "-c", FIRST_CALLS, emu.openai_base_url, mode],
-        capture_output=True, text=True, timeout=60, env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=_env(),
     )
     assert result.returncode == 0, result.stderr
     out: dict[str, Any] = json.loads(result.stdout)
@@ -97,8 +100,14 @@ def test_prepare_does_the_cold_start_ahead_of_the_first_call(emu: Emulator) -> N
 
 async def test_aprepare_then_calls_as_usual(emu: Emulator) -> None:
     model = streamwrap.load_model(
-        {"model_type": "openai_chat", "model_name": "m", "stream": True, "base_url": emu.openai_base_url,
-         "api_key": "sk-test", "max_retries": 0}
+        {
+            "model_type": "openai_chat",
+            "model_name": "m",
+            "stream": True,
+            "base_url": emu.openai_base_url,
+            "api_key": "sk-test",
+            "max_retries": 0,
+        }
     )
     await model.aprepare()
     await model.aprepare()
@@ -112,8 +121,12 @@ async def test_aprepare_then_calls_as_usual(emu: Emulator) -> None:
 
 async def test_prepare_raises_what_the_first_call_would(emu: Emulator) -> None:
     model = streamwrap.load_model(
-        {"model_type": "openai_chat", "model_name": "m", "base_url": emu.openai_base_url,
-         "client_args": {"no_such_option": 1}}
+        {
+            "model_type": "openai_chat",
+            "model_name": "m",
+            "base_url": emu.openai_base_url,
+            "client_args": {"no_such_option": 1},
+        }
     )
     with pytest.raises(streamwrap.ConfigError, match="client_args"):
         await model.aprepare()
@@ -127,7 +140,9 @@ async def test_prepare_raises_what_the_first_call_would(emu: Emulator) -> None:
 def _sdk_import_seconds() -> float:
     """How long ``import openai`` takes in a fresh process on this machine, now."""
     code = "import time; t = time.monotonic(); import openai; print(time.monotonic() - t)"
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, env=_env())
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, env=_env()
+    )
     assert result.returncode == 0, result.stderr
     return float(result.stdout)
 
@@ -150,9 +165,22 @@ def test_serve_answers_its_first_request_without_waiting_for_the_sdk(emu: Emulat
     emu.script(*[Reply(text=TEXT)] * 4)
     env = {**_env(), "OLLAMA_HOST": "127.0.0.1:9"}  # (not probed: the model is given)
     process = subprocess.Popen(
-        [sys.executable, "-m", "streamwrap", "serve", "--base-url", emu.openai_base_url, "--model-name", "m",
-         "--port", "0", "-q"],
-        stderr=subprocess.PIPE, text=True, env=env,
+        [
+            sys.executable,
+            "-m",
+            "streamwrap",
+            "serve",
+            "--base-url",
+            emu.openai_base_url,
+            "--model-name",
+            "m",
+            "--port",
+            "0",
+            "-q",
+        ],
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
     )
     try:
         assert process.stderr is not None
@@ -175,11 +203,24 @@ def test_serve_answers_its_first_request_without_waiting_for_the_sdk(emu: Emulat
 
 def test_serve_reports_a_model_it_cannot_build_before_listening(emu: Emulator, tmp_path: Path) -> None:
     config = tmp_path / "models.json"
-    config.write_text(json.dumps([{"model_type": "openai_chat", "model_name": "m", "base_url": emu.openai_base_url,
-                                   "client_args": {"no_such_option": 1}}]))
+    config.write_text(
+        json.dumps(
+            [
+                {
+                    "model_type": "openai_chat",
+                    "model_name": "m",
+                    "base_url": emu.openai_base_url,
+                    "client_args": {"no_such_option": 1},
+                }
+            ]
+        )
+    )
     result = subprocess.run(
         [sys.executable, "-m", "streamwrap", "serve", "--config", str(config), "--port", "0"],
-        capture_output=True, text=True, timeout=60, env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=_env(),
     )
     assert result.returncode == 2, result.stderr
     assert "configuration error" in result.stderr and "client_args" in result.stderr
@@ -191,8 +232,12 @@ def test_chat_app_prepares_the_model_at_startup(emu: Emulator) -> None:
     from streamwrap.web import chat_app
 
     model = streamwrap.load_model(
-        {"model_type": "openai_chat", "model_name": "m", "base_url": emu.openai_base_url,
-         "client_args": {"no_such_option": 1}}
+        {
+            "model_type": "openai_chat",
+            "model_name": "m",
+            "base_url": emu.openai_base_url,
+            "client_args": {"no_such_option": 1},
+        }
     )
     # The lifespan prepares the model: a client it cannot build fails the startup, not
     # the first request.

@@ -87,7 +87,9 @@ def test_type_checking_block_names_every_builtin_wrapper() -> None:
     # read, are the registry's import strings, one for one.
     tree = ast.parse(Path(streamwrap.__file__).read_text())
     block = next(
-        node for node in tree.body if isinstance(node, ast.If) and ast.unparse(node.test).endswith("TYPE_CHECKING")
+        node
+        for node in tree.body
+        if isinstance(node, ast.If) and ast.unparse(node.test).endswith("TYPE_CHECKING")
     )
     imported = {
         f"streamwrap.{node.module}:{alias.name}"
@@ -118,8 +120,12 @@ def test_mypy_sees_the_wrapper_classes(tmp_path: Path) -> None:
     )
     lines = result.stdout.splitlines()
     # (mypy 1.18 says "builtins.bool", later versions "bool".)
-    assert re.search(r'^use.py:3: note: Revealed type is "(builtins\.)?bool"$', result.stdout, re.M), result.stdout
-    assert re.search(r'^use.py:4: note: Revealed type is "(builtins\.)?str"$', result.stdout, re.M), result.stdout
+    assert re.search(r'^use.py:3: note: Revealed type is "(builtins\.)?bool"$', result.stdout, re.M), (
+        result.stdout
+    )
+    assert re.search(r'^use.py:4: note: Revealed type is "(builtins\.)?str"$', result.stdout, re.M), (
+        result.stdout
+    )
     # An unknown name is an error, not Any: the module's __getattr__ is hidden from mypy.
     assert [line for line in lines if ": error:" in line] == [
         'use.py:6: error: Module has no attribute "NoSuchWrapper"  [attr-defined]'

@@ -30,6 +30,7 @@ PACKAGE = Path(streamwrap.__file__).resolve().parent
 PROVIDERS = PACKAGE / "_providers"
 UNCHECKED = (PROVIDERS, PACKAGE / "testing")
 
+
 # What may name a provider outside _providers/, and why. An allowance no longer used fails
 # the test too (test_every_allowance_is_still_needed): remove it then.
 def _public_wrapper_exports() -> dict[tuple[str, str], str]:
@@ -258,7 +259,9 @@ def probe_gemini(dashscope_key: str) -> None:
 
 
 def test_the_check_finds_what_names_a_provider_and_not_docstrings_or_comments() -> None:
-    found = {(f.line, f.text) for f in find_provider_names(SAMPLE, "streamwrap/_sample.py", read_vocabulary())}
+    found = {
+        (f.line, f.text) for f in find_provider_names(SAMPLE, "streamwrap/_sample.py", read_vocabulary())
+    }
     assert found == {
         (5, "xllamacpp"),
         (7, "streamwrap._providers.openai"),
@@ -281,5 +284,7 @@ def test_the_check_knows_the_registry_import_strings_from_other_strings() -> Non
     assert [(f.line, f.text) for f in found] == [(2, "ollama")]
     found = find_provider_names(source, "streamwrap/_config.py", read_vocabulary())
     assert sorted((f.line, f.text) for f in found) == [
-        (1, "openai_chat"), (1, "streamwrap._providers.openai._wrapper:W"), (2, "ollama")
+        (1, "openai_chat"),
+        (1, "streamwrap._providers.openai._wrapper:W"),
+        (2, "ollama"),
     ]

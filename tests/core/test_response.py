@@ -170,7 +170,12 @@ async def test_reasoning_tool_calls_usage_finish_and_identity(emu: Emulator, mod
     assert calls[0].id != calls[1].id and all(c.id for c in calls)
     assert response.finish_reason == "tool_calls" and response.finish_reason_raw == "tool_calls"
     usage = response.usage
-    assert (usage.input_tokens, usage.output_tokens, usage.total_tokens, usage.source) == (12, 34, 46, "provider")
+    assert (usage.input_tokens, usage.output_tokens, usage.total_tokens, usage.source) == (
+        12,
+        34,
+        46,
+        "provider",
+    )
     assert response.model == "emulator-9"
     assert response.provider_id and response.provider_id.startswith("chatcmpl-")
     assert response.id.startswith("swr-")
@@ -217,7 +222,9 @@ async def test_usage_is_estimated_and_marked_when_the_server_reports_none(emu: E
 
 
 @pytest.mark.parametrize("how", ["break", "aclose"])
-async def test_usage_after_a_cancel_is_an_estimate_of_what_arrived(emu: Emulator, model: Any, how: str) -> None:
+async def test_usage_after_a_cancel_is_an_estimate_of_what_arrived(
+    emu: Emulator, model: Any, how: str
+) -> None:
     # The provider reports usage only at the end (include_usage), which a cancel never
     # reaches: what arrived is counted locally, about four characters a token, rounded up
     # (streamwrap._usage), reasoning included, and marked so.
@@ -251,8 +258,14 @@ async def test_stream_options_rejected_retries_once_and_remembers() -> None:
     # A fresh emulator: the "rejects stream_options" memory is per endpoint.
     with Emulator() as emu:
         model = streamwrap.load_model(
-            {"model_type": "openai_chat", "model_name": "m", "stream": True,
-             "base_url": emu.openai_base_url, "api_key": "k", "max_retries": 0}
+            {
+                "model_type": "openai_chat",
+                "model_name": "m",
+                "stream": True,
+                "base_url": emu.openai_base_url,
+                "api_key": "k",
+                "max_retries": 0,
+            }
         )
         # The rejected request consumes a reply of its own.
         emu.script(
@@ -271,8 +284,13 @@ async def test_stream_options_rejected_retries_once_and_remembers() -> None:
 
 async def test_generate_args_are_sent_and_unknown_ones_go_in_the_body(emu: Emulator) -> None:
     model = streamwrap.load_model(
-        {"model_type": "openai_chat", "model_name": "m", "base_url": emu.openai_base_url, "api_key": "k",
-         "generate_args": {"temperature": 0.2, "top_k": 5}}
+        {
+            "model_type": "openai_chat",
+            "model_name": "m",
+            "base_url": emu.openai_base_url,
+            "api_key": "k",
+            "generate_args": {"temperature": 0.2, "top_k": 5},
+        }
     )
     await model("hi", max_tokens=7, temperature=0.9)
     body = emu.requests[-1].json
@@ -286,7 +304,10 @@ async def test_messages_and_agentscope_style_objects(emu: Emulator, model: Any) 
 
     await model([{"role": "system", "content": "be brief"}, Msg("alice", "user", "hi")])
     sent = emu.requests[-1].json["messages"]
-    assert sent == [{"role": "system", "content": "be brief"}, {"role": "user", "content": "hi", "name": "alice"}]
+    assert sent == [
+        {"role": "system", "content": "be brief"},
+        {"role": "user", "content": "hi", "name": "alice"},
+    ]
 
 
 def test_text_from_many_threads_at_once(emu: Emulator, model: Any) -> None:

@@ -130,9 +130,22 @@ async def test_only_the_new_suffix_of_text_so_far_is_printed() -> None:
     for i, piece in enumerate(["a", "bc", "", "def"], start=1):
         so_far += piece
         events.append(TextEvent("r", i, piece, so_far))
-    events.append(EndEvent("r", 5, "finished", text=so_far, reasoning=None, tool_calls=[],
-                           usage=streamwrap.Usage(), finish_reason="stop", error=None, model="m",
-                           duration=0.1, time_to_first_token=0.01))
+    events.append(
+        EndEvent(
+            "r",
+            5,
+            "finished",
+            text=so_far,
+            reasoning=None,
+            tool_calls=[],
+            usage=streamwrap.Usage(),
+            finish_reason="stop",
+            error=None,
+            model="m",
+            duration=0.1,
+            time_to_first_token=0.01,
+        )
+    )
     for event in events:
         await sink.send(event)
     assert out.getvalue() == "abcdef\n"

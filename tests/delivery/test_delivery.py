@@ -82,8 +82,14 @@ streaming = partial(providers.make_model, api_key="sk-test")
 
 
 async def test_events_are_a_start_the_chunks_and_one_final_end(emu: Emulator, model: Any) -> None:
-    emu.script(Reply(text=TEXT, reasoning=["hm", "m"], usage=(7, 6),
-                     tool_calls=[ToolCallSpec("lookup", ['{"q":', '"x"}'], id="call_1")]))
+    emu.script(
+        Reply(
+            text=TEXT,
+            reasoning=["hm", "m"],
+            usage=(7, 6),
+            tool_calls=[ToolCallSpec("lookup", ['{"q":', '"x"}'], id="call_1")],
+        )
+    )
     response = await model("hi")
     events = [e async for e in response.events()]
     types = [e.type for e in events]
@@ -96,11 +102,20 @@ async def test_events_are_a_start_the_chunks_and_one_final_end(emu: Emulator, mo
     assert {e.response_id for e in events} == {response.id}
     assert [e.final for e in events] == [False] * (len(events) - 1) + [True]
     texts = [e for e in events if e.type == "text"]
-    assert [e.text_so_far for e in texts] == ["The ", "The quick ", "The quick brown ", "The quick brown fox."]
+    assert [e.text_so_far for e in texts] == [
+        "The ",
+        "The quick ",
+        "The quick brown ",
+        "The quick brown fox.",
+    ]
     end = events[-1]
     assert isinstance(end, EndEvent)
-    assert (end.status, end.text, end.reasoning, end.finish_reason) == ("finished", "The quick brown fox.",
-                                                                        "hmm", "tool_calls")
+    assert (end.status, end.text, end.reasoning, end.finish_reason) == (
+        "finished",
+        "The quick brown fox.",
+        "hmm",
+        "tool_calls",
+    )
     assert end.usage.output_tokens == 6 and end.usage.source == "provider"
     assert [(c.name, c.arguments) for c in end.tool_calls] == [("lookup", '{"q":"x"}')]
     # The wire form of the end carries no text or reasoning a client could append twice.
@@ -218,7 +233,9 @@ async def test_cancelling_the_delivery_cancels_the_response_and_says_so(own_emu:
     await model.aclose()
 
 
-async def test_a_failing_sink_stops_but_hears_the_end_and_the_error_surfaces(emu: Emulator, model: Any) -> None:
+async def test_a_failing_sink_stops_but_hears_the_end_and_the_error_surfaces(
+    emu: Emulator, model: Any
+) -> None:
     emu.script(Reply(text=TEXT))
     response = await model("hi")
     chunks: list[str] = []

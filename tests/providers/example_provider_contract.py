@@ -136,7 +136,12 @@ async def test_streams_text_reasoning_tool_calls_and_usage(own_emu: Emulator, mo
     ]
     assert response.finish_reason == "tool_calls"
     usage = response.usage
-    assert (usage.input_tokens, usage.output_tokens, usage.total_tokens, usage.source) == (12, 34, 46, "provider")
+    assert (usage.input_tokens, usage.output_tokens, usage.total_tokens, usage.source) == (
+        12,
+        34,
+        46,
+        "provider",
+    )
     assert response.model == "emulator-9"
     assert response.provider_id and response.provider_id.startswith("chatcmpl-")
     sent = own_emu.requests[-1].json
@@ -167,7 +172,9 @@ async def test_a_cut_stream_raises_with_the_text_so_far(own_emu: Emulator, model
     assert response.finish_reason == "error"
 
 
-async def test_break_cancels_the_response_and_closes_the_connection(own_emu: Emulator, models: list[Any]) -> None:
+async def test_break_cancels_the_response_and_closes_the_connection(
+    own_emu: Emulator, models: list[Any]
+) -> None:
     own_emu.script(Reply(text=[f"w{i} " for i in range(200)], delay=0.01))
     model = load(own_emu, models)
     response = await model("hi")
@@ -180,7 +187,9 @@ async def test_break_cancels_the_response_and_closes_the_connection(own_emu: Emu
     assert response.text.startswith("w0 w1")
 
 
-@pytest.mark.parametrize("anyio_backend", ["asyncio"])  # the rows themselves run on both backends for the built-ins
+@pytest.mark.parametrize(
+    "anyio_backend", ["asyncio"]
+)  # the rows themselves run on both backends for the built-ins
 @pytest.mark.parametrize("case", [pytest.param(case, id=case.name) for case in FAULTS])
 async def test_fault_matrix(own_emu: Emulator, models: list[Any], case: Case) -> None:
     await fault_matrix_row(own_emu, models, EXAMPLE, case)

@@ -80,7 +80,9 @@ def _sse(*objs: Any) -> bytes:
     return b"".join(b"data: " + orjson.dumps(o) + b"\r\n\r\n" for o in objs)
 
 
-def _chunk(text: str = "", *, thought: bool = False, finish: str | None = None, usage: Any = None) -> dict[str, Any]:
+def _chunk(
+    text: str = "", *, thought: bool = False, finish: str | None = None, usage: Any = None
+) -> dict[str, Any]:
     part: dict[str, Any] = {"text": text}
     if thought:
         part["thought"] = True
@@ -177,7 +179,9 @@ async def test_recording_replays_to_expected(
     assert request.path == STREAM_PATH
     assert request.headers["x-goog-api-key"] == API_KEY
     assert request.headers["content-type"] == "application/json"
-    assert request.json == {"contents": [{"role": "user", "parts": [{"text": "What is the capital of France?"}]}]}
+    assert request.json == {
+        "contents": [{"role": "user", "parts": [{"text": "What is the capital of France?"}]}]
+    }
 
 
 @pytest.mark.parametrize(("meta_path", "meta"), STREAMING)
@@ -233,7 +237,9 @@ async def test_error_400_invalid_key_recording_is_an_authentication_error(
 
 
 async def test_other_400_stays_a_plain_http_error(emu: Emulator, model: Any) -> None:
-    body = {"error": {"code": 400, "message": f"Invalid JSON payload {API_KEY}", "status": "INVALID_ARGUMENT"}}
+    body = {
+        "error": {"code": 400, "message": f"Invalid JSON payload {API_KEY}", "status": "INVALID_ARGUMENT"}
+    }
     emu.replay(orjson.dumps(body), status=400, content_type="application/json")
     with pytest.raises(streamwrap.ProviderHTTPError) as info:
         await model("hi")
@@ -242,7 +248,9 @@ async def test_other_400_stays_a_plain_http_error(emu: Emulator, model: Any) -> 
     assert API_KEY not in repr(info.value.body)
 
 
-async def test_json_error_body_with_status_200_is_a_stream_error(emu: Emulator, model: Any, recordings: Path) -> None:
+async def test_json_error_body_with_status_200_is_a_stream_error(
+    emu: Emulator, model: Any, recordings: Path
+) -> None:
     # The same error body where a stream was promised (a proxy that says 200): read as JSON.
     meta_path, meta = _error_recording()
     emu.replay(_recordings.body(meta_path, meta), status=200, content_type="text/event-stream", split=7)
@@ -278,7 +286,10 @@ async def test_request_conversion(emu: Emulator) -> None:
     messages = [
         {"role": "system", "content": "Be brief."},
         {"role": "developer", "content": [{"type": "text", "text": "Use tools."}]},
-        {"role": "user", "content": [{"type": "text", "text": "Weather in "}, {"type": "text", "text": "Paris?"}]},
+        {
+            "role": "user",
+            "content": [{"type": "text", "text": "Weather in "}, {"type": "text", "text": "Paris?"}],
+        },
         {
             "role": "assistant",
             "content": "Checking.",
@@ -294,7 +305,10 @@ async def test_request_conversion(emu: Emulator) -> None:
         },
         {"role": "tool", "tool_call_id": "c1", "content": '{"temp": 21}'},
         {"role": "tool", "tool_call_id": "c2", "content": "sunny"},
-        {"role": "user", "content": [{"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBO"}}]},
+        {
+            "role": "user",
+            "content": [{"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBO"}}],
+        },
     ]
     response = await model(
         messages,
@@ -332,7 +346,13 @@ async def test_request_conversion(emu: Emulator) -> None:
                 "role": "user",
                 "parts": [
                     {"functionResponse": {"name": "get_weather", "response": {"temp": 21}, "id": "c1"}},
-                    {"functionResponse": {"name": "get_weather", "response": {"result": "sunny"}, "id": "c2"}},
+                    {
+                        "functionResponse": {
+                            "name": "get_weather",
+                            "response": {"result": "sunny"},
+                            "id": "c2",
+                        }
+                    },
                     {"inlineData": {"mimeType": "image/png", "data": "iVBO"}},
                 ],
             },
@@ -370,19 +390,41 @@ async def test_request_conversion(emu: Emulator) -> None:
         ({"tool_choice": "none"}, {"toolConfig": {"functionCallingConfig": {"mode": "NONE"}}}),
         (
             {"tool_choice": {"type": "function", "function": {"name": "get_weather"}}},
-            {"toolConfig": {"functionCallingConfig": {"mode": "ANY", "allowedFunctionNames": ["get_weather"]}}},
+            {
+                "toolConfig": {
+                    "functionCallingConfig": {"mode": "ANY", "allowedFunctionNames": ["get_weather"]}
+                }
+            },
         ),
-        ({"response_format": {"type": "json_object"}}, {"generationConfig": {"responseMimeType": "application/json"}}),
         (
-            {"response_format": {"type": "json_schema", "json_schema": {"name": "x", "schema": {"type": "object"}}}},
-            {"generationConfig": {"responseMimeType": "application/json", "responseJsonSchema": {"type": "object"}}},
+            {"response_format": {"type": "json_object"}},
+            {"generationConfig": {"responseMimeType": "application/json"}},
         ),
-        ({"max_output_tokens": 5, "stop": ["a", "b"]}, {"generationConfig": {"maxOutputTokens": 5, "stopSequences": ["a", "b"]}}),
+        (
+            {
+                "response_format": {
+                    "type": "json_schema",
+                    "json_schema": {"name": "x", "schema": {"type": "object"}},
+                }
+            },
+            {
+                "generationConfig": {
+                    "responseMimeType": "application/json",
+                    "responseJsonSchema": {"type": "object"},
+                }
+            },
+        ),
+        (
+            {"max_output_tokens": 5, "stop": ["a", "b"]},
+            {"generationConfig": {"maxOutputTokens": 5, "stopSequences": ["a", "b"]}},
+        ),
         ({"temperature": None, "cached_content": "cachedContents/1"}, {"cachedContent": "cachedContents/1"}),
         ({"extra_body": {"labels": {"team": "a"}}}, {"labels": {"team": "a"}}),
     ],
 )
-async def test_call_arguments_mapping(emu: Emulator, model: Any, args: dict[str, Any], expected: dict[str, Any]) -> None:
+async def test_call_arguments_mapping(
+    emu: Emulator, model: Any, args: dict[str, Any], expected: dict[str, Any]
+) -> None:
     emu.replay(_sse(_chunk("ok", finish="STOP")))
     await (await model("hi", **args)).aread()
     body = emu.requests[0].json
@@ -396,9 +438,19 @@ async def test_call_arguments_mapping(emu: Emulator, model: Any, args: dict[str,
         ("hi", {"response_format": {"type": "xml"}}, "response_format"),
         ([{"role": "tool", "tool_call_id": "nope", "content": "x"}], {}, "cannot tell which function"),
         ([{"role": "user", "content": [{"type": "input_audio", "input_audio": {}}]}], {}, "input_audio"),
-        ([{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "https://x/y.png"}}]}], {}, "data:"),
         (
-            [{"role": "assistant", "content": None, "tool_calls": [{"id": "a", "function": {"name": "f", "arguments": "[1]"}}]}],
+            [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "https://x/y.png"}}]}],
+            {},
+            "data:",
+        ),
+        (
+            [
+                {
+                    "role": "assistant",
+                    "content": None,
+                    "tool_calls": [{"id": "a", "function": {"name": "f", "arguments": "[1]"}}],
+                }
+            ],
             {},
             "JSON object",
         ),
@@ -461,7 +513,11 @@ async def test_gemini_openai_compat_signature_field_is_accepted(emu: Emulator, m
         "function": {"name": "f", "arguments": "{}"},
         "extra_content": {"google": {"thought_signature": "c2ln"}},
     }
-    await (await model([{"role": "user", "content": "hi"}, {"role": "assistant", "content": None, "tool_calls": [call]}])).aread()
+    await (
+        await model(
+            [{"role": "user", "content": "hi"}, {"role": "assistant", "content": None, "tool_calls": [call]}]
+        )
+    ).aread()
     part = emu.requests[0].json["contents"][1]["parts"][0]
     assert part == {"functionCall": {"name": "f", "args": {}, "id": "x"}, "thoughtSignature": "c2ln"}
 
@@ -475,7 +531,10 @@ async def test_gemini_openai_compat_signature_field_is_accepted(emu: Emulator, m
         ({}, STREAM_PATH),
         ({"api_version": "v1"}, f"/v1/models/{MODEL}:streamGenerateContent?alt=sse"),
         ({"api_version": "", "base_url_suffix": "/v1beta/"}, STREAM_PATH),
-        ({"model_name": "models/gemini-2.0-flash"}, "/v1beta/models/gemini-2.0-flash:streamGenerateContent?alt=sse"),
+        (
+            {"model_name": "models/gemini-2.0-flash"},
+            "/v1beta/models/gemini-2.0-flash:streamGenerateContent?alt=sse",
+        ),
         ({"model_name": "tunedModels/mine"}, "/v1beta/tunedModels/mine:streamGenerateContent?alt=sse"),
         ({"stream": False}, f"/v1beta/models/{MODEL}:generateContent"),
         ({"base_url_suffix": "/proxy/"}, f"/proxy/v1beta/models/{MODEL}:streamGenerateContent?alt=sse"),
@@ -512,7 +571,9 @@ async def test_environment_variables(emu: Emulator, monkeypatch: pytest.MonkeyPa
     assert emu.requests[0].headers["x-goog-api-key"] == "gemini-key-1234"
 
 
-async def test_no_key_with_base_url_sends_no_key_header(emu: Emulator, monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_no_key_with_base_url_sends_no_key_header(
+    emu: Emulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
     for name in ("GOOGLE_API_KEY", "GEMINI_API_KEY"):
         monkeypatch.delenv(name, raising=False)
     model = make_model(emu, api_key=None)
@@ -553,7 +614,10 @@ NON_STREAMING_BODY = {
                 "parts": [
                     {"text": "The user wants weather.", "thought": True},
                     {"text": "Let me check."},
-                    {"functionCall": {"id": "fc-1", "name": "get_weather", "args": {"city": "Paris"}}, "thoughtSignature": "c2ln"},
+                    {
+                        "functionCall": {"id": "fc-1", "name": "get_weather", "args": {"city": "Paris"}},
+                        "thoughtSignature": "c2ln",
+                    },
                 ],
             },
             "finishReason": "STOP",
@@ -582,7 +646,10 @@ async def test_non_streaming_body(emu: Emulator) -> None:
     assert await _items(response) == [(True, "Let me check.")]
     (call,) = response.tool_calls
     assert (call.id, call.name, call.arguments, call.extra) == (
-        "fc-1", "get_weather", '{"city":"Paris"}', {"thought_signature": "c2ln"}
+        "fc-1",
+        "get_weather",
+        '{"city":"Paris"}',
+        {"thought_signature": "c2ln"},
     )
     assert response.finish_reason == "tool_calls"
     assert response.finish_reason_raw == "STOP"
@@ -606,11 +673,19 @@ async def test_non_streaming_error_object_raises_at_the_call(emu: Emulator) -> N
 
 FIRST = _chunk("The capital", usage={"promptTokenCount": 5, "totalTokenCount": 5})
 SECOND = _chunk(" of France", usage={"promptTokenCount": 5, "candidatesTokenCount": 3, "totalTokenCount": 8})
-OVERLOADED = {"error": {"code": 503, "message": "The model is overloaded. Please try again later.", "status": "UNAVAILABLE"}}
+OVERLOADED = {
+    "error": {
+        "code": 503,
+        "message": "The model is overloaded. Please try again later.",
+        "status": "UNAVAILABLE",
+    }
+}
 
 
 @pytest.mark.parametrize("split", ["event", 7, None])
-async def test_error_event_mid_stream_keeps_partial_text(emu: Emulator, model: Any, split: str | int | None) -> None:
+async def test_error_event_mid_stream_keeps_partial_text(
+    emu: Emulator, model: Any, split: str | int | None
+) -> None:
     # With split=None the error arrives in the same read as the text before it.
     emu.replay(_sse(FIRST, SECOND, OVERLOADED, _chunk(" is Paris.", finish="STOP")), split=split)
     response = await model("hi")
@@ -631,7 +706,9 @@ async def test_error_event_mid_stream_keeps_partial_text(emu: Emulator, model: A
 
 
 @pytest.mark.parametrize("split", ["event", None])
-async def test_stream_without_finish_reason_is_interrupted(emu: Emulator, model: Any, split: str | None) -> None:
+async def test_stream_without_finish_reason_is_interrupted(
+    emu: Emulator, model: Any, split: str | None
+) -> None:
     emu.replay(_sse(FIRST, SECOND), split=split)
     response = await model("hi")
     with pytest.raises(streamwrap.StreamInterruptedError) as info:
@@ -677,9 +754,15 @@ async def test_blocked_prompt_raises_with_the_block_reason(emu: Emulator, model:
 
 @pytest.mark.parametrize(
     ("reason", "normalised"),
-    [("SAFETY", "content_filter"), ("RECITATION", "content_filter"), ("MAX_TOKENS", "length"),
-     ("PROHIBITED_CONTENT", "content_filter"), ("MALFORMED_FUNCTION_CALL", "error"),
-     ("UNEXPECTED_TOOL_CALL", "error"), ("FINISH_REASON_UNSPECIFIED", "stop")],
+    [
+        ("SAFETY", "content_filter"),
+        ("RECITATION", "content_filter"),
+        ("MAX_TOKENS", "length"),
+        ("PROHIBITED_CONTENT", "content_filter"),
+        ("MALFORMED_FUNCTION_CALL", "error"),
+        ("UNEXPECTED_TOOL_CALL", "error"),
+        ("FINISH_REASON_UNSPECIFIED", "stop"),
+    ],
 )
 async def test_finish_reasons(emu: Emulator, model: Any, reason: str, normalised: str) -> None:
     emu.replay(_sse(FIRST, _chunk("", finish=reason)))
@@ -703,7 +786,9 @@ async def test_only_candidate_0_is_followed(emu: Emulator, model: Any) -> None:
     other = _chunk("other answer")
     other["candidates"][0]["index"] = 1
     both = _chunk(" done", finish="STOP")
-    both["candidates"].insert(0, {"content": {"parts": [{"text": "nope"}]}, "index": 1, "finishReason": "STOP"})
+    both["candidates"].insert(
+        0, {"content": {"parts": [{"text": "nope"}]}, "index": 1, "finishReason": "STOP"}
+    )
     emu.replay(_sse(_chunk("mine"), other, both))
     response = await model("hi", n=2)
     assert await response.aread() == "mine done"
@@ -723,7 +808,12 @@ async def test_scripted_text_reasoning_and_usage(emu: Emulator, model: Any) -> N
     assert response.finish_reason_raw == "STOP"
     usage = response.usage
     # The dialect splits completion tokens into candidates and thoughts; we add them back.
-    assert (usage.input_tokens, usage.output_tokens, usage.reasoning_tokens, usage.total_tokens) == (12, 6, 2, 18)
+    assert (usage.input_tokens, usage.output_tokens, usage.reasoning_tokens, usage.total_tokens) == (
+        12,
+        6,
+        2,
+        18,
+    )
     assert response.model == MODEL
     assert response.provider_id
     assert emu.requests[0].path == STREAM_PATH
@@ -733,7 +823,10 @@ async def test_scripted_parallel_tool_calls(emu: Emulator, model: Any) -> None:
     emu.script(
         Reply(
             text="Checking both.",
-            tool_calls=[ToolCallSpec("get_weather", '{"city": "Paris"}'), ToolCallSpec("add", '{"a": 1, "b": 2}')],
+            tool_calls=[
+                ToolCallSpec("get_weather", '{"city": "Paris"}'),
+                ToolCallSpec("add", '{"a": 1, "b": 2}'),
+            ],
         )
     )
     response = await model("hi", tools=[WEATHER_TOOL])
@@ -792,7 +885,10 @@ async def test_scripted_429_is_retried(emu: Emulator) -> None:
     ("fault", "error_class"),
     [
         (Fault.drop_after(2), streamwrap.StreamInterruptedError),
-        (Fault.inband_error_after(2, "The model is overloaded.", "UNAVAILABLE"), streamwrap.ProviderStreamError),
+        (
+            Fault.inband_error_after(2, "The model is overloaded.", "UNAVAILABLE"),
+            streamwrap.ProviderStreamError,
+        ),
         (Fault.error_event_after(2, "boom"), streamwrap.ProviderStreamError),
         (Fault.malformed_line_after(2), streamwrap.StreamProtocolError),
         (Fault.truncated_json_after(2), streamwrap.StreamProtocolError),
@@ -896,15 +992,24 @@ def test_google_genai_sends_the_same_request_and_reads_the_same_stream(
     ]
 
     model = streamwrap.load_model(
-        {"model_type": "gemini_chat", "model_name": MODEL, "base_url": _base_url(emu), "api_key": API_KEY,
-         "stream": True, "generate_args": {"temperature": 0.0, "max_tokens": 64}}
+        {
+            "model_type": "gemini_chat",
+            "model_name": MODEL,
+            "base_url": _base_url(emu),
+            "api_key": API_KEY,
+            "stream": True,
+            "generate_args": {"temperature": 0.0, "max_tokens": 64},
+        }
     )
     emu.replay(body)
     import anyio
 
     async def ours() -> Any:
         response = await model(
-            [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "What is the capital of France?"}],
+            [
+                {"role": "system", "content": "Be brief."},
+                {"role": "user", "content": "What is the capital of France?"},
+            ],
             tools=[WEATHER_TOOL],
         )
         await response.aread()
@@ -915,8 +1020,10 @@ def test_google_genai_sends_the_same_request_and_reads_the_same_stream(
     # google-genai holds the signature as bytes (base64-decoded); ours is the wire string.
     import base64
 
-    assert [(c.name, c.parsed_arguments(), base64.b64decode(c.extra["thought_signature"]) if c.extra else None)
-            for c in response.tool_calls] == sdk_calls
+    assert [
+        (c.name, c.parsed_arguments(), base64.b64decode(c.extra["thought_signature"]) if c.extra else None)
+        for c in response.tool_calls
+    ] == sdk_calls
 
     sdk_request, our_request = emu.requests
     assert our_request.path == sdk_request.path == STREAM_PATH
@@ -946,7 +1053,8 @@ def test_google_genai_and_streamwrap_read_a_scripted_stream_alike(emu: Emulator,
     )
     emu.script(reply)
     sdk_parts = [
-        p for c in genai_client.models.generate_content_stream(model=MODEL, contents="hi")
+        p
+        for c in genai_client.models.generate_content_stream(model=MODEL, contents="hi")
         for p in (c.candidates[0].content.parts or [])
     ]
 
@@ -957,12 +1065,20 @@ def test_google_genai_and_streamwrap_read_a_scripted_stream_alike(emu: Emulator,
 
     emu.script(reply)
     response = anyio.run(ours)
-    assert response.text == "".join(p.text for p in sdk_parts if p.text and not p.thought) == "The answer is 42."
-    assert response.reasoning == "".join(p.text for p in sdk_parts if p.text and p.thought) == "Thinking hard."
+    assert (
+        response.text == "".join(p.text for p in sdk_parts if p.text and not p.thought) == "The answer is 42."
+    )
+    assert (
+        response.reasoning == "".join(p.text for p in sdk_parts if p.text and p.thought) == "Thinking hard."
+    )
     import base64
 
     assert [
         (c.name, c.parsed_arguments(), base64.b64decode(c.extra["thought_signature"]) if c.extra else None)
         for c in response.tool_calls
-    ] == [(p.function_call.name, p.function_call.args, p.thought_signature) for p in sdk_parts if p.function_call]
+    ] == [
+        (p.function_call.name, p.function_call.args, p.thought_signature)
+        for p in sdk_parts
+        if p.function_call
+    ]
     assert emu.requests[0].path == emu.requests[1].path == STREAM_PATH

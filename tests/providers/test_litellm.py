@@ -208,7 +208,9 @@ async def test_non_streaming_response_without_usage_is_estimated_not_zero(emu: E
         "object": "chat.completion",
         "created": 1,
         "model": "gpt-x-2024",
-        "choices": [{"index": 0, "message": {"role": "assistant", "content": "hello there"}, "finish_reason": "stop"}],
+        "choices": [
+            {"index": 0, "message": {"role": "assistant", "content": "hello there"}, "finish_reason": "stop"}
+        ],
     }
     emu.replay(json.dumps(body).encode(), content_type="application/json", split=None)
     response = await make_model(emu, stream=False)("hi")
@@ -278,7 +280,9 @@ async def test_http_errors_raise_typed_errors_at_the_call(
 
 async def test_retries_are_streamwraps_alone(emu: Emulator) -> None:
     model = make_model(emu, max_retries=2)
-    emu.script(Reply(status=429, headers={"Retry-After": "0"}), Reply(status=503, headers={"Retry-After": "0"}))
+    emu.script(
+        Reply(status=429, headers={"Retry-After": "0"}), Reply(status=503, headers={"Retry-After": "0"})
+    )
     emu.script(Reply(text="ok"))
     response = await model("hi")
     assert await response.aread() == "ok"
@@ -323,7 +327,10 @@ async def test_missing_provider_key_is_a_config_error_not_a_retried_500(
     ("fault", "error_class"),
     [
         (Fault.error_event_after(3, message="overloaded", code="overloaded"), streamwrap.ProviderStreamError),
-        (Fault.inband_error_after(3, message="overloaded", code="overloaded"), streamwrap.ProviderStreamError),
+        (
+            Fault.inband_error_after(3, message="overloaded", code="overloaded"),
+            streamwrap.ProviderStreamError,
+        ),
         (Fault.drop_after(3), streamwrap.StreamInterruptedError),
         (Fault.end_without_finish_after(3), streamwrap.StreamInterruptedError),
         (Fault.truncated_json_after(3), streamwrap.StreamProtocolError),
@@ -454,7 +461,9 @@ async def test_recording_through_litellm_matches_expected(
         details = reported.get("completion_tokens_details") or {}
         assert usage.reasoning_tokens == details.get("reasoning_tokens")
         cached = (reported.get("prompt_tokens_details") or {}).get("cached_tokens")
-        assert usage.cached_tokens == (cached if cached is not None else reported.get("prompt_cache_hit_tokens"))
+        assert usage.cached_tokens == (
+            cached if cached is not None else reported.get("prompt_cache_hit_tokens")
+        )
         # The provider's own fields survive LiteLLM's parse (Groq's timings, DeepSeek's
         # cache counts, OpenRouter's cost), which its rebuilt final usage drops.
         assert usage.raw is not None and _subset(reported, dict(usage.raw))
@@ -483,7 +492,12 @@ async def test_ollama_chat_route_against_the_ollama_dialect(emu: Emulator, conta
     assert response.finish_reason == "stop"
     assert response.model == "llama3.2"
     usage = response.usage
-    assert (usage.input_tokens, usage.output_tokens, usage.total_tokens, usage.source) == (12, 5, 17, "provider")
+    assert (usage.input_tokens, usage.output_tokens, usage.total_tokens, usage.source) == (
+        12,
+        5,
+        17,
+        "provider",
+    )
     await anyio.sleep(0.2)  # LiteLLM logs (and would look the model up) after the stream
     # Only the chat request: no `POST /api/show` model lookups, here or on localhost:11434.
     assert [r.path for r in emu.requests] == ["/api/chat"]
@@ -588,8 +602,6 @@ def test_importing_litellm_through_streamwrap_reaches_no_network() -> None:
         """
     )
     env = {k: v for k, v in os.environ.items() if k != "LITELLM_LOCAL_MODEL_COST_MAP"}
-    out = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=90
-    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=90)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.strip().splitlines()[-1] == "True []"

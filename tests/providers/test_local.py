@@ -54,7 +54,9 @@ THINKING_TEMPLATE = """\
 
 
 def local_model(**overrides: Any) -> Any:
-    return streamwrap.load_model({"model_type": "local_chat", "model_name": "smollm2", "stream": True, **overrides})
+    return streamwrap.load_model(
+        {"model_type": "local_chat", "model_name": "smollm2", "stream": True, **overrides}
+    )
 
 
 def metrics(model: Any) -> dict[str, float]:
@@ -86,7 +88,12 @@ def reference() -> Iterator[Any]:
         out = servers[0].handle_chat_completions(body)
         choice = out["choices"][0]
         usage = out["usage"]
-        return choice["message"]["content"], usage["prompt_tokens"], usage["completion_tokens"], choice["finish_reason"]
+        return (
+            choice["message"]["content"],
+            usage["prompt_tokens"],
+            usage["completion_tokens"],
+            choice["finish_reason"],
+        )
 
     yield complete
     servers.clear()  # frees it: no request is running
@@ -106,11 +113,15 @@ async def test_streams_real_tokens_with_exact_usage_and_length_finish(reference:
     snapshots = [text async for _, text in response.stream]
     assert len(snapshots) >= 4  # token by token, not one block
     assert all(b.startswith(a) and len(b) >= len(a) for a, b in itertools.pairwise(snapshots))
-    text, prompt_tokens, completion_tokens, finish = reference(model, PROMPT, temperature=0, max_tokens=12, seed=7)
+    text, prompt_tokens, completion_tokens, finish = reference(
+        model, PROMPT, temperature=0, max_tokens=12, seed=7
+    )
     assert response.text == snapshots[-1] == text and text.strip()
     assert response.finish_reason == "length" == finish
     usage = response.usage
-    assert (usage.input_tokens, usage.output_tokens) == (prompt_tokens, completion_tokens) == (prompt_tokens, 12)
+    assert (
+        (usage.input_tokens, usage.output_tokens) == (prompt_tokens, completion_tokens) == (prompt_tokens, 12)
+    )
     assert usage.total_tokens == prompt_tokens + 12 and usage.source == "provider"
     assert response.model == "SmolLM2-135M-Instruct"
     assert response.time_to_first_token is not None
@@ -133,13 +144,20 @@ async def test_the_embedded_default_gets_a_system_prompt_and_explicit_settings_w
     plain = await model("Name a colour.", temperature=0, max_tokens=8)
     await plain.aread()
     explicit = await model(
-        [{"role": "system", "content": _EMBEDDED_SYSTEM_PROMPT}, {"role": "user", "content": "Name a colour."}],
-        temperature=0, max_tokens=8,
+        [
+            {"role": "system", "content": _EMBEDDED_SYSTEM_PROMPT},
+            {"role": "user", "content": "Name a colour."},
+        ],
+        temperature=0,
+        max_tokens=8,
     )
     assert await explicit.aread() == plain.text  # the same conversation the model saw
     assert explicit.usage.input_tokens == plain.usage.input_tokens
-    own = await model([{"role": "system", "content": "Answer in French."},
-                       {"role": "user", "content": "Name a colour."}], temperature=0, max_tokens=8)
+    own = await model(
+        [{"role": "system", "content": "Answer in French."}, {"role": "user", "content": "Name a colour."}],
+        temperature=0,
+        max_tokens=8,
+    )
     await own.aread()
     assert own.usage.input_tokens != plain.usage.input_tokens  # the user's system message, not ours
 
@@ -156,8 +174,10 @@ async def test_same_seed_same_text_and_non_streaming_calls() -> None:
 @NEEDS_MODEL
 async def test_stop_strings_end_the_reply_before_them() -> None:
     # (SmolLM2's template default system message, and no repetition penalty: the model counts.)
-    messages = [{"role": "system", "content": "You are a helpful AI assistant named SmolLM, trained by Hugging Face"},
-                {"role": "user", "content": "Count from 1 to 20, separated by commas."}]
+    messages = [
+        {"role": "system", "content": "You are a helpful AI assistant named SmolLM, trained by Hugging Face"},
+        {"role": "user", "content": "Count from 1 to 20, separated by commas."},
+    ]
     response = await local_model()(messages, temperature=0, repeat_penalty=1.0, stop=["7"], max_tokens=120)
     text = await response.aread()
     assert "7" not in text and "6" in text
@@ -168,7 +188,9 @@ async def test_stop_strings_end_the_reply_before_them() -> None:
 async def test_break_stops_generation_within_a_token_and_frees_the_slot() -> None:
     model = local_model(n_parallel=1, n_ctx=768)
     before = metrics(model).get("tokens_predicted_total", 0)  # (the counters are the process's)
-    response = await model("Write a very long story about a dragon.", temperature=0.8, seed=1, max_tokens=1500)
+    response = await model(
+        "Write a very long story about a dragon.", temperature=0.8, seed=1, max_tokens=1500
+    )
     seen = 0
     async for _ in response.stream:
         seen += 1
@@ -326,8 +348,14 @@ async def test_tool_calls_through_a_template_that_renders_tools() -> None:
         {"role": "user", "content": "What is the weather like in Paris?"},
         {"role": "assistant", "content": "<tool_call>\n"},
     ]
-    response = await model(messages, tools=[WEATHER_TOOL], tool_choice="required", stop=["</tool_call>"],
-                           temperature=0, max_tokens=64)
+    response = await model(
+        messages,
+        tools=[WEATHER_TOOL],
+        tool_choice="required",
+        stop=["</tool_call>"],
+        temperature=0,
+        max_tokens=64,
+    )
     await response.aread()
     assert response.finish_reason == "tool_calls", (response.finish_reason, response.text)
     assert len(response.tool_calls) == 1
@@ -338,11 +366,24 @@ async def test_tool_calls_through_a_template_that_renders_tools() -> None:
     assert response.usage.source == "provider" and response.usage.output_tokens
     # The call and its result go back to the model in the next turn.
     follow_up = await model(
-        [messages[0],
-         {"role": "assistant", "content": None, "tool_calls": [
-             {"id": call.id, "type": "function", "function": {"name": call.name, "arguments": call.arguments}}]},
-         {"role": "tool", "tool_call_id": call.id, "content": "Sunny, 21 C"}],
-        tools=[WEATHER_TOOL], temperature=0, max_tokens=8,
+        [
+            messages[0],
+            {
+                "role": "assistant",
+                "content": None,
+                "tool_calls": [
+                    {
+                        "id": call.id,
+                        "type": "function",
+                        "function": {"name": call.name, "arguments": call.arguments},
+                    }
+                ],
+            },
+            {"role": "tool", "tool_call_id": call.id, "content": "Sunny, 21 C"},
+        ],
+        tools=[WEATHER_TOOL],
+        temperature=0,
+        max_tokens=8,
     )
     assert (await follow_up.aread()) or follow_up.tool_calls
 
@@ -362,10 +403,17 @@ def test_chat_format_names_and_templates() -> None:
     with pytest.raises(streamwrap.ConfigError, match="chatml") as info:
         local_model(chat_format="no-such-format")
     assert info.value.key == "chat_format"
-    assert local_model(chat_format="chatml", n_parallel=1).call_sync("hi", temperature=0, max_tokens=3).usage.output_tokens == 3
+    assert (
+        local_model(chat_format="chatml", n_parallel=1)
+        .call_sync("hi", temperature=0, max_tokens=3)
+        .usage.output_tokens
+        == 3
+    )
 
 
-@pytest.mark.parametrize(("key", "value"), [("n_parallel", 0), ("n_parallel", -2), ("n_ctx", 0), ("n_threads", 0)])
+@pytest.mark.parametrize(
+    ("key", "value"), [("n_parallel", 0), ("n_parallel", -2), ("n_ctx", 0), ("n_threads", 0)]
+)
 def test_sizes_must_be_positive(key: str, value: int) -> None:
     with pytest.raises(streamwrap.ConfigError, match=key) as info:
         streamwrap.load_model({"model_type": "local_chat", "model_name": "smollm2", key: value})
@@ -491,18 +539,23 @@ except KeyboardInterrupt:
 
 
 @NEEDS_MODEL
-@pytest.mark.parametrize(("mode", "code", "out"), [
-    ("exit", 0, ["leaving"]),
-    ("sigint", 130, ["KeyboardInterrupt"]),
-    ("unload", 0, ["cancelled", "cancelled", "leaving"]),
-])
+@pytest.mark.parametrize(
+    ("mode", "code", "out"),
+    [
+        ("exit", 0, ["leaving"]),
+        ("sigint", 130, ["KeyboardInterrupt"]),
+        ("unload", 0, ["cancelled", "cancelled", "leaving"]),
+    ],
+)
 def test_the_process_stops_cleanly_with_generations_running(mode: str, code: int, out: list[str]) -> None:
     # At exit every generation is cancelled and llama.cpp shut down before Python tears down:
     # no abort in the native library, no traceback, within a few seconds.
     started = time.monotonic()
     result = subprocess.run(
         [sys.executable, "-c", textwrap.dedent(EXIT_SCRIPT), mode],
-        capture_output=True, text=True, timeout=60,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert result.returncode == code, (result.returncode, result.stdout, result.stderr)
     assert result.stdout.split() == out
@@ -517,7 +570,9 @@ def test_a_chunk_of_the_wrong_shape_fails_at_once_with_its_text_lost_never_silen
     from streamwrap._providers.llamacpp._wire import LlamaChunkMapper
 
     mapper = LlamaChunkMapper("local", "smollm2")
-    deltas, _ = mapper.feed(b'{"id": "c1", "model": "/m.gguf", "choices": [{"index": 0, "delta": {"content": "Hi"}}]}')
+    deltas, _ = mapper.feed(
+        b'{"id": "c1", "model": "/m.gguf", "choices": [{"index": 0, "delta": {"content": "Hi"}}]}'
+    )
     assert [type(d).__name__ for d in deltas] == ["Metadata", "TextDelta"]
     assert deltas[0].model == "smollm2"
     bad = b'{"choices": [{"index": 0, "delta": {"content": " there", "tool_calls": 5}}]}'

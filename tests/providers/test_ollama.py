@@ -120,7 +120,10 @@ async def test_recording_replays_to_expected(
     assert response.provider == "ollama"
     usage = response.usage
     assert usage.source == "provider"
-    assert (usage.input_tokens, usage.output_tokens) == (expected["prompt_eval_count"], expected["eval_count"])
+    assert (usage.input_tokens, usage.output_tokens) == (
+        expected["prompt_eval_count"],
+        expected["eval_count"],
+    )
     assert usage.total_tokens == expected["prompt_eval_count"] + expected["eval_count"]
     assert usage.raw is not None and usage.raw["eval_count"] == expected["eval_count"]
 
@@ -156,7 +159,10 @@ async def test_recording_through_the_ollama_sdk_gives_the_same_result(
     response = await make_model(emu)("hi")
     assert await response.aread() == "".join(parts)
     assert response.finish_reason_raw == last.done_reason
-    assert (response.usage.input_tokens, response.usage.output_tokens) == (last.prompt_eval_count, last.eval_count)
+    assert (response.usage.input_tokens, response.usage.output_tokens) == (
+        last.prompt_eval_count,
+        last.eval_count,
+    )
     assert response.model == last.model
     # Both sent the same request, stream flag included.
     sdk_request, our_request = emu.requests
@@ -175,10 +181,19 @@ async def test_thinking_streams_as_reasoning(emu: Emulator) -> None:
     )
     response = await make_model(emu)("hi", think=True)
     deltas = [d async for d in response.deltas()]
-    assert deltas == [ReasoningDelta("The user "), ReasoningDelta("greets."), TextDelta("Hel"), TextDelta("lo!")]
+    assert deltas == [
+        ReasoningDelta("The user "),
+        ReasoningDelta("greets."),
+        TextDelta("Hel"),
+        TextDelta("lo!"),
+    ]
     assert response.reasoning == "The user greets."
     assert response.text == "Hello!"
-    assert (response.usage.input_tokens, response.usage.output_tokens, response.usage.total_tokens) == (12, 7, 19)
+    assert (response.usage.input_tokens, response.usage.output_tokens, response.usage.total_tokens) == (
+        12,
+        7,
+        19,
+    )
     assert emu.requests[0].json["think"] is True
 
 
@@ -216,7 +231,9 @@ async def test_tool_calls_with_index_and_id_from_newer_ollama(emu: Emulator) -> 
 
 async def test_error_line_mid_stream_keeps_the_partial_text(emu: Emulator) -> None:
     emu.replay(
-        _chunk("Once ") + _chunk("upon") + _line(error="an error was encountered while running the model: CUDA error"),
+        _chunk("Once ")
+        + _chunk("upon")
+        + _line(error="an error was encountered while running the model: CUDA error"),
         content_type=NDJSON,
         split="line",
     )
@@ -297,7 +314,9 @@ async def test_non_streaming(emu: Emulator) -> None:
     assert response.done
     assert response.text == "Paris."
     assert response.reasoning == "Capital of France."
-    assert [(c.id, c.name, c.arguments) for c in response.tool_calls] == [("call_0", "lookup", '{"q":"France"}')]
+    assert [(c.id, c.name, c.arguments) for c in response.tool_calls] == [
+        ("call_0", "lookup", '{"q":"France"}')
+    ]
     assert response.finish_reason == "tool_calls"
     assert (response.usage.input_tokens, response.usage.output_tokens) == (20, 4)
     assert [item async for item in response.stream] == [(True, "Paris.")]
@@ -344,7 +363,9 @@ async def test_http_errors_are_typed(emu: Emulator, status: int, body: bytes, er
 async def test_connection_refused() -> None:
     with Emulator() as emu:
         url = emu.url
-    model = streamwrap.load_model({"model_type": "ollama_chat", "model_name": "m", "base_url": url, "max_retries": 0})
+    model = streamwrap.load_model(
+        {"model_type": "ollama_chat", "model_name": "m", "base_url": url, "max_retries": 0}
+    )
     with pytest.raises(streamwrap.ProviderConnectionError):
         await model("hi")
 
@@ -424,7 +445,9 @@ def test_no_key_and_no_host_is_fine(monkeypatch: pytest.MonkeyPatch) -> None:
     assert model._endpoint() == "http://127.0.0.1:11434/api/chat"
 
 
-async def test_api_key_is_sent_as_bearer_and_never_shown(emu: Emulator, monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_api_key_is_sent_as_bearer_and_never_shown(
+    emu: Emulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("OLLAMA_API_KEY", API_KEY)
     model = make_model(emu)
     assert API_KEY not in repr(model)
@@ -486,12 +509,14 @@ def test_option_translation_table() -> None:
     assert ollama_options({"stop": ["a", "b"]}) == {"options": {"stop": ["a", "b"]}}
     assert ollama_options({"response_format": {"type": "json_object"}}) == {"format": "json"}
     schema = {"type": "object"}
-    assert ollama_options({"response_format": {"type": "json_schema", "json_schema": {"schema": schema}}}) == {
-        "format": schema
-    }
+    assert ollama_options(
+        {"response_format": {"type": "json_schema", "json_schema": {"schema": schema}}}
+    ) == {"format": schema}
     assert ollama_options({"response_format": {"type": "text"}}) == {}
     # Ollama's own `format` wins over OpenAI's response_format.
-    assert ollama_options({"format": "json", "response_format": {"type": "json_object"}}) == {"format": "json"}
+    assert ollama_options({"format": "json", "response_format": {"type": "json_object"}}) == {
+        "format": "json"
+    }
     assert ollama_options({"reasoning_effort": "low"}) == {"think": "low"}
     assert ollama_options({"reasoning_effort": "none"}) == {"think": False}
     assert ollama_options({"reasoning_effort": "low", "think": True}) == {"think": True}
@@ -514,13 +539,20 @@ async def test_a_bad_call_argument_raises_at_the_call(emu: Emulator) -> None:
 async def test_tool_conversation_messages_are_converted(emu: Emulator) -> None:
     messages = [
         {"role": "developer", "content": "Be brief."},
-        {"role": "user", "content": [{"type": "text", "text": "Weather "}, {"type": "text", "text": "in Paris?"}]},
+        {
+            "role": "user",
+            "content": [{"type": "text", "text": "Weather "}, {"type": "text", "text": "in Paris?"}],
+        },
         {
             "role": "assistant",
             "content": None,
             "reasoning_content": "Need the tool.",
             "tool_calls": [
-                {"id": "call_0", "type": "function", "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'}}
+                {
+                    "id": "call_0",
+                    "type": "function",
+                    "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'},
+                }
             ],
         },
         {"role": "tool", "tool_call_id": "call_0", "content": '{"temp": 21}'},
@@ -534,7 +566,9 @@ async def test_tool_conversation_messages_are_converted(emu: Emulator) -> None:
             "role": "assistant",
             "content": "",
             "thinking": "Need the tool.",
-            "tool_calls": [{"function": {"name": "get_weather", "arguments": {"city": "Paris"}}, "id": "call_0"}],
+            "tool_calls": [
+                {"function": {"name": "get_weather", "arguments": {"city": "Paris"}}, "id": "call_0"}
+            ],
         },
         {"role": "tool", "content": '{"temp": 21}', "tool_name": "get_weather", "tool_call_id": "call_0"},
     ]
@@ -542,17 +576,34 @@ async def test_tool_conversation_messages_are_converted(emu: Emulator) -> None:
 
 def test_message_conversion_of_images_and_bad_input() -> None:
     converted = ollama_messages(
-        [{"role": "user", "content": [
-            {"type": "text", "text": "What is this?"},
-            {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo="}},
-        ]}]
+        [
+            {
+                "role": "user",
+                "content": [
+                    {"type": "text", "text": "What is this?"},
+                    {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo="}},
+                ],
+            }
+        ]
     )
     assert converted == [{"role": "user", "content": "What is this?", "images": ["iVBORw0KGgo="]}]
     bad_messages: list[list[dict[str, Any]]] = [
         [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "https://x/y.png"}}]}],
         [{"role": "user", "content": [{"type": "input_audio"}]}],
-        [{"role": "assistant", "content": "", "tool_calls": [{"function": {"name": "f", "arguments": "{oops"}}]}],
-        [{"role": "assistant", "content": "", "tool_calls": [{"function": {"name": "f", "arguments": "[1]"}}]}],
+        [
+            {
+                "role": "assistant",
+                "content": "",
+                "tool_calls": [{"function": {"name": "f", "arguments": "{oops"}}],
+            }
+        ],
+        [
+            {
+                "role": "assistant",
+                "content": "",
+                "tool_calls": [{"function": {"name": "f", "arguments": "[1]"}}],
+            }
+        ],
         [{"role": "assistant", "content": "", "tool_calls": ["f"]}],
     ]
     for messages in bad_messages:
@@ -589,11 +640,20 @@ async def test_scripted_text_reasoning_tools_and_usage(emu: Emulator) -> None:
     assert response.reasoning == "Weather needed."
     assert response.text == "Checking <now> & then."
     (call,) = response.tool_calls
-    assert (call.id, call.name, call.parsed_arguments()) == ("call_0", "get_weather", {"city": "Paris", "unit": "C"})
+    assert (call.id, call.name, call.parsed_arguments()) == (
+        "call_0",
+        "get_weather",
+        {"city": "Paris", "unit": "C"},
+    )
     assert response.finish_reason == "tool_calls"
     assert response.model == "qwen3:0.6b"
     usage = response.usage
-    assert (usage.input_tokens, usage.output_tokens, usage.total_tokens, usage.source) == (31, 9, 40, "provider")
+    assert (usage.input_tokens, usage.output_tokens, usage.total_tokens, usage.source) == (
+        31,
+        9,
+        40,
+        "provider",
+    )
     assert usage.raw is not None and usage.raw["eval_duration"] > 0
     assert emu.requests[0].path == "/api/chat"
 
@@ -694,7 +754,9 @@ async def test_scripted_stream_through_the_ollama_sdk_gives_the_same_result(emu:
     client = ollama.AsyncClient(host=emu.ollama_base_url)
     content, thinking, calls, last = "", "", [], None
     try:
-        stream = await client.chat(model="qwen3:0.6b", messages=messages, tools=tools, stream=True, think=True)
+        stream = await client.chat(
+            model="qwen3:0.6b", messages=messages, tools=tools, stream=True, think=True
+        )
         async for part in stream:
             content += part.message.content or ""
             thinking += part.message.thinking or ""
@@ -713,7 +775,10 @@ async def test_scripted_stream_through_the_ollama_sdk_gives_the_same_result(emu:
     ]
     assert response.finish_reason == "tool_calls"
     assert response.finish_reason_raw == last.done_reason == "stop"  # kept as Ollama sent it
-    assert (response.usage.input_tokens, response.usage.output_tokens) == (last.prompt_eval_count, last.eval_count)
+    assert (response.usage.input_tokens, response.usage.output_tokens) == (
+        last.prompt_eval_count,
+        last.eval_count,
+    )
     assert response.model == last.model
 
     sdk_request, our_request = emu.requests

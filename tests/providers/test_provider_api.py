@@ -73,7 +73,10 @@ def _imports(path: Path) -> list[tuple[str, list[str]]]:
 def test_the_example_imports_only_the_public_api() -> None:
     sources = sorted(PACKAGE.glob("*.py"))
     assert {path.name for path in sources} == {"__init__.py", "wire.py", "wrapper.py"}
-    public = {"streamwrap": set(streamwrap.__all__), "streamwrap.providers": set(streamwrap.providers.__all__)}
+    public = {
+        "streamwrap": set(streamwrap.__all__),
+        "streamwrap.providers": set(streamwrap.providers.__all__),
+    }
     used: set[str] = set()
     for path in sources:
         for module, names in _imports(path):
@@ -94,13 +97,27 @@ def example_site(tmp_path_factory: pytest.TempPathFactory) -> Path:
     # fetched. Otherwise pip fetches it, as for any source install.
     isolation = ["--no-build-isolation"] if importlib.util.find_spec("hatchling") else []
     result = subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-input",
-         "--disable-pip-version-check", "--target", str(site), *isolation, str(EXAMPLE)],
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--no-deps",
+            "--no-input",
+            "--disable-pip-version-check",
+            "--target",
+            str(site),
+            *isolation,
+            str(EXAMPLE),
+        ],
         capture_output=True,
         text=True,
     )
     if result.returncode != 0 and not isolation and re.search(r"hatchling", result.stderr, re.I):
-        pytest.skip(f"hatchling is not installed and pip could not fetch it to build the example: {result.stderr[-500:]}")
+        pytest.skip(
+            f"hatchling is not installed and pip could not fetch it to build the example: {result.stderr[-500:]}"
+        )
     assert result.returncode == 0, result.stdout + result.stderr
     return site
 
@@ -121,7 +138,17 @@ def test_the_installed_example_passes_the_provider_contract(example_site: Path) 
         "EXAMPLE_PROVIDER_SITE": str(example_site),
     }
     result = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--rootdir", str(ROOT), str(CONTRACT)],
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "--rootdir",
+            str(ROOT),
+            str(CONTRACT),
+        ],
         capture_output=True,
         text=True,
         cwd=ROOT,
@@ -139,8 +166,17 @@ def test_the_example_type_checks_strictly(tmp_path: Path) -> None:
     # The extension API is typed well enough for a provider package under mypy --strict.
     pytest.importorskip("mypy", reason="mypy (a test dependency) is not installed")
     result = subprocess.run(
-        [sys.executable, "-m", "mypy", "--strict", "--no-incremental", "--cache-dir", os.devnull,
-         "-p", "streamwrap_example_provider"],
+        [
+            sys.executable,
+            "-m",
+            "mypy",
+            "--strict",
+            "--no-incremental",
+            "--cache-dir",
+            os.devnull,
+            "-p",
+            "streamwrap_example_provider",
+        ],
         capture_output=True,
         text=True,
         cwd=tmp_path,

@@ -122,7 +122,11 @@ async def test_glm_parameters_go_in_the_body(emu: Emulator) -> None:
     response = await model("What is 2 + 2?", do_sample=True, tool_stream=False, max_tokens=100)
     assert await response.aread() == "4"
     assert response.reasoning == "2 + 2"
-    assert (response.usage.input_tokens, response.usage.output_tokens, response.usage.source) == (13, 3, "provider")
+    assert (response.usage.input_tokens, response.usage.output_tokens, response.usage.source) == (
+        13,
+        3,
+        "provider",
+    )
     sent = emu.requests[0].json
     assert sent["thinking"] == {"type": "enabled"}  # top level, via extra_body
     assert sent["do_sample"] is True
@@ -153,7 +157,11 @@ async def test_scripted_tool_call_and_reasoning(emu: Emulator) -> None:
     await response.aread()
     assert response.reasoning == "Need weather."
     (call,) = response.tool_calls
-    assert (call.id, call.name, call.parsed_arguments()) == ("call_glm_1", "weather", {"location": "Florence"})
+    assert (call.id, call.name, call.parsed_arguments()) == (
+        "call_glm_1",
+        "weather",
+        {"location": "Florence"},
+    )
     assert response.finish_reason == "tool_calls"
     assert response.usage.total_tokens == 266
 
@@ -251,7 +259,9 @@ async def test_key_from_the_environment(
 
 
 @pytest.mark.parametrize("var", URL_VARS)
-async def test_base_url_from_the_environment(emu: Emulator, monkeypatch: pytest.MonkeyPatch, var: str) -> None:
+async def test_base_url_from_the_environment(
+    emu: Emulator, monkeypatch: pytest.MonkeyPatch, var: str
+) -> None:
     monkeypatch.setenv(var, _glm_base(emu))
     monkeypatch.setenv("ZAI_API_KEY", API_KEY)
     model = streamwrap.load_model({"model_type": "zhipuai_chat", "model_name": "glm-4.7", "max_retries": 0})

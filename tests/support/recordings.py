@@ -35,7 +35,9 @@ RECORDINGS = Path(
 MISSING = f"recordings folder not found at {RECORDINGS}"
 
 # The wire formats streamwrap decodes, by the name of the provider package of its mapper.
-OPENAI = "openai"  # chat.completions SSE: _providers/openai/_wire (openai_chat, zhipuai_chat, litellm's openai/)
+OPENAI = (
+    "openai"  # chat.completions SSE: _providers/openai/_wire (openai_chat, zhipuai_chat, litellm's openai/)
+)
 DASHSCOPE = "dashscope"  # DashScope native text-generation SSE: _providers/dashscope/_wire
 GEMINI = "gemini"  # Gemini streamGenerateContent?alt=sse: _providers/gemini/_wire
 OLLAMA = "ollama"  # Ollama /api/chat NDJSON: _providers/ollama/_wire
@@ -199,9 +201,7 @@ def select(
 
 def without_wrapper(*, status: int | None = 200) -> list[Recording]:
     """The recordings of providers in :data:`NO_WRAPPER`."""
-    return [
-        r for r in everything() if r.provider in NO_WRAPPER and (status is None or r.status == status)
-    ]
+    return [r for r in everything() if r.provider in NO_WRAPPER and (status is None or r.status == status)]
 
 
 def no_wrapper_reason(recording: Recording) -> str:

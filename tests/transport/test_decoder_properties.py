@@ -86,7 +86,12 @@ DASHSCOPE = Wire(
 DASHSCOPE_CUMULATIVE = replace(
     DASHSCOPE, name="dashscope-cumulative", make=lambda: DashScopeStreamMapper("dashscope", incremental=False)
 )
-GEMINI = Wire("gemini", lambda: GeminiStreamMapper("gemini"), lambda d: b"data: " + d + b"\r\n\r\n", usage_per_event=False)
+GEMINI = Wire(
+    "gemini",
+    lambda: GeminiStreamMapper("gemini"),
+    lambda d: b"data: " + d + b"\r\n\r\n",
+    usage_per_event=False,
+)
 OLLAMA = Wire("ollama", lambda: OllamaStreamMapper("ollama"), lambda data: data + b"\n", usage_per_event=True)
 WIRES = [OPENAI, DASHSCOPE, DASHSCOPE_CUMULATIVE, GEMINI, OLLAMA]
 WIRE_PARAMS = [pytest.param(w, id=w.name) for w in WIRES]
@@ -318,7 +323,9 @@ def expected_parse(recording: Recording) -> dict[str, Any]:
 def actual_parse(result: Parse, keys: Iterable[str]) -> dict[str, Any]:
     derived: dict[str, Callable[[], Any]] = {
         "calls": lambda: [(name, orjson.loads(arguments)) for _, name, arguments, _ in result.tool_calls],
-        "usage_counts": lambda: None if result.usage is None else (result.usage.input_tokens, result.usage.output_tokens),
+        "usage_counts": lambda: (
+            None if result.usage is None else (result.usage.input_tokens, result.usage.output_tokens)
+        ),
     }
     return {k: derived[k]() if k in derived else getattr(result, k) for k in keys}
 
@@ -349,7 +356,9 @@ def test_recording_cut_anywhere_parses_like_the_whole(recording: Recording, data
 @pytest.mark.parametrize("recording", RECORDING_PARAMS)
 def test_recording_fed_byte_by_byte_parses_like_the_whole(recording: Recording) -> None:
     body = recording.body
-    assert outcome(recording.wire, [body[i : i + 1] for i in range(len(body))]) == outcome(recording.wire, [body])
+    assert outcome(recording.wire, [body[i : i + 1] for i in range(len(body))]) == outcome(
+        recording.wire, [body]
+    )
 
 
 # Error bodies a mapper reads too: Gemini sends its errors as a JSON body even where the
@@ -400,8 +409,8 @@ _CUTS = st.lists(st.integers(min_value=0, max_value=1 << 20), max_size=32)
 @example(body=b"event: error\ndata: {}\n\n", cuts=[])
 @example(body=b'data: {"error": {"message": "boom"}}\n\n', cuts=[9])
 @example(body=b"data: [DONE]\n\ndata: garbage\n\n", cuts=[])
-@example(body=b"\xef\xbb\xbf{\"a\": 1}\n\xff\n", cuts=[1, 2])
-@example(body=b"  \r\n{\"error\": 5}", cuts=[1])
+@example(body=b'\xef\xbb\xbf{"a": 1}\n\xff\n', cuts=[1, 2])
+@example(body=b'  \r\n{"error": 5}', cuts=[1])
 @example(body=b"data: " + b"[" * 100_000 + b"\n\n", cuts=[50_000])
 @example(body=b"[" * 100_000 + b"\n", cuts=[])
 @example(body=b'data: {"a": ' * 5_000 + b"\n\n", cuts=[])
@@ -411,11 +420,46 @@ def test_arbitrary_bytes_raise_only_streamwrap_errors(wire: Wire, body: bytes, c
 
 # Ways to break a real body.
 _INVALID_UTF8 = st.sampled_from(
-    [b"\xff", b"\xfe", b"\x80", b"\xc3", b"\xc0\xaf", b"\xe2\x82", b"\xed\xa0\x80", b"\xf4\x90\x80\x80", b"\xf0\x9f\x98"]
+    [
+        b"\xff",
+        b"\xfe",
+        b"\x80",
+        b"\xc3",
+        b"\xc0\xaf",
+        b"\xe2\x82",
+        b"\xed\xa0\x80",
+        b"\xf4\x90\x80\x80",
+        b"\xf0\x9f\x98",
+    ]
 )
-_GARBAGE = st.binary(min_size=1, max_size=24) | _INVALID_UTF8 | st.sampled_from(
-    [b"\n", b"\r", b"\r\n", b"\n\n", b"data: ", b"data:", b":", b"{", b"}", b"[", b"]", b'"', b"\\", b"\x00",
-     b"event: error\n", b"[DONE]", b"null", b"true", b"1e999", b"-0", b'"\\ud800"']
+_GARBAGE = (
+    st.binary(min_size=1, max_size=24)
+    | _INVALID_UTF8
+    | st.sampled_from(
+        [
+            b"\n",
+            b"\r",
+            b"\r\n",
+            b"\n\n",
+            b"data: ",
+            b"data:",
+            b":",
+            b"{",
+            b"}",
+            b"[",
+            b"]",
+            b'"',
+            b"\\",
+            b"\x00",
+            b"event: error\n",
+            b"[DONE]",
+            b"null",
+            b"true",
+            b"1e999",
+            b"-0",
+            b'"\\ud800"',
+        ]
+    )
 )
 
 
@@ -443,10 +487,14 @@ def mutated(draw: st.DrawFn, bodies: list[bytes]) -> bytes:
 @pytest.mark.parametrize("wire", WIRE_PARAMS)
 @_settings(150)
 @given(data=st.data(), cuts=_CUTS)
-def test_mutated_recordings_raise_only_streamwrap_errors(wire: Wire, data: st.DataObject, cuts: list[int]) -> None:
+def test_mutated_recordings_raise_only_streamwrap_errors(
+    wire: Wire, data: st.DataObject, cuts: list[int]
+) -> None:
     bodies = recordings_of(wire)
     if not bodies:
-        pytest.skip(_recordings.MISSING if not _recordings.RECORDINGS.is_dir() else f"no {wire.name} recordings")
+        pytest.skip(
+            _recordings.MISSING if not _recordings.RECORDINGS.is_dir() else f"no {wire.name} recordings"
+        )
     check_bytes(wire, data.draw(mutated(bodies), label="body"), cuts)
 
 
@@ -454,28 +502,78 @@ def test_mutated_recordings_raise_only_streamwrap_errors(wire: Wire, data: st.Da
 _KEYS = st.sampled_from(
     [
         # OpenAI chunks
-        "id", "model", "choices", "delta", "message", "content", "reasoning_content", "reasoning",
-        "tool_calls", "index", "function", "name", "arguments", "finish_reason", "usage",
-        "prompt_tokens", "completion_tokens", "total_tokens", "prompt_tokens_details",
-        "completion_tokens_details", "cached_tokens", "reasoning_tokens", "prompt_cache_hit_tokens",
-        "error", "code", "type",
+        "id",
+        "model",
+        "choices",
+        "delta",
+        "message",
+        "content",
+        "reasoning_content",
+        "reasoning",
+        "tool_calls",
+        "index",
+        "function",
+        "name",
+        "arguments",
+        "finish_reason",
+        "usage",
+        "prompt_tokens",
+        "completion_tokens",
+        "total_tokens",
+        "prompt_tokens_details",
+        "completion_tokens_details",
+        "cached_tokens",
+        "reasoning_tokens",
+        "prompt_cache_hit_tokens",
+        "error",
+        "code",
+        "type",
         # DashScope
-        "output", "text", "request_id", "input_tokens", "output_tokens", "output_tokens_details",
+        "output",
+        "text",
+        "request_id",
+        "input_tokens",
+        "output_tokens",
+        "output_tokens_details",
         # Gemini
-        "candidates", "parts", "thought", "functionCall", "args", "thoughtSignature", "finishReason",
-        "usageMetadata", "promptTokenCount", "candidatesTokenCount", "thoughtsTokenCount",
-        "totalTokenCount", "cachedContentTokenCount", "responseId", "modelVersion", "promptFeedback",
-        "blockReason", "blockReasonMessage", "status",
+        "candidates",
+        "parts",
+        "thought",
+        "functionCall",
+        "args",
+        "thoughtSignature",
+        "finishReason",
+        "usageMetadata",
+        "promptTokenCount",
+        "candidatesTokenCount",
+        "thoughtsTokenCount",
+        "totalTokenCount",
+        "cachedContentTokenCount",
+        "responseId",
+        "modelVersion",
+        "promptFeedback",
+        "blockReason",
+        "blockReasonMessage",
+        "status",
         # Ollama
-        "thinking", "done", "done_reason", "prompt_eval_count", "eval_count",
+        "thinking",
+        "done",
+        "done_reason",
+        "prompt_eval_count",
+        "eval_count",
     ]
 )
 _SCALARS = (
-    st.none() | st.booleans() | st.integers(-5, 5) | st.floats(allow_nan=False, width=32)
-    | st.text(max_size=4) | st.sampled_from(["stop", "STOP", "null", "", "tool_calls", "{}", '{"a": 1}'])
+    st.none()
+    | st.booleans()
+    | st.integers(-5, 5)
+    | st.floats(allow_nan=False, width=32)
+    | st.text(max_size=4)
+    | st.sampled_from(["stop", "STOP", "null", "", "tool_calls", "{}", '{"a": 1}'])
 )
 _JSON = st.recursive(
-    _SCALARS, lambda children: st.lists(children, max_size=3) | st.dictionaries(_KEYS, children, max_size=4),
+    _SCALARS,
+    lambda children: st.lists(children, max_size=3) | st.dictionaries(_KEYS, children, max_size=4),
     max_leaves=16,
 )
 _OBJECTS = st.lists(st.dictionaries(_KEYS, _JSON, max_size=5), min_size=1, max_size=5)
@@ -487,7 +585,11 @@ _OBJECTS = st.lists(st.dictionaries(_KEYS, _JSON, max_size=5), min_size=1, max_s
 @example(objects=[{"choices": 5}], cuts=[], end=True)
 @example(objects=[{"choices": [{"delta": {"content": 5}}]}], cuts=[12], end=True)
 @example(objects=[{"choices": [{"finish_reason": {"a": 1}}]}], cuts=[], end=True)
-@example(objects=[{"choices": [{"delta": {"tool_calls": [{"id": 5, "function": {"arguments": 7}}]}}]}], cuts=[], end=True)
+@example(
+    objects=[{"choices": [{"delta": {"tool_calls": [{"id": 5, "function": {"arguments": 7}}]}}]}],
+    cuts=[],
+    end=True,
+)
 @example(objects=[{"usage": {"prompt_tokens": "3", "completion_tokens": True}}], cuts=[], end=True)
 @example(objects=[{"output": {"text": "x"}, "usage": 5}], cuts=[], end=False)
 @example(objects=[{"usageMetadata": "x"}, {"candidates": [{"finishReason": "STOP"}]}], cuts=[], end=False)

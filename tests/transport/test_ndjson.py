@@ -140,7 +140,9 @@ def test_invalid_utf8_passes_through_for_the_parser_to_reject() -> None:
 
 # -- the decoder: properties -------------------------------------------------------------
 
-_LINE_TEXT = st.text(alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="\r\n"), max_size=40)
+_LINE_TEXT = st.text(
+    alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="\r\n"), max_size=40
+)
 
 
 @FAST
@@ -217,7 +219,12 @@ def test_mapper_text_reasoning_usage_finish() -> None:
     assert [d for d in out if type(d) in (TextDelta, ReasoningDelta)] == ["hmm", "Hi"]
     assert type(out[1]) is ReasoningDelta
     (usage,) = [d.usage for d in out if type(d) is UsageReport]
-    assert (usage.input_tokens, usage.output_tokens, usage.total_tokens, usage.source) == (5, 3, 8, "provider")
+    assert (usage.input_tokens, usage.output_tokens, usage.total_tokens, usage.source) == (
+        5,
+        3,
+        8,
+        "provider",
+    )
     assert dict(usage.raw or {}) == {"prompt_eval_count": 5, "eval_count": 3, "eval_duration": 99}
     assert out[-1] == Finish("stop")
 
@@ -227,10 +234,18 @@ def test_mapper_tool_calls_get_json_arguments_ids_and_distinct_indexes() -> None
     body = (
         _line(model="m", message={"role": "assistant", "content": "", "tool_calls": [call, call]}, done=False)
         # A later line restarting at index 0 must not merge into the first call.
-        + _line(model="m", message={"role": "assistant", "content": "", "tool_calls": [
-            {"function": {"index": 0, "name": "f", "arguments": {}}},
-            {"id": "call_own", "function": {"index": 7, "name": "g", "arguments": {"x": [1]}}},
-        ]}, done=False)
+        + _line(
+            model="m",
+            message={
+                "role": "assistant",
+                "content": "",
+                "tool_calls": [
+                    {"function": {"index": 0, "name": "f", "arguments": {}}},
+                    {"id": "call_own", "function": {"index": 7, "name": "g", "arguments": {"x": [1]}}},
+                ],
+            },
+            done=False,
+        )
         + _line(model="m", message={"role": "assistant", "content": ""}, **DONE)
     )
     out = _map(body)
@@ -262,9 +277,11 @@ def test_mapper_without_done_reason_sends_no_finish() -> None:
 
 
 def test_mapper_ignores_lines_after_done() -> None:
-    body = _line(model="m", message={"role": "assistant", "content": "x"}, **DONE) + _line(
-        model="m", message={"role": "assistant", "content": "late"}, done=False
-    ) + b"not json\n"
+    body = (
+        _line(model="m", message={"role": "assistant", "content": "x"}, **DONE)
+        + _line(model="m", message={"role": "assistant", "content": "late"}, done=False)
+        + b"not json\n"
+    )
     assert [d for d in _map(body) if type(d) is TextDelta] == ["x"]
 
 
@@ -287,9 +304,15 @@ def test_mapper_error_line() -> None:
     ("body", "error"),
     [
         (b"", streamwrap.StreamInterruptedError),
-        (_line(model="m", message={"role": "assistant", "content": "x"}, done=False), streamwrap.StreamInterruptedError),
+        (
+            _line(model="m", message={"role": "assistant", "content": "x"}, done=False),
+            streamwrap.StreamInterruptedError,
+        ),
         # A last line cut mid-way by a dropped connection is an interruption, not bad JSON.
-        (_line(model="m", message={"content": "x"}, done=False) + b'{"model":"m","mess', streamwrap.StreamInterruptedError),
+        (
+            _line(model="m", message={"content": "x"}, done=False) + b'{"model":"m","mess',
+            streamwrap.StreamInterruptedError,
+        ),
         (b"{not json}\n", streamwrap.StreamProtocolError),
         (b"[1, 2]\n", streamwrap.StreamProtocolError),
         (b'{"message": "text"}\n', streamwrap.StreamProtocolError),
@@ -315,15 +338,22 @@ def test_recorded_bodies_map_to_expected_however_cut(path: Path, cuts: list[int]
     assert not [d for d in out if type(d) in (ReasoningDelta, ToolCallDelta)]
     assert out[0] == Metadata(None, expected["model"])
     (usage,) = [d.usage for d in out if type(d) is UsageReport]
-    assert (usage.input_tokens, usage.output_tokens) == (expected["prompt_eval_count"], expected["eval_count"])
+    assert (usage.input_tokens, usage.output_tokens) == (
+        expected["prompt_eval_count"],
+        expected["eval_count"],
+    )
     assert out[-1] == Finish(expected["done_reason"])
 
 
 def test_chat_deltas_of_a_whole_body() -> None:
     obj = {
         "model": "m",
-        "message": {"role": "assistant", "content": "ok", "thinking": "t",
-                    "tool_calls": [{"function": {"name": "f", "arguments": {"a": 1}}}]},
+        "message": {
+            "role": "assistant",
+            "content": "ok",
+            "thinking": "t",
+            "tool_calls": [{"function": {"name": "f", "arguments": {"a": 1}}}],
+        },
         **DONE,
     }
     out = chat_deltas(obj, "ollama")

@@ -32,8 +32,15 @@ def anyio_backend() -> str:
 
 
 def openai_model(emu: Emulator, **overrides: Any) -> Any:
-    config = {"model_type": "openai_chat", "model_name": "m", "stream": True, "base_url": emu.openai_base_url,
-              "api_key": "sk-test", "max_retries": 0, **overrides}
+    config = {
+        "model_type": "openai_chat",
+        "model_name": "m",
+        "stream": True,
+        "base_url": emu.openai_base_url,
+        "api_key": "sk-test",
+        "max_retries": 0,
+        **overrides,
+    }
     return streamwrap.load_model(config)
 
 
@@ -71,13 +78,22 @@ async def test_a_client_of_the_callers_is_left_as_it_is(emu: Emulator) -> None:
 
 
 @pytest.mark.parametrize("model_type", ["ollama_chat", "gemini_chat", "dashscope_chat"])
-async def test_native_http_pools_close_idle_connections_in_the_background(emu: Emulator, model_type: str) -> None:
+async def test_native_http_pools_close_idle_connections_in_the_background(
+    emu: Emulator, model_type: str
+) -> None:
     pytest.importorskip("httpx")
-    base_url = {"ollama_chat": emu.ollama_base_url, "gemini_chat": emu.gemini_base_url,
-                "dashscope_chat": emu.dashscope_base_url}[model_type]
+    base_url = {
+        "ollama_chat": emu.ollama_base_url,
+        "gemini_chat": emu.gemini_base_url,
+        "dashscope_chat": emu.dashscope_base_url,
+    }[model_type]
     model = streamwrap.load_model(
-        {"model_type": model_type, "model_name": "gemini-2.5-flash" if model_type == "gemini_chat" else "m",
-         "base_url": base_url, "api_key": "k"}
+        {
+            "model_type": model_type,
+            "model_name": "gemini-2.5-flash" if model_type == "gemini_chat" else "m",
+            "base_url": base_url,
+            "api_key": "k",
+        }
     )
     await model.aprepare()
     http = model._client()
@@ -94,7 +110,8 @@ def loaded_emulator() -> Iterator[str]:
     down the emulator that answers the requests being measured."""
     process = subprocess.Popen(
         [sys.executable, "-m", "streamwrap.testing", "--port", "0", "--chunks", "10000", "--delay", "0.002"],
-        stdout=subprocess.PIPE, text=True,
+        stdout=subprocess.PIPE,
+        text=True,
     )
     try:
         assert process.stdout is not None

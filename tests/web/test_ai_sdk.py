@@ -52,13 +52,28 @@ def _install(version: str) -> Path:
     staging = Path(tempfile.mkdtemp(prefix=f".{version}-", dir=CACHE))
     try:
         result = subprocess.run(
-            ["npm", "install", "--prefix", str(staging), f"ai@{version}", "--no-audit", "--no-fund",
-             "--loglevel=error", "--fetch-retries=1", "--fetch-retry-mintimeout=1000", "--fetch-retry-maxtimeout=5000"],
-            capture_output=True, text=True, timeout=300,
+            [
+                "npm",
+                "install",
+                "--prefix",
+                str(staging),
+                f"ai@{version}",
+                "--no-audit",
+                "--no-fund",
+                "--loglevel=error",
+                "--fetch-retries=1",
+                "--fetch-retry-mintimeout=1000",
+                "--fetch-retry-maxtimeout=5000",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=300,
         )
         if result.returncode != 0:
             first = next((line for line in result.stderr.splitlines() if line.strip()), "")
-            _INSTALL_FAILED.append(f"npm could not install ai@{version} (is the registry reachable?): {first}")
+            _INSTALL_FAILED.append(
+                f"npm could not install ai@{version} (is the registry reachable?): {first}"
+            )
             pytest.skip(_INSTALL_FAILED[0])
         try:
             staging.rename(prefix)
@@ -75,10 +90,15 @@ def _install(version: str) -> Path:
 
 @pytest.fixture(scope="module")
 def server(emulator: Emulator) -> Iterator[Server]:
-    model = streamwrap.load_model({
-        "model_type": "openai_chat", "model_name": "emulator-1", "base_url": emulator.openai_base_url,
-        "api_key": "sk-test", "max_retries": 0,
-    })
+    model = streamwrap.load_model(
+        {
+            "model_type": "openai_chat",
+            "model_name": "emulator-1",
+            "base_url": emulator.openai_base_url,
+            "api_key": "sk-test",
+            "max_retries": 0,
+        }
+    )
     s = Server(chat_app(model, heartbeat=None))
     yield s
     s.stop()
@@ -88,7 +108,9 @@ def run_chat(version: str, server: Server, prompts: list[str]) -> list[dict[str,
     prefix = _install(version)
     result = subprocess.run(
         ["node", str(DRIVER), str(prefix), server.url + "/api/chat", *prompts],
-        capture_output=True, text=True, timeout=60,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert result.returncode == 0, result.stderr
     out = json.loads(result.stdout)
@@ -107,7 +129,9 @@ def run_chat(version: str, server: Server, prompts: list[str]) -> list[dict[str,
 def test_the_ai_sdk_chat_accepts_every_finished_reply(emu: Emulator, server: Server, version: str) -> None:
     emu.script(
         Reply(reasoning=["Let me ", "think."], text=["Hello", ", ", "world."], usage=(3, 4)),
-        Reply(text="Checking.", tool_calls=[ToolCallSpec("get_weather", ['{"city": ', '"Paris"}'], id="call_w")]),
+        Reply(
+            text="Checking.", tool_calls=[ToolCallSpec("get_weather", ['{"city": ', '"Paris"}'], id="call_w")]
+        ),
         Reply(text=["long ", "reply"], finish_reason="length"),
     )
     plain, tools, cut = run_chat(version, server, ["hi", "weather?", "go on"])
@@ -118,14 +142,23 @@ def test_the_ai_sdk_chat_accepts_every_finished_reply(emu: Emulator, server: Ser
     assert plain["metadata"]["finishReason"] == "stop"
     assert plain["metadata"]["usage"]["output_tokens"] == 4
     assert tools["text"] == "Checking."
-    assert tools["tools"] == [{"name": "get_weather", "id": "call_w", "state": "input-available",
-                               "input": {"city": "Paris"}, "errorText": None}]
+    assert tools["tools"] == [
+        {
+            "name": "get_weather",
+            "id": "call_w",
+            "state": "input-available",
+            "input": {"city": "Paris"},
+            "errorText": None,
+        }
+    ]
     assert tools["metadata"]["finishReason"] == "tool_calls"
     assert cut["text"] == "long reply" and cut["metadata"]["finishReason"] == "length"
 
 
 @pytest.mark.parametrize("version", AI_VERSIONS)
-def test_the_ai_sdk_chat_shows_failures_as_the_servers_error(emu: Emulator, server: Server, version: str) -> None:
+def test_the_ai_sdk_chat_shows_failures_as_the_servers_error(
+    emu: Emulator, server: Server, version: str
+) -> None:
     emu.script(
         Reply(status=401),
         Reply(text=["part", "ial ", "text"], fault=Fault.drop_after(2)),

@@ -28,7 +28,8 @@ pytest.importorskip("starlette")
 uvicorn = pytest.importorskip("uvicorn")
 pytest.importorskip("websockets")
 sync_api = pytest.importorskip(
-    "playwright.sync_api", reason="playwright is not installed (pip install playwright; Chromium comes from the system)"
+    "playwright.sync_api",
+    reason="playwright is not installed (pip install playwright; Chromium comes from the system)",
 )
 
 
@@ -63,10 +64,15 @@ ARTIFACTS = Path(os.environ.get("STREAMWRAP_ARTIFACTS") or Path(__file__).resolv
 CHUNKS = [f"word{i:02d} " for i in range(29)] + ["end."]
 ANSWER = "".join(CHUNKS)
 CHROMIUM_ARGS = [
-    "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking",
-    "--disable-extensions", "--no-first-run", "--disable-sync", "--mute-audio",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
+    "--disable-background-networking",
+    "--disable-extensions",
+    "--no-first-run",
+    "--disable-sync",
+    "--mute-audio",
 ]
-
 
 
 @pytest.fixture(scope="module")
@@ -91,10 +97,16 @@ def start_server(emu: Emulator, ends: list[EndEvent], **options: Any) -> Server:
         if isinstance(event, EndEvent):
             ends.append(event)
 
-    model = streamwrap.load_model({
-        "model_type": "openai_chat", "model_name": "emulator-1", "base_url": emu.openai_base_url,
-        "api_key": "sk-test", "max_retries": 0, "response_callback": record,
-    })
+    model = streamwrap.load_model(
+        {
+            "model_type": "openai_chat",
+            "model_name": "emulator-1",
+            "base_url": emu.openai_base_url,
+            "api_key": "sk-test",
+            "max_retries": 0,
+            "response_callback": record,
+        }
+    )
     return Server(chat_app(model, token=TOKEN, heartbeat=1.0, title="streamwrap test"), **options)
 
 
@@ -160,7 +172,8 @@ def small_page(browser: Any, server: Server) -> Iterator[Any]:
 
 def state(page: Any) -> dict[str, Any]:
     """The last reply's text, the status and the info line, read in one round trip."""
-    return dict(page.evaluate("""() => {
+    return dict(
+        page.evaluate("""() => {
         const texts = document.querySelectorAll('[data-testid="assistant-text"]');
         const infos = document.querySelectorAll('[data-testid="info"]');
         return {
@@ -168,7 +181,8 @@ def state(page: Any) -> dict[str, Any]:
             info: infos.length ? infos[infos.length - 1].textContent : "",
             status: document.querySelector('[data-testid="status"]').textContent,
         };
-    }"""))
+    }""")
+    )
 
 
 def send(page: Any, transport: str, prompt: str) -> None:
@@ -188,7 +202,9 @@ def screenshot(page: Any, name: str) -> None:
 
 
 @pytest.mark.parametrize("transport", ["sse", "ws"])
-def test_the_page_streams_the_reply_as_it_grows(emu: Emulator, page: Any, transport: str, ends: list[EndEvent]) -> None:
+def test_the_page_streams_the_reply_as_it_grows(
+    emu: Emulator, page: Any, transport: str, ends: list[EndEvent]
+) -> None:
     # The token came in the URL and left the address bar at once.
     assert "token" not in page.url
     emu.script(
@@ -237,7 +253,9 @@ def test_the_page_streams_the_reply_as_it_grows(emu: Emulator, page: Any, transp
 
 
 @pytest.mark.parametrize("transport", ["sse", "ws"])
-def test_stop_cancels_the_reply_upstream(emu: Emulator, page: Any, transport: str, ends: list[EndEvent]) -> None:
+def test_stop_cancels_the_reply_upstream(
+    emu: Emulator, page: Any, transport: str, ends: list[EndEvent]
+) -> None:
     slow = [f"slow{i:02d} " for i in range(100)]
     emu.script(Reply(text=slow, delay=0.05))
     send(page, transport, "Go on and on")
@@ -447,26 +465,38 @@ LINES = [f"line {i:02d}\n" for i in range(59)] + ["line 59, the end."]
 
 def in_view(page: Any, testid: str) -> bool:
     """Whether the last element with this test id lies wholly inside the transcript's box."""
-    return bool(page.evaluate("""(testid) => {
+    return bool(
+        page.evaluate(
+            """(testid) => {
         const all = document.querySelectorAll(`[data-testid="${testid}"]`);
         const box = all[all.length - 1].getBoundingClientRect();
         const view = document.querySelector('[data-testid="transcript"]').getBoundingClientRect();
         return box.height > 0 && box.top >= view.top - 1 && box.bottom <= view.bottom + 1;
-    }""", testid))
+    }""",
+            testid,
+        )
+    )
 
 
 def distance_from_bottom(page: Any) -> float:
-    return float(page.evaluate("""() => {
+    return float(
+        page.evaluate("""() => {
         const t = document.querySelector('[data-testid="transcript"]');
         return t.scrollHeight - t.scrollTop - t.clientHeight;
-    }"""))
+    }""")
+    )
 
 
 ENDINGS = {
     "summary": (Reply(text=LINES, delay=0.005, usage=(5, 60)), ["info"]),
-    "error": (Reply(text=LINES, delay=0.005, fault=Fault.error_event_after(len(LINES), "gone")), ["error", "info"]),
+    "error": (
+        Reply(text=LINES, delay=0.005, fault=Fault.error_event_after(len(LINES), "gone")),
+        ["error", "info"],
+    ),
     "tool call": (
-        Reply(text=LINES, delay=0.005, tool_calls=[ToolCallSpec("lookup", '{"query": "the weather in Lisbon"}')]),
+        Reply(
+            text=LINES, delay=0.005, tool_calls=[ToolCallSpec("lookup", '{"query": "the weather in Lisbon"}')]
+        ),
         ["tool-call", "info"],
     ),
 }
@@ -474,7 +504,9 @@ ENDINGS = {
 
 @pytest.mark.parametrize("ending", list(ENDINGS))
 @pytest.mark.parametrize("transport", ["sse", "ws"])
-def test_the_end_of_a_long_reply_stays_in_view(emu: Emulator, small_page: Any, transport: str, ending: str) -> None:
+def test_the_end_of_a_long_reply_stays_in_view(
+    emu: Emulator, small_page: Any, transport: str, ending: str
+) -> None:
     reply, last_parts = ENDINGS[ending]
     emu.script(reply)
     send(small_page, transport, "A long one, please")

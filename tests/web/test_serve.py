@@ -39,10 +39,17 @@ TOKEN = "t0ken-for-tests"
 # Everything that makes the CLI pick a provider from the environment (as in test_cli.py).
 PROVIDER_ENV = (
     *(variable for variable, _ in _ENV_PROVIDERS),
-    "OPENAI_BASE_URL", "DASHSCOPE_HTTP_BASE_URL", "GOOGLE_GEMINI_BASE_URL", "ZHIPUAI_BASE_URL", "ZAI_BASE_URL",
-    "OLLAMA_HOST", "OLLAMA_MODEL", "OLLAMA_API_KEY", "STREAMWRAP_MODEL", "STREAMWRAP_TOKEN",
+    "OPENAI_BASE_URL",
+    "DASHSCOPE_HTTP_BASE_URL",
+    "GOOGLE_GEMINI_BASE_URL",
+    "ZHIPUAI_BASE_URL",
+    "ZAI_BASE_URL",
+    "OLLAMA_HOST",
+    "OLLAMA_MODEL",
+    "OLLAMA_API_KEY",
+    "STREAMWRAP_MODEL",
+    "STREAMWRAP_TOKEN",
 )
-
 
 
 @pytest.fixture
@@ -77,7 +84,9 @@ def sse_events(body: str) -> list[dict[str, str]]:
 
 def ui_chunks(body: str) -> list[Any]:
     """The UI message stream's chunks (``[DONE]`` as the string)."""
-    return [e["data"] if e["data"] == "[DONE]" else json.loads(e["data"]) for e in sse_events(body) if "data" in e]
+    return [
+        e["data"] if e["data"] == "[DONE]" else json.loads(e["data"]) for e in sse_events(body) if "data" in e
+    ]
 
 
 def text_of(chunks: list[Any]) -> str:
@@ -90,7 +99,11 @@ def use_chat_body(*turns: tuple[str, str]) -> dict[str, Any]:
     for i, (role, text) in enumerate(turns):
         parts: list[dict[str, Any]] = [{"type": "text", "text": text, "state": "done"}]
         if role == "assistant":
-            parts = [{"type": "step-start"}, {"type": "reasoning", "text": "thinking...", "state": "done"}, *parts]
+            parts = [
+                {"type": "step-start"},
+                {"type": "reasoning", "text": "thinking...", "state": "done"},
+                *parts,
+            ]
         messages.append({"id": f"m{i}", "role": role, "parts": parts})
     return {"id": "chat-1", "messages": messages, "trigger": "submit-message", "messageId": None}
 
@@ -140,7 +153,9 @@ def test_healthz(serve: Callable[..., Server]) -> None:
 # -- POST /api/chat -----------------------------------------------------------------------------
 
 
-def test_chat_answers_a_use_chat_body_with_the_ui_message_stream(emu: Emulator, serve: Callable[..., Server]) -> None:
+def test_chat_answers_a_use_chat_body_with_the_ui_message_stream(
+    emu: Emulator, serve: Callable[..., Server]
+) -> None:
     emu.script(Reply(reasoning=["hm"], text=["Hel", "lo ", "world", "!"], usage=(7, 5)))
     server = serve()
     body = use_chat_body(("system", "Be brief."), ("user", "hi"), ("assistant", "Hello."), ("user", "again"))
@@ -176,16 +191,25 @@ def test_chat_answers_a_use_chat_body_with_the_ui_message_stream(emu: Emulator, 
         ({"messages": [{"role": "user", "content": "plain"}]}, [{"role": "user", "content": "plain"}]),
         ({"prompt": "just a prompt"}, [{"role": "user", "content": "just a prompt"}]),
         (
-            {"messages": [{"role": "user", "content": [{"type": "text", "text": "a"}, {"type": "text", "text": "b"}]}]},
+            {
+                "messages": [
+                    {
+                        "role": "user",
+                        "content": [{"type": "text", "text": "a"}, {"type": "text", "text": "b"}],
+                    }
+                ]
+            },
             [{"role": "user", "content": "ab"}],
         ),
         (
             # An assistant reply stopped before any text is left out.
-            {"messages": [
-                {"role": "user", "parts": [{"type": "text", "text": "one"}]},
-                {"role": "assistant", "parts": [{"type": "step-start"}]},
-                {"role": "user", "parts": [{"type": "text", "text": "two"}]},
-            ]},
+            {
+                "messages": [
+                    {"role": "user", "parts": [{"type": "text", "text": "one"}]},
+                    {"role": "assistant", "parts": [{"type": "step-start"}]},
+                    {"role": "user", "parts": [{"type": "text", "text": "two"}]},
+                ]
+            },
             [{"role": "user", "content": "one"}, {"role": "user", "content": "two"}],
         ),
     ],
@@ -212,9 +236,24 @@ def test_chat_accepts_plain_bodies(
         (b'{"prompt": "  "}', 400, "bad_request", "'prompt'"),
         (b'{"messages": [{"role": "wizard", "content": "hi"}]}', 400, "bad_request", "messages[0].role"),
         (b'{"messages": [{"role": "user"}]}', 400, "bad_request", "messages[0] needs 'parts' or 'content'"),
-        (b'{"messages": [{"role": "user", "parts": {"type": "text"}}]}', 400, "bad_request", "messages[0].parts must be a list"),
-        (b'{"messages": [{"role": "user", "parts": [{"type": "text", "text": 5}]}]}', 400, "bad_request", "messages[0].parts[0].text"),
-        (b'{"messages": [{"role": "user", "parts": [{"type": "file", "url": "x"}]}]}', 400, "bad_request", "no text"),
+        (
+            b'{"messages": [{"role": "user", "parts": {"type": "text"}}]}',
+            400,
+            "bad_request",
+            "messages[0].parts must be a list",
+        ),
+        (
+            b'{"messages": [{"role": "user", "parts": [{"type": "text", "text": 5}]}]}',
+            400,
+            "bad_request",
+            "messages[0].parts[0].text",
+        ),
+        (
+            b'{"messages": [{"role": "user", "parts": [{"type": "file", "url": "x"}]}]}',
+            400,
+            "bad_request",
+            "no text",
+        ),
         (b'{"messages": [1]}', 400, "bad_request", "messages[0] must be an object"),
     ],
 )
@@ -232,8 +271,13 @@ def test_bad_bodies_are_400_naming_the_problem(
     assert emu.requests == []  # nothing went upstream
 
 
-@pytest.mark.parametrize("content_type", ["text/plain", "application/x-www-form-urlencoded", "multipart/form-data; boundary=x", None])
-def test_chat_posts_must_be_json(emu: Emulator, serve: Callable[..., Server], content_type: str | None) -> None:
+@pytest.mark.parametrize(
+    "content_type",
+    ["text/plain", "application/x-www-form-urlencoded", "multipart/form-data; boundary=x", None],
+)
+def test_chat_posts_must_be_json(
+    emu: Emulator, serve: Callable[..., Server], content_type: str | None
+) -> None:
     # text/plain, forms and multipart are what a cross-site page can POST without a CORS preflight.
     server = serve()
     headers = {"content-type": content_type} if content_type else {}
@@ -258,7 +302,9 @@ def test_bodies_over_one_mebibyte_are_413(emu: Emulator, serve: Callable[..., Se
             yield b"x" * 65536
         yield b'"}'
 
-    reply = httpx.post(server.url + "/api/chat", content=chunks(), headers={"content-type": "application/json"})
+    reply = httpx.post(
+        server.url + "/api/chat", content=chunks(), headers={"content-type": "application/json"}
+    )
     assert reply.status_code == 413
     # Just under the limit is fine.
     reply = httpx.post(server.url + "/api/chat", json={"prompt": "x" * (1024 * 1024 - 100)})
@@ -267,7 +313,9 @@ def test_bodies_over_one_mebibyte_are_413(emu: Emulator, serve: Callable[..., Se
 
 
 @pytest.mark.parametrize("status", [401, 429, 500])
-def test_a_provider_refusal_is_an_error_chunk_for_use_chat(emu: Emulator, serve: Callable[..., Server], status: int) -> None:
+def test_a_provider_refusal_is_an_error_chunk_for_use_chat(
+    emu: Emulator, serve: Callable[..., Server], status: int
+) -> None:
     emu.script(Reply(status=status, headers={"Retry-After": "3"}))
     reply = httpx.post(serve().url + "/api/chat", json=use_chat_body(("user", "hi")))
     # As the AI SDK's own servers do: a stream, so that useChat shows errorText as its error.
@@ -337,8 +385,13 @@ def test_the_websocket_chats(emu: Emulator, serve: Callable[..., Server]) -> Non
 
 # -- the token --------------------------------------------------------------------------------
 
-ENDPOINTS = [("GET", "/", None), ("GET", "/healthz", None), ("POST", "/api/chat", {"prompt": "hi"}),
-             ("GET", "/api/chat/text?prompt=hi", None), ("POST", "/api/chat/text", {"prompt": "hi"})]
+ENDPOINTS = [
+    ("GET", "/", None),
+    ("GET", "/healthz", None),
+    ("POST", "/api/chat", {"prompt": "hi"}),
+    ("GET", "/api/chat/text?prompt=hi", None),
+    ("POST", "/api/chat/text", {"prompt": "hi"}),
+]
 
 
 @pytest.mark.parametrize(("method", "path", "body"), ENDPOINTS, ids=[f"{m} {p}" for m, p, _ in ENDPOINTS])
@@ -380,7 +433,11 @@ def test_a_token_is_required_on_the_websocket(emu: Emulator, serve: Callable[...
         assert json.loads(refused.value.response.body or b"{}")["error"]["code"] == "unauthorized"
     frames = ws_chat(server.ws_url + f"?token={TOKEN}", {"type": "chat", "prompt": "hi"})
     assert frames[-1]["status"] == "finished"
-    frames = ws_chat(server.ws_url, {"type": "chat", "prompt": "hi"}, additional_headers={"Authorization": f"Bearer {TOKEN}"})
+    frames = ws_chat(
+        server.ws_url,
+        {"type": "chat", "prompt": "hi"},
+        additional_headers={"Authorization": f"Bearer {TOKEN}"},
+    )
     assert frames[-1]["status"] == "finished"
 
 
@@ -444,7 +501,12 @@ def test_the_websocket_takes_the_token_as_a_subprotocol(emu: Emulator, serve: Ca
 
 def test_the_websocket_refuses_foreign_origins(emu: Emulator, serve: Callable[..., Server]) -> None:
     server = serve(allowed_origins=["http://localhost:5173"])
-    for origin in ("http://evil.example", "null", f"http://127.0.0.1:{server.port + 1}", "https://localhost:5173"):
+    for origin in (
+        "http://evil.example",
+        "null",
+        f"http://127.0.0.1:{server.port + 1}",
+        "https://localhost:5173",
+    ):
         with pytest.raises(InvalidStatus) as refused:
             connect(server.ws_url, origin=origin, open_timeout=5)  # type: ignore[arg-type]
         assert refused.value.response.status_code == 403, origin
@@ -466,7 +528,12 @@ def test_browsers_on_other_sites_cannot_drive_the_api(emu: Emulator, serve: Call
     assert httpx.get(server.url + "/healthz", headers={"sec-fetch-site": "same-site"}).status_code == 403
     assert emu.requests == []
     # Our own page, a client that is not a browser, and the allowed origin may.
-    assert httpx.post(url, json=body, headers={"origin": server.url, "sec-fetch-site": "same-origin"}).status_code == 200
+    assert (
+        httpx.post(
+            url, json=body, headers={"origin": server.url, "sec-fetch-site": "same-origin"}
+        ).status_code
+        == 200
+    )
     assert httpx.post(url, json=body).status_code == 200
     allowed = httpx.post(url, json=body, headers={"origin": "http://localhost:5173"})
     assert allowed.status_code == 200
@@ -494,11 +561,19 @@ def test_without_a_token_only_ip_and_localhost_hosts_are_served(serve: Callable[
         sock = socket.create_connection(("127.0.0.1", server.port))
         connect(f"ws://evil.example:{server.port}/ws", sock=sock, open_timeout=5)
     assert refused.value.response.status_code == 403
-    for host in (f"127.0.0.1:{server.port}", f"localhost:{server.port}", "[::1]", "app.localhost", "mybox.lan:80"):
+    for host in (
+        f"127.0.0.1:{server.port}",
+        f"localhost:{server.port}",
+        "[::1]",
+        "app.localhost",
+        "mybox.lan:80",
+    ):
         assert httpx.get(server.url + "/healthz", headers={"host": host}).status_code == 200, host
     # With a token, any Host: the attacker does not have it.
     tokened = serve(token=TOKEN)
-    reply = httpx.get(tokened.url + "/healthz", headers={"host": "mybox.example", "authorization": f"Bearer {TOKEN}"})
+    reply = httpx.get(
+        tokened.url + "/healthz", headers={"host": "mybox.example", "authorization": f"Bearer {TOKEN}"}
+    )
     assert reply.status_code == 200
 
 
@@ -524,15 +599,47 @@ def raw_request(port: int, hosts: list[str], path: str = "/healthz", headers: st
 # Host values that are not RFC 3986 host[:port]. The first ones a lenient parser reads as
 # 127.0.0.1 (urlsplit takes the part after "@", and ignores paths and bad ports).
 MALFORMED_HOSTS = [
-    "evil.example@127.0.0.1", "evil.example@127.0.0.1:{port}", "evil.example:x@localhost", "127.0.0.1/evil.example",
-    "127.0.0.1?evil", "127.0.0.1#evil", "127.0.0.1:", "127.0.0.1:99999", "127.0.0.1:80x", "127.0.0.1:-1",
-    "127.0.0.1:+80", "127.0.0.1 evil.example", "localhost:80:80", "[::1", "[::1]x", "[::1]:", "::1",
-    "[fe80::1%25eth0]", "[v1.x]", "[127.0.0.1]", "%31%32%37.0.0.1", "a..b", ".localhost", "-x.localhost",
-    "x y.localhost", "\u00e9.localhost", "",
+    "evil.example@127.0.0.1",
+    "evil.example@127.0.0.1:{port}",
+    "evil.example:x@localhost",
+    "127.0.0.1/evil.example",
+    "127.0.0.1?evil",
+    "127.0.0.1#evil",
+    "127.0.0.1:",
+    "127.0.0.1:99999",
+    "127.0.0.1:80x",
+    "127.0.0.1:-1",
+    "127.0.0.1:+80",
+    "127.0.0.1 evil.example",
+    "localhost:80:80",
+    "[::1",
+    "[::1]x",
+    "[::1]:",
+    "::1",
+    "[fe80::1%25eth0]",
+    "[v1.x]",
+    "[127.0.0.1]",
+    "%31%32%37.0.0.1",
+    "a..b",
+    ".localhost",
+    "-x.localhost",
+    "x y.localhost",
+    "\u00e9.localhost",
+    "",
 ]
 WELL_FORMED_HOSTS = [
-    "127.0.0.1", "127.0.0.1:{port}", "LOCALHOST", "localhost:{port}", "[::1]", "[::1]:{port}",
-    "[::FFFF:127.0.0.1]:80", "app.localhost", "my_app.localhost:0", "mybox.lan", "MyBox.Lan:65535", "10.1.2.3",
+    "127.0.0.1",
+    "127.0.0.1:{port}",
+    "LOCALHOST",
+    "localhost:{port}",
+    "[::1]",
+    "[::1]:{port}",
+    "[::FFFF:127.0.0.1]:80",
+    "app.localhost",
+    "my_app.localhost:0",
+    "mybox.lan",
+    "MyBox.Lan:65535",
+    "10.1.2.3",
 ]
 
 
@@ -582,8 +689,14 @@ def test_resuming_a_stream_finds_nothing_to_resume(emu: Emulator, serve: Callabl
     assert allowed.status_code == 204
     assert allowed.headers["access-control-allow-origin"] == "http://localhost:5173"
     # The same checks as every route.
-    assert httpx.get(server.url + "/api/chat/x/stream", headers={"origin": "http://evil.example"}).status_code == 403
-    assert httpx.get(server.url + "/api/chat/x/stream", headers={"sec-fetch-site": "cross-site"}).status_code == 403
+    assert (
+        httpx.get(server.url + "/api/chat/x/stream", headers={"origin": "http://evil.example"}).status_code
+        == 403
+    )
+    assert (
+        httpx.get(server.url + "/api/chat/x/stream", headers={"sec-fetch-site": "cross-site"}).status_code
+        == 403
+    )
     assert httpx.get(server.url + "/api/chat/x/stream", headers={"host": "evil.example"}).status_code == 403
     assert httpx.post(server.url + "/api/chat/x/stream", json={}).status_code == 405
     tokened = serve(token=TOKEN)
@@ -607,11 +720,17 @@ def test_chat_app_refuses_any_origin_without_a_token(model: streamwrap.ModelWrap
 def test_any_origin_with_a_token_is_served(emu: Emulator, serve: Callable[..., Server]) -> None:
     emu.script(Reply(text=["ok"]))
     server = serve(allowed_origins=["*"], token=TOKEN)
-    reply = httpx.post(server.url + "/api/chat", json={"prompt": "hi"}, timeout=30,
-                       headers={"origin": "http://anywhere.example", "authorization": f"Bearer {TOKEN}"})
+    reply = httpx.post(
+        server.url + "/api/chat",
+        json={"prompt": "hi"},
+        timeout=30,
+        headers={"origin": "http://anywhere.example", "authorization": f"Bearer {TOKEN}"},
+    )
     assert reply.status_code == 200 and reply.headers["access-control-allow-origin"] == "*"
     assert text_of(ui_chunks(reply.text)) == "ok"
-    refused = httpx.post(server.url + "/api/chat", json={"prompt": "hi"}, headers={"origin": "http://anywhere.example"})
+    refused = httpx.post(
+        server.url + "/api/chat", json={"prompt": "hi"}, headers={"origin": "http://anywhere.example"}
+    )
     assert refused.status_code == 401
 
 
@@ -627,10 +746,13 @@ def cli_env(env: dict[str, str]) -> dict[str, str]:
     return {**base, **env}
 
 
-def run_cli(args: list[str], env: dict[str, str], unimportable: tuple[str, ...] = ()) -> subprocess.CompletedProcess[str]:
+def run_cli(
+    args: list[str], env: dict[str, str], unimportable: tuple[str, ...] = ()
+) -> subprocess.CompletedProcess[str]:
     """Run the CLI to its end; ``unimportable`` packages fail to import, as if not installed."""
     command = [
-        sys.executable, "-c",
+        sys.executable,
+        "-c",
         f"import sys; sys.modules.update(dict.fromkeys({list(unimportable)!r})); "
         "from streamwrap._cli import main; sys.exit(main(sys.argv[1:]))",
     ]
@@ -643,7 +765,10 @@ class Serving:
     def __init__(self, args: list[str], env: dict[str, str]) -> None:
         self.process = subprocess.Popen(
             [sys.executable, "-m", "streamwrap", "serve", *args],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=cli_env(env),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=cli_env(env),
         )
         self.lines: queue.Queue[str | None] = queue.Queue()
         self.stderr: list[str] = []
@@ -665,7 +790,9 @@ class Serving:
                 raise AssertionError(f"no {pattern!r} in: {''.join(self.stderr)}") from None
             if line is None:
                 self.ended = True
-                raise AssertionError(f"exited {self.process.wait()} without {pattern!r}: {''.join(self.stderr)}")
+                raise AssertionError(
+                    f"exited {self.process.wait()} without {pattern!r}: {''.join(self.stderr)}"
+                )
             self.stderr.append(line)
             match = re.search(pattern, line)
             if match:
@@ -689,7 +816,16 @@ class Serving:
 def test_serve_starts_serves_and_stops_on_ctrl_c(emu: Emulator) -> None:
     emu.script(Reply(text=["from ", "the ", "command"]))
     serving = Serving(
-        ["--model-type", "openai_chat", "--model-name", "m", "--base-url", emu.openai_base_url, "--port", "0"],
+        [
+            "--model-type",
+            "openai_chat",
+            "--model-name",
+            "m",
+            "--base-url",
+            emu.openai_base_url,
+            "--port",
+            "0",
+        ],
         {"OPENAI_API_KEY": "x"},
     )
     try:
@@ -710,7 +846,16 @@ def test_serve_starts_serves_and_stops_on_ctrl_c(emu: Emulator) -> None:
 
 def test_serve_takes_the_token_from_the_environment_and_keeps_it_out_of_the_log(emu: Emulator) -> None:
     serving = Serving(
-        ["--model-type", "openai_chat", "--model-name", "m", "--base-url", emu.openai_base_url, "--port", "0"],
+        [
+            "--model-type",
+            "openai_chat",
+            "--model-name",
+            "m",
+            "--base-url",
+            emu.openai_base_url,
+            "--port",
+            "0",
+        ],
         {"OPENAI_API_KEY": "x", "STREAMWRAP_TOKEN": TOKEN},
     )
     try:
@@ -731,8 +876,19 @@ def test_serve_takes_the_token_from_the_environment_and_keeps_it_out_of_the_log(
 
 def test_serve_warns_when_reachable_from_other_machines_without_a_token(emu: Emulator) -> None:
     serving = Serving(
-        ["--model-type", "openai_chat", "--model-name", "m", "--base-url", emu.openai_base_url,
-         "--host", "0.0.0.0", "--port", "0", "--quiet"],
+        [
+            "--model-type",
+            "openai_chat",
+            "--model-name",
+            "m",
+            "--base-url",
+            emu.openai_base_url,
+            "--host",
+            "0.0.0.0",
+            "--port",
+            "0",
+            "--quiet",
+        ],
         {"OPENAI_API_KEY": "x"},
     )
     try:
@@ -752,9 +908,14 @@ def test_serve_warns_when_reachable_from_other_machines_without_a_token(emu: Emu
     ],
     ids=["bad-port", "empty-token", "no-starlette", "no-uvicorn"],
 )
-def test_serve_usage_errors_exit_2(emu: Emulator, args: list[str], unimportable: tuple[str, ...], words: str) -> None:
-    result = run_cli(["serve", "--base-url", emu.openai_base_url, "--model-name", "m", *args],
-                     env={"OPENAI_API_KEY": "x"}, unimportable=unimportable)
+def test_serve_usage_errors_exit_2(
+    emu: Emulator, args: list[str], unimportable: tuple[str, ...], words: str
+) -> None:
+    result = run_cli(
+        ["serve", "--base-url", emu.openai_base_url, "--model-name", "m", *args],
+        env={"OPENAI_API_KEY": "x"},
+        unimportable=unimportable,
+    )
     assert result.returncode == 2, result.stderr
     assert words in result.stderr
     assert "Traceback" not in result.stderr
@@ -762,11 +923,28 @@ def test_serve_usage_errors_exit_2(emu: Emulator, args: list[str], unimportable:
 
 @pytest.mark.parametrize("origin", ["*", "null"])
 def test_serve_refuses_any_origin_without_a_token(emu: Emulator, origin: str) -> None:
-    result = run_cli(["serve", "--base-url", emu.openai_base_url, "--model-name", "m", "--port", "0",
-                      "--allow-origin", "http://localhost:5173", "--allow-origin", origin], env={"OPENAI_API_KEY": "x"})
+    result = run_cli(
+        [
+            "serve",
+            "--base-url",
+            emu.openai_base_url,
+            "--model-name",
+            "m",
+            "--port",
+            "0",
+            "--allow-origin",
+            "http://localhost:5173",
+            "--allow-origin",
+            origin,
+        ],
+        env={"OPENAI_API_KEY": "x"},
+    )
     assert result.returncode == 2, result.stderr
     # Why, and the two ways on.
-    assert f"--allow-origin {origin!r} without a token would let every web page you visit use this model" in result.stderr
+    assert (
+        f"--allow-origin {origin!r} without a token would let every web page you visit use this model"
+        in result.stderr
+    )
     assert "add --token (or set STREAMWRAP_TOKEN)" in result.stderr
     assert "name those pages' origins instead, e.g. --allow-origin http://localhost:5173" in result.stderr
     assert "Traceback" not in result.stderr and "serving at" not in result.stderr
@@ -775,14 +953,29 @@ def test_serve_refuses_any_origin_without_a_token(emu: Emulator, origin: str) ->
 def test_serve_allows_any_origin_with_a_token(emu: Emulator) -> None:
     emu.script(Reply(text=["any ", "origin"]))
     serving = Serving(
-        ["--model-type", "openai_chat", "--model-name", "m", "--base-url", emu.openai_base_url, "--port", "0",
-         "--allow-origin", "*", "--quiet"],
+        [
+            "--model-type",
+            "openai_chat",
+            "--model-name",
+            "m",
+            "--base-url",
+            emu.openai_base_url,
+            "--port",
+            "0",
+            "--allow-origin",
+            "*",
+            "--quiet",
+        ],
         {"OPENAI_API_KEY": "x", "STREAMWRAP_TOKEN": TOKEN},
     )
     try:
         url = serving.wait_for(r"serving at (http://127\.0\.0\.1:\d+/)")
-        chat = httpx.post(url.group(1) + "api/chat", json={"prompt": "hi"}, timeout=30,
-                          headers={"origin": "http://anywhere.example", "authorization": f"Bearer {TOKEN}"})
+        chat = httpx.post(
+            url.group(1) + "api/chat",
+            json={"prompt": "hi"},
+            timeout=30,
+            headers={"origin": "http://anywhere.example", "authorization": f"Bearer {TOKEN}"},
+        )
         assert chat.headers["access-control-allow-origin"] == "*"
         assert text_of(ui_chunks(chat.text)) == "any origin"
     finally:
@@ -794,7 +987,9 @@ def test_serve_reports_a_port_in_use(emu: Emulator) -> None:
         taken.bind(("127.0.0.1", 0))
         taken.listen(1)
         port = taken.getsockname()[1]
-        result = run_cli(["serve", "--base-url", emu.openai_base_url, "--model-name", "m", "--port", str(port)],
-                     env={"OPENAI_API_KEY": "x"})
+        result = run_cli(
+            ["serve", "--base-url", emu.openai_base_url, "--model-name", "m", "--port", str(port)],
+            env={"OPENAI_API_KEY": "x"},
+        )
     assert result.returncode == 1
     assert f"cannot listen on 127.0.0.1:{port}" in result.stderr

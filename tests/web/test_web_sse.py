@@ -76,15 +76,25 @@ SCHEMA_AI_5_0_0: Schema = {
     "reasoning-delta": {"id": (True, _str), "delta": (True, _str), "providerMetadata": (False, _any)},
     "reasoning-end": {"id": (True, _str), "providerMetadata": (False, _any)},
     "tool-input-start": {
-        "toolCallId": (True, _str), "toolName": (True, _str), "providerExecuted": (False, _bool), "dynamic": (False, _bool),
+        "toolCallId": (True, _str),
+        "toolName": (True, _str),
+        "providerExecuted": (False, _bool),
+        "dynamic": (False, _bool),
     },
     "tool-input-delta": {"toolCallId": (True, _str), "inputTextDelta": (True, _str)},
     "tool-input-available": {
-        "toolCallId": (True, _str), "toolName": (True, _str), "input": (True, _any),
-        "providerExecuted": (False, _bool), "providerMetadata": (False, _any), "dynamic": (False, _bool),
+        "toolCallId": (True, _str),
+        "toolName": (True, _str),
+        "input": (True, _any),
+        "providerExecuted": (False, _bool),
+        "providerMetadata": (False, _any),
+        "dynamic": (False, _bool),
     },
     "tool-output-error": {
-        "toolCallId": (True, _str), "errorText": (True, _str), "providerExecuted": (False, _bool), "dynamic": (False, _bool),
+        "toolCallId": (True, _str),
+        "errorText": (True, _str),
+        "providerExecuted": (False, _bool),
+        "dynamic": (False, _bool),
     },
     "finish": {"messageMetadata": (False, _any)},
     "error": {"errorText": (True, _str)},
@@ -103,26 +113,50 @@ SCHEMA_AI_CURRENT: Schema = {
     "reasoning-delta": {"id": (True, _str), "delta": (True, _str), "providerMetadata": (False, _any)},
     "reasoning-end": {"id": (True, _str), "providerMetadata": (False, _any)},
     "tool-input-start": {
-        "toolCallId": (True, _str), "toolName": (True, _str), "inputEncoding": (False, _one_of("json", "text")),
-        "providerExecuted": (False, _bool), "providerMetadata": (False, _any), "toolMetadata": (False, _any),
-        "dynamic": (False, _bool), "title": (False, _str),
+        "toolCallId": (True, _str),
+        "toolName": (True, _str),
+        "inputEncoding": (False, _one_of("json", "text")),
+        "providerExecuted": (False, _bool),
+        "providerMetadata": (False, _any),
+        "toolMetadata": (False, _any),
+        "dynamic": (False, _bool),
+        "title": (False, _str),
     },
     "tool-input-delta": {"toolCallId": (True, _str), "inputTextDelta": (True, _str)},
     "tool-input-available": {
-        "toolCallId": (True, _str), "toolName": (True, _str), "input": (True, _any), "providerExecuted": (False, _bool),
-        "providerMetadata": (False, _any), "toolMetadata": (False, _any), "dynamic": (False, _bool), "title": (False, _str),
+        "toolCallId": (True, _str),
+        "toolName": (True, _str),
+        "input": (True, _any),
+        "providerExecuted": (False, _bool),
+        "providerMetadata": (False, _any),
+        "toolMetadata": (False, _any),
+        "dynamic": (False, _bool),
+        "title": (False, _str),
     },
     "tool-input-error": {
-        "toolCallId": (True, _str), "toolName": (True, _str), "input": (True, _any), "providerExecuted": (False, _bool),
-        "providerMetadata": (False, _any), "toolMetadata": (False, _any), "dynamic": (False, _bool),
-        "errorText": (True, _str), "title": (False, _str),
+        "toolCallId": (True, _str),
+        "toolName": (True, _str),
+        "input": (True, _any),
+        "providerExecuted": (False, _bool),
+        "providerMetadata": (False, _any),
+        "toolMetadata": (False, _any),
+        "dynamic": (False, _bool),
+        "errorText": (True, _str),
+        "title": (False, _str),
     },
     "tool-output-error": {
-        "toolCallId": (True, _str), "errorText": (True, _str), "providerExecuted": (False, _bool),
-        "providerMetadata": (False, _any), "toolMetadata": (False, _any), "dynamic": (False, _bool),
+        "toolCallId": (True, _str),
+        "errorText": (True, _str),
+        "providerExecuted": (False, _bool),
+        "providerMetadata": (False, _any),
+        "toolMetadata": (False, _any),
+        "dynamic": (False, _bool),
     },
     "finish": {
-        "finishReason": (False, _one_of("stop", "length", "content-filter", "tool-calls", "error", "interrupted", "other")),
+        "finishReason": (
+            False,
+            _one_of("stop", "length", "content-filter", "tool-calls", "error", "interrupted", "other"),
+        ),
         "messageMetadata": (False, _any),
     },
     "error": {"errorText": (True, _str)},
@@ -203,7 +237,9 @@ def check_ui_stream(body: str, response_id: str | None = None) -> UIStream:
     events, comments = parse_sse(body)
     assert all(c == ": keep-alive" for c in comments), comments
     assert events, "no events"
-    assert events[-1].data == ["[DONE]"] and events[-1].id is None and events[-1].event is None, "no final [DONE]"
+    assert events[-1].data == ["[DONE]"] and events[-1].id is None and events[-1].event is None, (
+        "no final [DONE]"
+    )
     chunks: list[dict[str, Any]] = []
     rid = None
     for n, event in enumerate(events[:-1]):
@@ -241,7 +277,9 @@ def check_ui_stream(body: str, response_id: str | None = None) -> UIStream:
             continue
         if kind in ("finish-step",) or kind in TERMINAL:
             assert not open_text and not open_reasoning, f"{kind} with parts still open"
-            assert all(t["closed"] for t in tools.values()) or kind != "finish", "finish with a tool call open"
+            assert all(t["closed"] for t in tools.values()) or kind != "finish", (
+                "finish with a tool call open"
+            )
             if kind == "finish-step":
                 assert step_open
                 step_open = False
@@ -314,6 +352,7 @@ async def chat(request: Request) -> Response:
         return text_response(response, **s.options)
     sse = sse_response(response, **s.options)
     if s.save:
+
         async def save() -> None:
             s.saved.append(await response.aread())
 
@@ -322,7 +361,6 @@ async def chat(request: Request) -> Response:
 
 
 APP = Starlette(routes=[Route("/chat", chat, methods=["POST"])])
-
 
 
 @pytest.fixture(scope="module")
@@ -402,13 +440,15 @@ def test_reasoning_then_text(client: httpx.Client, emu: Emulator, scenario: Scen
 
 
 def test_tool_calls(client: httpx.Client, emu: Emulator, scenario: Scenario) -> None:
-    emu.script(Reply(
-        text="Let me check.",
-        tool_calls=[
-            ToolCallSpec("get_weather", ['{"ci', 'ty": "Par', 'is"}'], id="call_a"),
-            ToolCallSpec("get_time", '{"zone": "CET"}', id="call_b"),
-        ],
-    ))
+    emu.script(
+        Reply(
+            text="Let me check.",
+            tool_calls=[
+                ToolCallSpec("get_weather", ['{"ci', 'ty": "Par', 'is"}'], id="call_a"),
+                ToolCallSpec("get_time", '{"zone": "CET"}', id="call_b"),
+            ],
+        )
+    )
     stream = check_ui_stream(post(client).text)
     response = finished(scenario.responses[0])
     assert stream.terminal["messageMetadata"]["finishReason"] == "tool_calls"
@@ -425,10 +465,17 @@ def test_usage_is_in_the_finish_metadata(client: httpx.Client, emu: Emulator, sc
     stream = check_ui_stream(post(client).text)
     usage = stream.terminal["messageMetadata"]["usage"]
     assert usage == finished(scenario.responses[0]).usage.as_dict()
-    assert (usage["input_tokens"], usage["output_tokens"], usage["total_tokens"], usage["source"]) == (12, 34, 46, "provider")
+    assert (usage["input_tokens"], usage["output_tokens"], usage["total_tokens"], usage["source"]) == (
+        12,
+        34,
+        46,
+        "provider",
+    )
 
 
-def test_a_non_streaming_response_sends_its_text_once(client: httpx.Client, emu: Emulator, scenario: Scenario) -> None:
+def test_a_non_streaming_response_sends_its_text_once(
+    client: httpx.Client, emu: Emulator, scenario: Scenario
+) -> None:
     emu.script(Reply(text=WORDS, reasoning="hmm", tool_calls=[ToolCallSpec("f", '{"x": 1}', id="call_f")]))
     scenario.call = {"stream": False}
     stream = check_ui_stream(post(client).text)
@@ -440,7 +487,9 @@ def test_a_non_streaming_response_sends_its_text_once(client: httpx.Client, emu:
     assert stream.tools["call_f"]["tool-input-available"]["input"] == {"x": 1}
 
 
-def test_a_mid_stream_failure_ends_with_an_error_chunk(client: httpx.Client, emu: Emulator, scenario: Scenario) -> None:
+def test_a_mid_stream_failure_ends_with_an_error_chunk(
+    client: httpx.Client, emu: Emulator, scenario: Scenario
+) -> None:
     emu.script(Reply(text=WORDS, fault=Fault.drop_after(3)))
     stream = check_ui_stream(post(client).text)
     response = finished(scenario.responses[0])
@@ -451,8 +500,12 @@ def test_a_mid_stream_failure_ends_with_an_error_chunk(client: httpx.Client, emu
     assert "finish" not in stream.types()
 
 
-def test_a_failed_tool_call_is_closed_with_an_error(client: httpx.Client, emu: Emulator, scenario: Scenario) -> None:
-    emu.script(Reply(tool_calls=[ToolCallSpec("f", ['{"a"', ": 1", "}"], id="call_f")], fault=Fault.drop_after(2)))
+def test_a_failed_tool_call_is_closed_with_an_error(
+    client: httpx.Client, emu: Emulator, scenario: Scenario
+) -> None:
+    emu.script(
+        Reply(tool_calls=[ToolCallSpec("f", ['{"a"', ": 1", "}"], id="call_f")], fault=Fault.drop_after(2))
+    )
     stream = check_ui_stream(post(client).text)
     tool = stream.tools["call_f"]
     # Closed as failed (not as available input), after the arguments that had arrived;
@@ -478,7 +531,9 @@ def test_an_http_error_before_streaming_is_reported_in_the_stream(
     assert "429" in stream.terminal["errorText"]
 
 
-def test_a_call_passed_unawaited_streams_like_a_response(client: httpx.Client, emu: Emulator, scenario: Scenario) -> None:
+def test_a_call_passed_unawaited_streams_like_a_response(
+    client: httpx.Client, emu: Emulator, scenario: Scenario
+) -> None:
     emu.script(Reply(text=WORDS))
     scenario.kind = "sse-call"
     reply = post(client)
@@ -486,7 +541,9 @@ def test_a_call_passed_unawaited_streams_like_a_response(client: httpx.Client, e
     assert stream.text == "".join(WORDS) and stream.terminal["type"] == "finish"
 
 
-def test_or_await_the_call_and_answer_an_http_error(client: httpx.Client, emu: Emulator, scenario: Scenario) -> None:
+def test_or_await_the_call_and_answer_an_http_error(
+    client: httpx.Client, emu: Emulator, scenario: Scenario
+) -> None:
     emu.script(Reply(status=429), Reply(text=WORDS))
     scenario.kind = "checked"
     reply = post(client)
@@ -495,7 +552,9 @@ def test_or_await_the_call_and_answer_an_http_error(client: httpx.Client, emu: E
     assert stream.text == "".join(WORDS)
 
 
-def test_a_response_cancelled_on_the_server_ends_with_abort(client: httpx.Client, own_emu: Emulator, scenario: Scenario) -> None:
+def test_a_response_cancelled_on_the_server_ends_with_abort(
+    client: httpx.Client, own_emu: Emulator, scenario: Scenario
+) -> None:
     scenario.model = make_model(own_emu)
     own_emu.script(Reply(text=WORDS * 100, delay=0.01))
     lines: list[str] = []
@@ -516,7 +575,9 @@ def test_a_response_cancelled_on_the_server_ends_with_abort(client: httpx.Client
     assert own_emu.wait_idle(5), "the upstream connection was not closed"
 
 
-def test_heartbeats_while_the_model_is_silent(client: httpx.Client, emu: Emulator, scenario: Scenario) -> None:
+def test_heartbeats_while_the_model_is_silent(
+    client: httpx.Client, emu: Emulator, scenario: Scenario
+) -> None:
     emu.script(Reply(text=WORDS[:2], first_delay=0.4), Reply(text=WORDS[:2], first_delay=0.4))
     scenario.options = {"heartbeat": 0.05}
     stream = check_ui_stream(post(client).text)
@@ -573,7 +634,9 @@ def test_the_events_protocol(client: httpx.Client, emu: Emulator, scenario: Scen
     assert [f["type"] for f in frames].count("text") == (len(WORDS) if stream else 1)
 
 
-def test_the_events_protocol_reports_a_refused_call(client: httpx.Client, emu: Emulator, scenario: Scenario) -> None:
+def test_the_events_protocol_reports_a_refused_call(
+    client: httpx.Client, emu: Emulator, scenario: Scenario
+) -> None:
     emu.script(Reply(status=401))
     scenario.kind = "sse-call"
     scenario.options = {"protocol": "events"}
@@ -647,7 +710,9 @@ def read_deltas(http: httpx.Client, n: int) -> None:
                     return
 
 
-def test_a_client_that_leaves_cancels_the_response(server: Server, own_emu: Emulator, scenario: Scenario) -> None:
+def test_a_client_that_leaves_cancels_the_response(
+    server: Server, own_emu: Emulator, scenario: Scenario
+) -> None:
     scenario.model = make_model(own_emu)
     own_emu.script(Reply(text=WORDS * 100, delay=0.01))
     with httpx.Client(base_url=server.url, timeout=20) as http:
@@ -658,7 +723,9 @@ def test_a_client_that_leaves_cancels_the_response(server: Server, own_emu: Emul
     assert own_emu.wait_idle(5), "the upstream connection was not closed"
 
 
-def test_leaving_is_noticed_while_the_model_is_silent(server: Server, own_emu: Emulator, scenario: Scenario) -> None:
+def test_leaving_is_noticed_while_the_model_is_silent(
+    server: Server, own_emu: Emulator, scenario: Scenario
+) -> None:
     # No heartbeats, and the model stalls: nothing is written after the client leaves,
     # so only listening for http.disconnect can notice it.
     scenario.model = make_model(own_emu)

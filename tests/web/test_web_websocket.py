@@ -95,7 +95,6 @@ async def chat_endpoint(websocket: WebSocket) -> None:
 APP = Starlette(routes=[WebSocketRoute("/ws", chat_endpoint)])
 
 
-
 @pytest.fixture(scope="module")
 def server() -> Iterator[Server]:
     s = Server(APP, log_level="critical")
@@ -165,7 +164,12 @@ def peer(request: pytest.FixtureRequest, server: Server, recorder: Recorder) -> 
 
 def test_a_chat_streams_a_response(peer: Peer, emu: Emulator, recorder: Recorder) -> None:
     emu.script(Reply(text=WORDS, usage=(3, 8)), Reply(text="again"))
-    peer.send({"type": "chat", "messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "hi"}]})
+    peer.send(
+        {
+            "type": "chat",
+            "messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "hi"}],
+        }
+    )
     frames = peer.until_final()
     response = recorder.last()
     assert check_response_frames(frames) == response.text == "".join(WORDS)
@@ -174,7 +178,8 @@ def test_a_chat_streams_a_response(peer: Peer, emu: Emulator, recorder: Recorder
     assert end["status"] == "finished" and end["finish_reason"] == "stop" and end["id"] == response.id
     assert end["usage"]["total_tokens"] == 11
     assert emu.requests[0].json["messages"] == [
-        {"role": "system", "content": "Be brief."}, {"role": "user", "content": "hi"},
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": "hi"},
     ]
     # One connection, many chats.
     peer.send({"type": "chat", "prompt": "more", "generate_args": {"max_tokens": 5, "temperature": 0.5}})
@@ -182,7 +187,9 @@ def test_a_chat_streams_a_response(peer: Peer, emu: Emulator, recorder: Recorder
     assert emu.requests[1].json["max_tokens"] == 5 and emu.requests[1].json["temperature"] == 0.5
 
 
-def test_a_non_streaming_answer_comes_as_one_text_frame(peer: Peer, emu: Emulator, recorder: Recorder) -> None:
+def test_a_non_streaming_answer_comes_as_one_text_frame(
+    peer: Peer, emu: Emulator, recorder: Recorder
+) -> None:
     recorder.model = make_model(emu, stream=False)
     emu.script(Reply(text=WORDS, reasoning="hm"))
     peer.send({"type": "chat", "prompt": "hi"})
@@ -225,12 +232,16 @@ def test_cancel_before_the_provider_answers(peer: Peer, own_emu: Emulator, recor
     assert recorder.responses == []
 
 
-def test_an_http_error_before_the_stream_is_an_error_frame(peer: Peer, emu: Emulator, recorder: Recorder) -> None:
+def test_an_http_error_before_the_stream_is_an_error_frame(
+    peer: Peer, emu: Emulator, recorder: Recorder
+) -> None:
     emu.script(Reply(status=429, headers={"Retry-After": "2"}), Reply(text="fine"))
     peer.send({"type": "chat", "prompt": "hi"})
     frame = peer.recv()
     assert frame["type"] == "error" and frame["final"] is True and frame["code"] == "provider_error"
-    assert frame["error_type"] == "RateLimitError" and frame["status_code"] == 429 and frame["retry_after"] == 2
+    assert (
+        frame["error_type"] == "RateLimitError" and frame["status_code"] == 429 and frame["retry_after"] == 2
+    )
     assert "429" in frame["message"]
     peer.send({"type": "chat", "prompt": "hi"})
     assert check_response_frames(peer.until_final()) == "fine"
@@ -244,11 +255,19 @@ def test_an_http_error_before_the_stream_is_an_error_frame(peer: Peer, emu: Emul
         (b"\x00\x01", "invalid_json", "text frames"),
         ({"type": "hello"}, "unknown_type", "chat, cancel"),
         ({"prompt": "no type"}, "unknown_type", "chat, cancel"),
-        ({"type": "chat"}, "bad_request", "\"messages\""),
+        ({"type": "chat"}, "bad_request", '"messages"'),
         ({"type": "chat", "prompt": "  "}, "bad_request", "non-empty"),
-        ({"type": "chat", "messages": [{"role": "tool", "content": "x"}]}, "bad_request", "system, user, assistant"),
+        (
+            {"type": "chat", "messages": [{"role": "tool", "content": "x"}]},
+            "bad_request",
+            "system, user, assistant",
+        ),
         ({"type": "chat", "messages": [{"role": "user", "content": ["x"]}]}, "bad_request", "string"),
-        ({"type": "chat", "prompt": "hi", "generate_args": {"model": "gpt-5"}}, "bad_request", "max_tokens, temperature, top_p"),
+        (
+            {"type": "chat", "prompt": "hi", "generate_args": {"model": "gpt-5"}},
+            "bad_request",
+            "max_tokens, temperature, top_p",
+        ),
         ({"type": "chat", "prompt": "hi", "generate_args": {"temperature": 9}}, "bad_request", "from 0 to 2"),
         ({"type": "chat", "prompt": "hi", "generate_args": {"max_tokens": True}}, "bad_request", "integer"),
     ],
@@ -266,7 +285,9 @@ def test_bad_messages_get_an_error_frame_and_the_connection_goes_on(
     assert len(emu.requests) == 1
 
 
-def test_a_second_chat_while_one_is_in_flight_is_refused(peer: Peer, emu: Emulator, recorder: Recorder) -> None:
+def test_a_second_chat_while_one_is_in_flight_is_refused(
+    peer: Peer, emu: Emulator, recorder: Recorder
+) -> None:
     emu.script(Reply(text=WORDS * 5, delay=0.01))
     peer.send({"type": "chat", "prompt": "one"})
     assert peer.recv()["type"] == "start"

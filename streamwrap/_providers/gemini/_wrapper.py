@@ -87,8 +87,19 @@ _REQUEST_NAMES: dict[str, str] = {
 _TOOL_CHOICE_MODES = {"auto": "AUTO", "none": "NONE", "required": "ANY"}
 # Keys of a content part in Gemini's own form, passed through untouched.
 _NATIVE_PART_KEYS = frozenset(
-    ("text", "inlineData", "inline_data", "fileData", "file_data", "functionCall", "function_call",
-     "functionResponse", "function_response", "executableCode", "codeExecutionResult")
+    (
+        "text",
+        "inlineData",
+        "inline_data",
+        "fileData",
+        "file_data",
+        "functionCall",
+        "function_call",
+        "functionResponse",
+        "function_response",
+        "executableCode",
+        "codeExecutionResult",
+    )
 )
 
 
@@ -356,7 +367,9 @@ def _parts(content: Any, i: int) -> list[dict[str, Any]]:
                 parts.append({"text": item})
             continue
         if not isinstance(item, Mapping):
-            raise InputError(f"messages[{i}].content[{j}] must be a dict or a string, got {type(item).__name__}")
+            raise InputError(
+                f"messages[{i}].content[{j}] must be a dict or a string, got {type(item).__name__}"
+            )
         kind = item.get("type")
         if kind == "text":
             if item.get("text"):
@@ -389,7 +402,9 @@ def _call_part(call: Any, i: int) -> tuple[dict[str, Any], str | None, str]:
     if isinstance(call, Mapping):
         fn = call.get("function") or {}
         if not isinstance(fn, Mapping):
-            raise InputError(f"messages[{i}]: a tool call's 'function' must be a dict, got {type(fn).__name__}")
+            raise InputError(
+                f"messages[{i}]: a tool call's 'function' must be a dict, got {type(fn).__name__}"
+            )
         call_id, name, arguments = call.get("id"), fn.get("name"), fn.get("arguments")
         extra = call.get("extra")
         signature = extra.get("thought_signature") if isinstance(extra, Mapping) else None
@@ -399,7 +414,11 @@ def _call_part(call: Any, i: int) -> tuple[dict[str, Any], str | None, str]:
             google = extra_content.get("google") if isinstance(extra_content, Mapping) else None
             signature = google.get("thought_signature") if isinstance(google, Mapping) else None
     else:
-        call_id, name, arguments = getattr(call, "id", None), getattr(call, "name", None), getattr(call, "arguments", None)
+        call_id, name, arguments = (
+            getattr(call, "id", None),
+            getattr(call, "name", None),
+            getattr(call, "arguments", None),
+        )
         extra = getattr(call, "extra", None)
         signature = extra.get("thought_signature") if isinstance(extra, Mapping) else None
     if not isinstance(name, str) or not name:
@@ -425,7 +444,9 @@ def _arguments(arguments: Any, name: str, i: int) -> Any:
             value = None
         if isinstance(value, dict):
             return value
-    raise InputError(f"messages[{i}]: arguments of tool call {name!r} must be a JSON object, got {arguments!r}")
+    raise InputError(
+        f"messages[{i}]: arguments of tool call {name!r} must be a JSON object, got {arguments!r}"
+    )
 
 
 def _result_object(content: Any) -> dict[str, Any]:
@@ -433,7 +454,9 @@ def _result_object(content: Any) -> dict[str, Any]:
     that is a JSON object is sent as is, anything else as ``{"result": value}``."""
     if isinstance(content, list):
         content = "".join(
-            p if isinstance(p, str) else str(p.get("text", "")) for p in content if isinstance(p, (str, Mapping))
+            p if isinstance(p, str) else str(p.get("text", ""))
+            for p in content
+            if isinstance(p, (str, Mapping))
         )
     if isinstance(content, Mapping):
         return dict(content)

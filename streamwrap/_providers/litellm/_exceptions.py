@@ -40,7 +40,9 @@ def _chain(exc: BaseException) -> list[BaseException]:
         # Newer LiteLLM re-raises mid-stream failures as MidStreamFallbackError, which keeps
         # the error it replaces in `original_exception` rather than as the cause.
         original = getattr(current, "original_exception", None)
-        current = original if isinstance(original, BaseException) else current.__cause__ or current.__context__
+        current = (
+            original if isinstance(original, BaseException) else current.__cause__ or current.__context__
+        )
     return out
 
 
@@ -141,7 +143,10 @@ def _got_response(chain: list[BaseException], status: int) -> bool:
     for exc in chain:
         if getattr(exc, "litellm_response_headers", None) is not None:
             return True
-        if not _is_litellm_wrapper(exc) and getattr(getattr(exc, "response", None), "status_code", None) == status:
+        if (
+            not _is_litellm_wrapper(exc)
+            and getattr(getattr(exc, "response", None), "status_code", None) == status
+        ):
             return True  # httpx's HTTPStatusError, the openai SDK's APIStatusError
     return False
 

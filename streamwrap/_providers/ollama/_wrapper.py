@@ -83,7 +83,9 @@ def ollama_options(params: Mapping[str, Any]) -> dict[str, Any]:
             body[key] = value
         elif key == "options":
             if not isinstance(value, Mapping):
-                raise InputError(f"'options' must be a dict of Ollama model options, got {type(value).__name__}")
+                raise InputError(
+                    f"'options' must be a dict of Ollama model options, got {type(value).__name__}"
+                )
             explicit_options = value
         elif key == "extra_body":
             continue
@@ -181,9 +183,7 @@ def _content(content: Any, i: int) -> tuple[str, list[str]]:
             image = part.get("image_url")
             url = image.get("url") if isinstance(image, Mapping) else image
             if not isinstance(url, str) or not url.startswith("data:") or ";base64," not in url:
-                raise InputError(
-                    f"messages[{i}]: Ollama takes images inline: use a data:...;base64,... URL"
-                )
+                raise InputError(f"messages[{i}]: Ollama takes images inline: use a data:...;base64,... URL")
             images.append(url.partition(";base64,")[2])
         else:
             raise InputError(f"messages[{i}]: unsupported content part {kind!r} for Ollama")

@@ -146,9 +146,7 @@ def completion_deltas(obj: Any, provider: str) -> list[Delta]:
 
 def _completion_deltas(obj: Any, provider: str) -> list[Delta]:
     if type(obj) is not dict:
-        raise StreamProtocolError(
-            f"expected a JSON object, got {type(obj).__name__}", provider=provider
-        )
+        raise StreamProtocolError(f"expected a JSON object, got {type(obj).__name__}", provider=provider)
     if obj.get("error"):
         error_message, code = error_fields(obj["error"], _ERROR_CODE_KEYS)
         raise ProviderStreamError(error_message, provider=provider, code=code)

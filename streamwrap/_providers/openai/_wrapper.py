@@ -95,7 +95,9 @@ class OpenAIChatWrapper(ModelWrapper):
                 **{"api_key": self._api_key.reveal() if self._api_key else "not-needed", **args}
             )
         except TypeError as exc:  # an option the SDK does not have
-            error = ConfigError(f"'client_args' are not options of openai.AsyncOpenAI: {exc}", key="client_args")
+            error = ConfigError(
+                f"'client_args' are not options of openai.AsyncOpenAI: {exc}", key="client_args"
+            )
         raise error
 
     def _endpoint(self) -> str:
@@ -166,7 +168,9 @@ class OpenAIChatWrapper(ModelWrapper):
                 error = exc
             raise redact_error(error, self._api_key)
         mapper = OpenAIStreamMapper(self.provider)
-        return RedactingUpstream(BodyUpstream(http.aiter_bytes(), mapper, http.aclose, self.provider), self._api_key)
+        return RedactingUpstream(
+            BodyUpstream(http.aiter_bytes(), mapper, http.aclose, self.provider), self._api_key
+        )
 
     def _status_error(self, exc: Any) -> ProviderHTTPError:
         """The typed error of the SDK's ``APIStatusError`` (built here, so that the raw

@@ -115,7 +115,9 @@ def _tool_call(call: Any) -> ToolCallDelta:
 
 
 def _usage(raw: Any) -> Usage:
-    return Usage.reported(raw.get("prompt_tokens"), raw.get("completion_tokens"), raw.get("total_tokens"), raw=raw)
+    return Usage.reported(
+        raw.get("prompt_tokens"), raw.get("completion_tokens"), raw.get("total_tokens"), raw=raw
+    )
 
 
 def _text(value: Any) -> str:
