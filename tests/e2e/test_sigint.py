@@ -32,6 +32,7 @@ import pytest
 from streamwrap._providers._default_model import ENV_PROVIDERS as _ENV_PROVIDERS
 from streamwrap._providers.llamacpp._wrapper import embedded_model_path, local_runtime_installed
 from streamwrap.testing import Emulator, Reply
+from tests.support.processes import sigint_as_in_a_terminal
 
 RUNS = int(os.environ.get("STREAMWRAP_SIGINT_RUNS", "2"))
 # From the signal to the process's end. A person at a terminal notices half a second.
@@ -64,9 +65,10 @@ def child_env() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if k not in PROVIDER_ENV} | {"OLLAMA_HOST": "127.0.0.1:9"}
 
 
-def _no_core_files() -> None:
+def _start_child() -> None:
     # A crash still shows in the return code (-11, -6); it just leaves no file behind.
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    sigint_as_in_a_terminal()
 
 
 class Child:
@@ -79,7 +81,7 @@ class Child:
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             env=child_env(),
-            preexec_fn=_no_core_files,
+            preexec_fn=_start_child,
         )
         self._out = bytearray()
         self._err = bytearray()

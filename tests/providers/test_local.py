@@ -27,6 +27,7 @@ from streamwrap._providers.llamacpp._wrapper import (
 )
 from streamwrap._wrapper import ChatRequest
 from tests.support.package_index import use_pip_environment
+from tests.support.processes import sigint_as_in_a_terminal
 from tests.support.smollm2 import TOOLS_TEMPLATE, WEATHER_TOOL
 
 pytestmark = pytest.mark.anyio
@@ -556,6 +557,7 @@ def test_the_process_stops_cleanly_with_generations_running(mode: str, code: int
         capture_output=True,
         text=True,
         timeout=60,
+        preexec_fn=sigint_as_in_a_terminal,
     )
     assert result.returncode == code, (result.returncode, result.stdout, result.stderr)
     assert result.stdout.split() == out

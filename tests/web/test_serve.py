@@ -33,6 +33,7 @@ import streamwrap  # noqa: E402
 from streamwrap._providers._default_model import ENV_PROVIDERS as _ENV_PROVIDERS  # noqa: E402
 from streamwrap.testing import Emulator, Reply  # noqa: E402
 from streamwrap.web import chat_app  # noqa: E402
+from tests.support.processes import sigint_as_in_a_terminal  # noqa: E402
 from tests.support.server import Server  # noqa: E402
 
 TOKEN = "t0ken-for-tests"
@@ -769,6 +770,7 @@ class Serving:
             stderr=subprocess.PIPE,
             text=True,
             env=cli_env(env),
+            preexec_fn=sigint_as_in_a_terminal,
         )
         self.lines: queue.Queue[str | None] = queue.Queue()
         self.stderr: list[str] = []
