@@ -60,6 +60,8 @@ PROVIDERS: Mapping[str, Provider] = {
     for p in (
         Provider("openai_chat", "emulator-1", "/v1", "openai"),
         Provider("zhipuai_chat", "glm-4.7", "/api/paas/v4", "openai"),  # GLM's own path layout
+        # The resource endpoint: the SDK adds /openai/deployments/<model_name>/chat/completions.
+        Provider("azure_openai_chat", "gpt-4o-mini", "", "openai"),
         Provider("dashscope_chat", "qwen-max", "/api/v1", "dashscope"),
         Provider("gemini_chat", "gemini-2.5-flash", "", "gemini"),
         Provider("ollama_chat", "llama3", "", "ollama", needs_key=False),
