@@ -110,7 +110,7 @@ class AzureOpenAIChatWrapper(OpenAIChatWrapper):
         key = None if self._uses_token else self._api_key
         try:
             # The key is revealed inside the call only, never held in a local (see _secret).
-            return openai.AsyncAzureOpenAI(**({"api_key": key.reveal()} if key else {}), **args)
+            return openai.AsyncAzureOpenAI(**{**({"api_key": key.reveal()} if key else {}), **args})
         except TypeError as exc:  # an option the SDK does not have
             error = ConfigError(
                 f"'client_args' are not options of openai.AsyncAzureOpenAI: {exc}", key="client_args"
