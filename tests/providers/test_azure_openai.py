@@ -9,6 +9,7 @@ Azure's environment variables; and its content filters (the 400 that blocks a pr
 
 from __future__ import annotations
 
+import io
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ import pytest
 
 import streamwrap
 from streamwrap import ReasoningDelta, TextDelta, ToolCallDelta
+from streamwrap._providers._default_model import ENV_PROVIDERS, model_from_environment
 from streamwrap._providers.openai._azure import DEFAULT_API_VERSION, AzureOpenAIChatWrapper
 from streamwrap.testing import Emulator, Reply
 from tests.support import providers
@@ -320,3 +322,26 @@ async def test_a_first_chunk_without_choices_and_filter_results_on_every_chunk(e
     response = await make_model(emu)("hi")
     assert await response.aread() == "Hi"
     assert (response.provider_id, response.model) == ("chatcmpl-az", "gpt-4o-mini")
+
+
+# -- the command line's automatic choice ---------------------------------------------------
+
+
+def test_streamwrap_chat_picks_azure_from_its_environment_variables(
+    emu: Emulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for variable, _ in ENV_PROVIDERS:
+        monkeypatch.delenv(variable, raising=False)
+    monkeypatch.delenv("STREAMWRAP_MODEL", raising=False)
+    monkeypatch.setenv("AZURE_OPENAI_API_KEY", API_KEY)
+    monkeypatch.setenv("AZURE_OPENAI_ENDPOINT", emu.url)
+    chosen = model_from_environment(io.StringIO(), chat=True)
+    assert chosen is not None
+    model, source = chosen
+    assert isinstance(model, AzureOpenAIChatWrapper)
+    assert source == "$AZURE_OPENAI_API_KEY"
+    assert (model.model_name, model.base_url) == ("gpt-4o-mini", emu.url)
+
+    monkeypatch.setenv("STREAMWRAP_MODEL", "my-deployment")
+    chosen = model_from_environment(io.StringIO(), chat=True)
+    assert chosen is not None and chosen[0].model_name == "my-deployment"
