@@ -2,11 +2,13 @@
 """Per-chunk CPU of each native-protocol wrapper against that provider's official SDK.
 
 For DashScope, Gemini and Ollama, streamwrap decodes the provider's own wire format (not the
-OpenAI one). This runs, side by side in one process on the same local stream:
+OpenAI one); Azure OpenAI is the OpenAI format with Azure's filter results, sent by
+``openai.AsyncAzureOpenAI``. This runs, side by side in one process on the same local stream:
 
 * ``floor``: raw ``httpx`` streaming POST, the least parsing that extracts the text;
 * ``sdk``: the provider's official SDK (``dashscope`` ``AioGeneration``, ``google-genai``
-  ``client.aio.models.generate_content_stream``, ``ollama.AsyncClient.chat``);
+  ``client.aio.models.generate_content_stream``, ``ollama.AsyncClient.chat``,
+  ``openai.AsyncAzureOpenAI``'s ``chat.completions.create(stream=True)``);
 * ``sw_stream`` / ``sw_deltas``: the streamwrap wrapper, through ``.stream`` and ``.deltas()``.
 
 The server is streamwrap's emulator (``python -m streamwrap.testing``) in another process;
@@ -65,6 +67,13 @@ def _gemini_text(line: bytes) -> str | None:
         return None
     parts = candidates[0].get("content", {}).get("parts", ())
     return "".join(p.get("text", "") for p in parts if not p.get("thought"))
+
+
+def _azure_text(line: bytes) -> str | None:
+    if line[:6] != b"data: " or line == b"data: [DONE]":
+        return None
+    choices = loads(line[6:]).get("choices")  # the prompt-filter chunk has none
+    return choices[0]["delta"].get("content") if choices else None
 
 
 def _ollama_text(line: bytes) -> str | None:
@@ -172,6 +181,27 @@ def ollama_sdk(url: str, expected: str) -> Contender:
     return Contender("sdk", "ollama AsyncClient.chat", consume, aclose)
 
 
+_AZURE_API_VERSION = "2024-10-21"
+
+
+def azure_sdk(url: str, expected: str) -> Contender:
+    import openai
+
+    client = openai.AsyncAzureOpenAI(
+        azure_endpoint=url, api_version=_AZURE_API_VERSION, api_key="bench", max_retries=0
+    )
+
+    async def consume() -> None:
+        parts: list[str] = []
+        stream = await client.chat.completions.create(model=MODEL, messages=MESSAGES, stream=True)
+        async for chunk in stream:
+            if chunk.choices and chunk.choices[0].delta.content:
+                parts.append(chunk.choices[0].delta.content)
+        check("".join(parts), expected, "openai AsyncAzureOpenAI")
+
+    return Contender("sdk", "openai AsyncAzureOpenAI", consume, client.close)
+
+
 # --------------------------------------------------------------------------------------
 # streamwrap
 # --------------------------------------------------------------------------------------
@@ -209,6 +239,16 @@ class Provider:
 
 
 PROVIDERS = {
+    "azure": Provider(
+        "azure_openai_chat",
+        "openai",
+        f"/openai/deployments/{MODEL}/chat/completions?api-version={_AZURE_API_VERSION}",
+        lambda: {"model": MODEL, "messages": MESSAGES, "stream": True},
+        {"api-key": "bench"},
+        _azure_text,
+        azure_sdk,
+        lambda url: url,
+    ),
     "dashscope": Provider(
         "dashscope_chat",
         "dashscope",

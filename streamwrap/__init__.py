@@ -25,6 +25,7 @@ from ._delta import ReasoningDelta, TextDelta, ToolCallDelta
 from ._errors import (
     AuthenticationError,
     ConfigError,
+    ContentFilterError,
     InputError,
     MissingDependencyError,
     ModelFetchError,
@@ -60,6 +61,7 @@ if _typing.TYPE_CHECKING:
     from ._providers.litellm._wrapper import LiteLLMChatWrapper
     from ._providers.llamacpp._wrapper import LocalChatWrapper
     from ._providers.ollama._wrapper import OllamaChatWrapper
+    from ._providers.openai._azure import AzureOpenAIChatWrapper
     from ._providers.openai._wrapper import OpenAIChatWrapper
     from ._providers.openai._zhipuai import ZhipuAIChatWrapper
 else:
@@ -80,11 +82,13 @@ else:
 
 __all__ = [
     "AuthenticationError",
+    "AzureOpenAIChatWrapper",
     "BlockingReadWarning",
     "CallbackSink",
     "ChatRequest",
     "ConfigError",
     "ConsoleSink",
+    "ContentFilterError",
     "DashScopeChatWrapper",
     "DEFAULTS",
     "Delivery",

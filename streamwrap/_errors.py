@@ -10,6 +10,7 @@
     │   ├── ProviderConnectionError   no HTTP response at all (refused, DNS, TLS, timeout)
     │   └── ProviderHTTPError         a non-2xx status, with ``status_code`` and ``body``
     │       ├── AuthenticationError   401, 403
+    │       ├── ContentFilterError    400: the provider's content filter blocked the prompt
     │       ├── NotFoundError         404
     │       ├── RateLimitError        429
     │       └── ServerError           5xx
@@ -34,6 +35,7 @@ from ._url_redaction import redact_urls
 __all__ = [
     "AuthenticationError",
     "ConfigError",
+    "ContentFilterError",
     "InputError",
     "MissingDependencyError",
     "ModelFetchError",
@@ -178,6 +180,16 @@ class ProviderHTTPError(ProviderError):
 
 class AuthenticationError(ProviderHTTPError):
     """HTTP 401 or 403: the API key is missing, wrong or lacks permission."""
+
+
+class ContentFilterError(ProviderHTTPError):
+    """HTTP 400 because the provider's content filter blocked the prompt (Azure OpenAI's
+    ``code: content_filter``). ``body`` holds the provider's filter results (Azure: under
+    ``error.innererror.content_filter_result``). A reply the filter stops once it has
+    started is not an error: it finishes with ``finish_reason == "content_filter"``."""
+
+    def __str__(self) -> str:
+        return f"{self.provider}: HTTP {self.status_code}: blocked by the content filter: {self.message}"
 
 
 class NotFoundError(ProviderHTTPError):

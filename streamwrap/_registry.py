@@ -20,6 +20,7 @@ _BUILTIN: dict[str, str] = {
     "dashscope_chat": "streamwrap._providers.dashscope._wrapper:DashScopeChatWrapper",
     "gemini_chat": "streamwrap._providers.gemini._wrapper:GeminiChatWrapper",
     "zhipuai_chat": "streamwrap._providers.openai._zhipuai:ZhipuAIChatWrapper",
+    "azure_openai_chat": "streamwrap._providers.openai._azure:AzureOpenAIChatWrapper",
     "ollama_chat": "streamwrap._providers.ollama._wrapper:OllamaChatWrapper",
     "litellm_chat": "streamwrap._providers.litellm._wrapper:LiteLLMChatWrapper",
     "local_chat": "streamwrap._providers.llamacpp._wrapper:LocalChatWrapper",

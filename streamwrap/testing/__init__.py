@@ -9,6 +9,9 @@ alike.  The dialects, and the base URL to hand each provider's client:
 
 * OpenAI chat completions, ``POST .../chat/completions`` (SSE with ``"stream": true``):
   :attr:`Emulator.openai_base_url`.
+* Azure OpenAI, ``POST /openai/deployments/{deployment}/chat/completions?api-version=...``
+  (OpenAI's chunks with Azure's prompt-filter first chunk and content-filter results; the
+  ``api-key`` header): :attr:`Emulator.azure_endpoint`.
 * DashScope native, ``POST /api/v1/services/aigc/text-generation/generation``
   (and ``multimodal-generation``; SSE with ``X-DashScope-SSE: enable``, ``result_format``
   text or message, cumulative unless ``incremental_output``): :attr:`Emulator.dashscope_base_url`.

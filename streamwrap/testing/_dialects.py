@@ -11,6 +11,7 @@ import re
 from collections.abc import Mapping
 from typing import Any, Protocol
 
+from ._azure_dialect import AZURE
 from ._dashscope_dialect import DASHSCOPE
 from ._gemini_dialect import GEMINI
 from ._ollama_dialect import OLLAMA
@@ -50,8 +51,9 @@ class Dialect(Protocol):
         ...
 
 
-DIALECTS: tuple[Dialect, ...] = (OPENAI, DASHSCOPE, GEMINI, OLLAMA)
-"""Every dialect, in matching order (their paths do not overlap)."""
+DIALECTS: tuple[Dialect, ...] = (AZURE, OPENAI, DASHSCOPE, GEMINI, OLLAMA)
+"""Every dialect, in matching order: the first whose path matches answers. Only Azure's
+deployment paths overlap another (OpenAI's ``.../chat/completions``), so Azure comes first."""
 
 
 def dialect_for(path: str) -> Dialect | None:

@@ -41,7 +41,9 @@ class Emulator:
     =========================================================  ==============================
     path (``POST``)                                            dialect
     =========================================================  ==============================
-    ``.../chat/completions``                                   OpenAI (:attr:`openai_base_url`)
+    ``/openai/deployments/{deployment}/chat/completions``      Azure OpenAI (:attr:`azure_endpoint`)
+    (``?api-version=...``)
+    ``.../chat/completions`` (any other)                       OpenAI (:attr:`openai_base_url`)
     ``/api/v1/services/aigc/text-generation/generation``       DashScope native
     (or ``multimodal-generation``)                             (:attr:`dashscope_base_url`)
     ``/{v1beta|v1}/models/{model}:streamGenerateContent``      Gemini (:attr:`gemini_base_url`)
@@ -54,7 +56,7 @@ class Emulator:
     Any API key is accepted unless ``api_key`` is given: then a request that lacks it is
     answered as the provider of its dialect answers a missing or wrong key (OpenAI and
     DashScope: HTTP 401 with their error bodies, the key read from ``Authorization:
-    Bearer``; Gemini: 400 ``API_KEY_INVALID`` for a wrong ``x-goog-api-key`` or ``?key=``,
+    Bearer``; Azure OpenAI: its gateway's 401, the key read from ``api-key``; Gemini: 400 ``API_KEY_INVALID`` for a wrong ``x-goog-api-key`` or ``?key=``,
     403 ``PERMISSION_DENIED`` for none; Ollama has no keys and is never checked), before
     anything else, and without taking a scripted reply from the queue.
 
@@ -140,6 +142,15 @@ class Emulator:
     def openai_base_url(self) -> str:
         """The base URL to hand an OpenAI-style client: :attr:`url` + ``/v1``."""
         return self.url + "/v1"
+
+    @property
+    def azure_endpoint(self) -> str:
+        """The endpoint to hand an Azure OpenAI client: :attr:`url` (the client adds
+        ``/openai/deployments/{deployment}/chat/completions?api-version=...``).
+
+        E.g. ``openai.AsyncAzureOpenAI(azure_endpoint=..., api_version=..., api_key=...)``.
+        """
+        return self.url
 
     @property
     def dashscope_base_url(self) -> str:

@@ -10,7 +10,7 @@ Streams are ``data: {chunk}`` server-sent events ending in ``data: [DONE]``;
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import orjson
@@ -130,7 +130,7 @@ class OpenAIDialect:
             )
             return _error_plan(400, error, reply.headers, reply.first_delay)
         if reply.status != 200:
-            scripted = reply.error if reply.error is not None else _default_error(reply.status)
+            scripted = reply.error if reply.error is not None else self.default_error(reply.status)
             return _error_plan(reply.status, scripted, reply.headers, reply.first_delay)
         prompt_words = count_words(field_values(body.get("messages"), "content"))
         completion = Completion.build(
@@ -138,8 +138,18 @@ class OpenAIDialect:
         )
         if body.get("stream") is True:
             send_usage = reply.stream_usage if reply.stream_usage is not None else _asks_for_usage(body)
-            return _stream(reply, completion, send_usage=send_usage)
+            return self.stream(reply, completion, send_usage=send_usage)
         return _json(reply, completion)
+
+    # A server that speaks this dialect with quirks (Azure) overrides these two.
+
+    def default_error(self, status: int) -> dict[str, Any]:
+        """The error object of a reply scripted with ``status`` and no ``error``."""
+        return _default_error(status)
+
+    def stream(self, reply: Reply, completion: Completion, *, send_usage: bool) -> Plan:
+        """The SSE stream of ``completion``."""
+        return stream(reply, completion, send_usage=send_usage)
 
     def refuse_key(self, request: RecordedRequest, api_key: str, ids: IdSequence) -> Plan | None:
         """OpenAI's 401 unless ``request`` carries ``Authorization: Bearer <api_key>``."""
@@ -198,9 +208,16 @@ class _ChunkEncoder:
     through ``orjson`` per chunk.
     """
 
-    __slots__ = ("_head", "_prefix", "_tail", "_usage_null")
+    __slots__ = ("_finish_extra", "_head", "_prefix", "_tail", "_usage_null")
 
-    def __init__(self, completion: Completion, *, usage_null: bool) -> None:
+    def __init__(
+        self,
+        completion: Completion,
+        *,
+        usage_null: bool,
+        choice_extra: bytes = b"",
+        finish_extra: bytes = b"",
+    ) -> None:
         common = orjson.dumps(
             {
                 "id": completion.id,
@@ -213,7 +230,13 @@ class _ChunkEncoder:
         self._prefix = self._head + b',"choices":[{"index":0,"delta":'
         # OpenAI marks every chunk with "usage":null when a usage chunk will follow.
         self._usage_null = b',"usage":null' if usage_null else b""
-        self._tail = b',"logprobs":null,"finish_reason":null}]' + self._usage_null + b"}\n\n"
+        # Members a server adds to each choice (Azure's content_filter_results), as JSON
+        # text that starts with a comma: ``choice_extra`` on content chunks, ``finish_extra``
+        # on the finish chunk.
+        self._tail = (
+            b',"logprobs":null,"finish_reason":null' + choice_extra + b"}]" + self._usage_null + b"}\n\n"
+        )
+        self._finish_extra = finish_extra
 
     def delta(self, delta: Mapping[str, Any]) -> bytes:
         return self._prefix + orjson.dumps(delta) + self._tail
@@ -224,6 +247,7 @@ class _ChunkEncoder:
             + orjson.dumps(delta)
             + b',"logprobs":null,"finish_reason":'
             + orjson.dumps(reason)
+            + self._finish_extra
             + b"}]"
             + self._usage_null
             + b"}\n\n"
@@ -233,8 +257,20 @@ class _ChunkEncoder:
         return self._head + b',"choices":[],"usage":' + orjson.dumps(usage) + b"}\n\n"
 
 
-def _stream(reply: Reply, completion: Completion, *, send_usage: bool) -> Plan:
-    encoder = _ChunkEncoder(completion, usage_null=send_usage)
+def stream(
+    reply: Reply,
+    completion: Completion,
+    *,
+    send_usage: bool,
+    opening: Sequence[bytes] = (),
+    choice_extra: bytes = b"",
+    finish_extra: bytes = b"",
+) -> Plan:
+    """The SSE stream of ``completion``; ``opening`` and the ``*_extra`` members are the
+    additions of a server that speaks this dialect with quirks (see ``_azure_dialect``)."""
+    encoder = _ChunkEncoder(
+        completion, usage_null=send_usage, choice_extra=choice_extra, finish_extra=finish_extra
+    )
     deltas = _deltas(completion, reply.reasoning_field)
     if deltas:
         deltas[0] = {"role": "assistant", **deltas[0]}
@@ -245,7 +281,7 @@ def _stream(reply: Reply, completion: Completion, *, send_usage: bool) -> Plan:
         closing.append(encoder.usage(_usage(completion)))
     if reply.done:
         closing.append(_DONE)
-    return stream_plan(reply, _WIRE, content, closing)
+    return stream_plan(reply, _WIRE, content, closing, opening=opening)
 
 
 def _json(reply: Reply, completion: Completion) -> Plan:

@@ -320,8 +320,12 @@ def stream_plan(
     closing: Sequence[bytes],
     *,
     merged_closing: Sequence[bytes] | None = None,
+    opening: Sequence[bytes] = (),
 ) -> Plan:
     """A streamed answer: ``content`` chunks, then ``closing`` (finish, usage, terminator).
+
+    ``opening`` events (Azure's prompt-filter chunk) go out at once with the headers,
+    before the first delay: they are not content, so faults do not count them.
 
     The fault goes after ``reply.fault.after`` content chunks (before the
     closing events if there are fewer).  Providers that put the finish on the
@@ -330,6 +334,7 @@ def stream_plan(
     """
     headers = merged_headers(wire.headers, reply.headers)
     steps = _StreamSteps(reply, wire)
+    steps.steps.extend(opening)
     fault = reply.fault
     cut = len(content) if fault is None else min(fault.after, len(content))
     events = [*content, *closing]

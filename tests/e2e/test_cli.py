@@ -26,6 +26,8 @@ PROVIDER_ENV = (
     "GOOGLE_GEMINI_BASE_URL",
     "ZHIPUAI_BASE_URL",
     "ZAI_BASE_URL",
+    "AZURE_OPENAI_ENDPOINT",
+    "OPENAI_API_VERSION",
     "OLLAMA_HOST",
     "OLLAMA_MODEL",
     "OLLAMA_API_KEY",
@@ -232,6 +234,14 @@ def test_the_ollama_probe_gives_up_quickly_on_a_silent_server() -> None:
             "zhipuai_chat",
             "glm-4.7-flash",
             "/v1/chat/completions",
+        ),
+        (
+            "AZURE_OPENAI_API_KEY",
+            "AZURE_OPENAI_ENDPOINT",
+            "",
+            "azure_openai_chat",
+            "gpt-4o-mini",
+            "/openai/deployments/gpt-4o-mini/chat/completions?api-version=2024-10-21",
         ),
     ],
 )

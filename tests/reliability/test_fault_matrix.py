@@ -106,6 +106,15 @@ DIALECTS = (
         inband_error=True,
     ),
     Dialect(
+        provider=PROVIDERS["azure_openai_chat"],
+        api_key="azure-test-secret-key-0123456789",
+        usage_after_failure=_at_the_end_only,
+        stream_error_code=lambda code: code,
+        body_message=lambda body: str(body["error"]["message"]),
+        inband_error=True,
+        reported_as="azure_openai",
+    ),
+    Dialect(
         provider=PROVIDERS["dashscope_chat"],
         api_key="sk-dashscope-test-secret-0123456789",
         usage_after_failure=_restated,

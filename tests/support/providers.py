@@ -60,6 +60,8 @@ PROVIDERS: Mapping[str, Provider] = {
     for p in (
         Provider("openai_chat", "emulator-1", "/v1", "openai"),
         Provider("zhipuai_chat", "glm-4.7", "/api/paas/v4", "openai"),  # GLM's own path layout
+        # The resource endpoint: the SDK adds /openai/deployments/<model_name>/chat/completions.
+        Provider("azure_openai_chat", "gpt-4o-mini", "", "azure"),
         Provider("dashscope_chat", "qwen-max", "/api/v1", "dashscope"),
         Provider("gemini_chat", "gemini-2.5-flash", "", "gemini"),
         Provider("ollama_chat", "llama3", "", "ollama", needs_key=False),
@@ -70,7 +72,7 @@ PROVIDERS: Mapping[str, Provider] = {
 
 # One wrapper per wire format the emulator speaks, the one written for it.
 ONE_PER_DIALECT: tuple[Provider, ...] = tuple(
-    PROVIDERS[t] for t in ("openai_chat", "dashscope_chat", "gemini_chat", "ollama_chat")
+    PROVIDERS[t] for t in ("openai_chat", "azure_openai_chat", "dashscope_chat", "gemini_chat", "ollama_chat")
 )
 
 _DEFAULT: Any = object()

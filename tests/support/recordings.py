@@ -48,7 +48,9 @@ WIRES: Mapping[str, str | Mapping[str, str]] = {
     # Azure OpenAI's chat completions (deployment paths with api-version, and /openai/v1/):
     # the OpenAI wire, with a first chunk of `choices: []` + `prompt_filter_results` whose
     # id and model are empty, and `content_filter_results` on choices, which streamwrap
-    # ignores.
+    # ignores. The deployment-style ones also replay through azure_openai_chat at their
+    # recorded path (tests/providers/test_azure_openai.py); the /openai/v1/ ones through
+    # openai_chat with that base_url (test_recordings.py).
     "azure": OPENAI,
     "deepseek": OPENAI,
     "groq": OPENAI,
