@@ -11,6 +11,7 @@ import re
 from collections.abc import Mapping
 from typing import Any, Protocol
 
+from ._anthropic_dialect import ANTHROPIC
 from ._dashscope_dialect import DASHSCOPE
 from ._gemini_dialect import GEMINI
 from ._ollama_dialect import OLLAMA
@@ -50,7 +51,7 @@ class Dialect(Protocol):
         ...
 
 
-DIALECTS: tuple[Dialect, ...] = (OPENAI, DASHSCOPE, GEMINI, OLLAMA)
+DIALECTS: tuple[Dialect, ...] = (OPENAI, DASHSCOPE, GEMINI, OLLAMA, ANTHROPIC)
 """Every dialect, in matching order (their paths do not overlap)."""
 
 

@@ -10,12 +10,16 @@ the endpoint, with the headers, the SDK uses, and decodes the bytes with its own
 decoder (``_wire``). The ``anthropic`` extra installs only httpx; the SDK is what the
 tests and benchmarks compare against (it reads the emulator's streams in the test suite).
 
-The request, as the ``anthropic`` SDK sends it::
+The request, as Anthropic documents it::
 
     POST {base_url}/v1/messages
     x-api-key: KEY
     anthropic-version: 2023-06-01
     {"model", "max_tokens", "messages", "system"?, "tools"?, "stream": true?, ...}
+
+(The ``anthropic`` SDK 2.x sends the key as ``Authorization: Bearer KEY`` and a newer
+version date; the documented ``x-api-key`` and ``2023-06-01``, which every peer sends and
+the API keeps accepting, are the defaults here, and ``anthropic_version`` changes the date.)
 
 The key comes from ``api_key``, else ``$ANTHROPIC_API_KEY``; the base URL from
 ``base_url``, else ``$ANTHROPIC_BASE_URL``, else ``https://api.anthropic.com`` (as the SDK:
