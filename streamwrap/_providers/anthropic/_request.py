@@ -65,7 +65,7 @@ def build_request_body(request: ChatRequest) -> dict[str, Any]:
         elif key == "tool_choice":
             body["tool_choice"] = _tool_choice(value)
         elif key == "stop":
-            body["stop_sequences"] = [value] if isinstance(value, str) else list(value)
+            body["stop_sequences"] = _stop_sequences(value)
         elif key == "thinking":
             body["thinking"] = _thinking(value)
         else:
@@ -78,6 +78,14 @@ def build_request_body(request: ChatRequest) -> dict[str, Any]:
         body["stream"] = True
     body.update(extra_body)
     return body
+
+
+def _stop_sequences(value: Any) -> list[str]:
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, (list, tuple)) and all(isinstance(s, str) for s in value):
+        return list(value)
+    raise InputError(f"'stop' must be a string or a list of strings, got {value!r}")
 
 
 def _thinking(value: Any) -> Any:
