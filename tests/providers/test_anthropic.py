@@ -10,6 +10,7 @@ typed errors that keep the partial text; thinking blocks travel back with the to
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,7 @@ from streamwrap import ReasoningDelta, TextDelta, ToolCallDelta
 from streamwrap._providers.anthropic._request import DEFAULT_MAX_TOKENS, build_request_body
 from streamwrap._providers.anthropic._wire import AnthropicStreamMapper
 from streamwrap._wrapper import ChatRequest
-from streamwrap.testing import Emulator
+from streamwrap.testing import Emulator, Reply
 from tests.support import recordings as _recordings
 
 pytestmark = pytest.mark.anyio
@@ -334,6 +335,16 @@ async def test_http_529_is_retried_like_503(emu: Emulator) -> None:
     response = await model("hi")
     assert await response.aread() == "ok"
     assert [a["status"] for a in response.attempts] == [529, 200]
+
+
+async def test_http_529_retry_honours_retry_after(emu: Emulator) -> None:
+    emu.script(Reply(status=529, headers={"retry-after": "0.3"}), Reply(text="ok"))
+    model = make_model(emu, max_retries=1)
+    started = time.monotonic()
+    response = await model("hi")
+    assert await response.aread() == "ok"
+    assert time.monotonic() - started >= 0.3
+    assert [(a["status"], a["error"]) for a in response.attempts] == [(529, "ServerError"), (200, None)]
 
 
 async def test_http_529_without_retries_is_a_server_error(emu: Emulator, model: Any) -> None:
