@@ -1,14 +1,15 @@
 # ruff: noqa: RUF001  (the multiplication sign in printed tables is meant)
 """Per-chunk CPU of each native-protocol wrapper against that provider's official SDK.
 
-For DashScope, Gemini and Ollama, streamwrap decodes the provider's own wire format (not the
-OpenAI one); Azure OpenAI is the OpenAI format with Azure's filter results, sent by
+For DashScope, Gemini, Ollama and Anthropic, streamwrap decodes the provider's own wire format
+(not the OpenAI one); Azure OpenAI is the OpenAI format with Azure's filter results, sent by
 ``openai.AsyncAzureOpenAI``. This runs, side by side in one process on the same local stream:
 
 * ``floor``: raw ``httpx`` streaming POST, the least parsing that extracts the text;
 * ``sdk``: the provider's official SDK (``dashscope`` ``AioGeneration``, ``google-genai``
   ``client.aio.models.generate_content_stream``, ``ollama.AsyncClient.chat``,
   ``openai.AsyncAzureOpenAI``'s ``chat.completions.create(stream=True)``);
+  ``anthropic`` ``AsyncAnthropic.messages.create(stream=True)``, its raw event stream);
 * ``sw_stream`` / ``sw_deltas``: the streamwrap wrapper, through ``.stream`` and ``.deltas()``.
 
 The server is streamwrap's emulator (``python -m streamwrap.testing``) in another process;
@@ -80,6 +81,15 @@ def _ollama_text(line: bytes) -> str | None:
     if not line.strip():
         return None
     return loads(line).get("message", {}).get("content")
+
+
+def _anthropic_text(line: bytes) -> str | None:
+    if line[:6] != b"data: ":
+        return None
+    event = loads(line[6:])
+    if event.get("type") != "content_block_delta":
+        return None
+    return event["delta"].get("text")
 
 
 def floor(
@@ -202,6 +212,24 @@ def azure_sdk(url: str, expected: str) -> Contender:
     return Contender("sdk", "openai AsyncAzureOpenAI", consume, client.close)
 
 
+def anthropic_sdk(url: str, expected: str) -> Contender:
+    import anthropic
+
+    client = anthropic.AsyncAnthropic(api_key="bench", base_url=url, max_retries=0)
+
+    async def consume() -> None:
+        # The SDK's raw event stream (one object per event), not messages.stream(), whose
+        # accumulation of a message snapshot per event would cost it more.
+        parts: list[str] = []
+        stream = await client.messages.create(model=MODEL, max_tokens=64, messages=MESSAGES, stream=True)
+        async for event in stream:
+            if event.type == "content_block_delta" and event.delta.type == "text_delta":
+                parts.append(event.delta.text)
+        check("".join(parts), expected, "anthropic SDK")
+
+    return Contender("sdk", "anthropic messages.create(stream=True)", consume, client.close)
+
+
 # --------------------------------------------------------------------------------------
 # streamwrap
 # --------------------------------------------------------------------------------------
@@ -281,6 +309,16 @@ PROVIDERS = {
         {},
         _ollama_text,
         ollama_sdk,
+        lambda url: url,
+    ),
+    "anthropic": Provider(
+        "anthropic_chat",
+        "anthropic",
+        "/v1/messages",
+        lambda: {"model": MODEL, "max_tokens": 64, "messages": MESSAGES, "stream": True},
+        {"x-api-key": "bench", "anthropic-version": "2023-06-01"},
+        _anthropic_text,
+        anthropic_sdk,
         lambda url: url,
     ),
 }

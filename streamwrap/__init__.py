@@ -56,6 +56,7 @@ from ._wrapper import ChatRequest, ModelWrapper, Upstream
 
 if _typing.TYPE_CHECKING:
     # For type checkers and IDEs; at run time, ``__getattr__`` below imports each on first use.
+    from ._providers.anthropic._wrapper import AnthropicChatWrapper
     from ._providers.dashscope._wrapper import DashScopeChatWrapper
     from ._providers.gemini._wrapper import GeminiChatWrapper
     from ._providers.litellm._wrapper import LiteLLMChatWrapper
@@ -81,6 +82,7 @@ else:
 
 
 __all__ = [
+    "AnthropicChatWrapper",
     "AuthenticationError",
     "AzureOpenAIChatWrapper",
     "BlockingReadWarning",

@@ -19,6 +19,7 @@ _BUILTIN: dict[str, str] = {
     "openai_chat": "streamwrap._providers.openai._wrapper:OpenAIChatWrapper",
     "dashscope_chat": "streamwrap._providers.dashscope._wrapper:DashScopeChatWrapper",
     "gemini_chat": "streamwrap._providers.gemini._wrapper:GeminiChatWrapper",
+    "anthropic_chat": "streamwrap._providers.anthropic._wrapper:AnthropicChatWrapper",
     "zhipuai_chat": "streamwrap._providers.openai._zhipuai:ZhipuAIChatWrapper",
     "azure_openai_chat": "streamwrap._providers.openai._azure:AzureOpenAIChatWrapper",
     "ollama_chat": "streamwrap._providers.ollama._wrapper:OllamaChatWrapper",

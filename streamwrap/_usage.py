@@ -26,7 +26,9 @@ class Usage:
     Counts are ``None`` when nobody knows them, never a silent 0. ``source`` says where
     the numbers come from: ``"provider"`` (reported), ``"estimated"`` (computed locally
     because the provider reported nothing) or ``"unknown"``. ``raw`` keeps the provider's
-    own usage object.
+    own usage object. ``cached_tokens`` are input tokens read from the provider's prompt
+    cache (part of ``input_tokens``); ``cache_write_tokens`` those written to it (also part
+    of ``input_tokens``), for providers that report them (Anthropic).
     """
 
     input_tokens: int | None = None
@@ -36,6 +38,8 @@ class Usage:
     cached_tokens: int | None = None
     source: UsageSource = "unknown"
     raw: Mapping[str, Any] | None = field(default=None, compare=False, repr=False)
+    # (Last, after raw: positional construction stays as it was.)
+    cache_write_tokens: int | None = None
 
     @property
     def prompt_tokens(self) -> int | None:
@@ -56,6 +60,7 @@ class Usage:
         *,
         reasoning_tokens: int | None = None,
         cached_tokens: int | None = None,
+        cache_write_tokens: int | None = None,
         raw: Mapping[str, Any] | None = None,
     ) -> Usage:
         """A provider's reading (``source="provider"``); the total is the sum when the
@@ -63,7 +68,14 @@ class Usage:
         if total_tokens is None and input_tokens is not None and output_tokens is not None:
             total_tokens = input_tokens + output_tokens
         return cls(
-            input_tokens, output_tokens, total_tokens, reasoning_tokens, cached_tokens, "provider", raw
+            input_tokens,
+            output_tokens,
+            total_tokens,
+            reasoning_tokens,
+            cached_tokens,
+            "provider",
+            raw,
+            cache_write_tokens,
         )
 
     @classmethod
@@ -79,5 +91,6 @@ class Usage:
             "total_tokens": self.total_tokens,
             "reasoning_tokens": self.reasoning_tokens,
             "cached_tokens": self.cached_tokens,
+            "cache_write_tokens": self.cache_write_tokens,
             "source": self.source,
         }

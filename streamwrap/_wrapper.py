@@ -46,7 +46,8 @@ _ROLES = frozenset(("system", "developer", "user", "assistant", "tool", "functio
 # Call parameters that the wrapper owns; passing them in generate_args is a mistake.
 _RESERVED_ARGS = frozenset(("model", "messages", "stream"))
 # Statuses worth retrying before the first content: the request may succeed next time.
-_RETRY_STATUSES = frozenset((408, 409, 429, 500, 502, 503, 504))
+# 529 is "overloaded" (Anthropic's API; some CDNs too): a 503 by another number.
+_RETRY_STATUSES = frozenset((408, 409, 429, 500, 502, 503, 504, 529))
 _BACKOFF_BASE = 0.5
 _BACKOFF_MAX = 8.0
 _RETRY_AFTER_MAX = 60.0

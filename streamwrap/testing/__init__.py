@@ -18,6 +18,8 @@ alike.  The dialects, and the base URL to hand each provider's client:
 * Gemini, ``POST /v1beta/models/{model}:streamGenerateContent?alt=sse`` (CRLF SSE) and
   ``:generateContent``: :attr:`Emulator.gemini_base_url`.
 * Ollama, ``POST /api/chat`` (NDJSON unless ``"stream": false``): :attr:`Emulator.ollama_base_url`.
+* Anthropic Messages, ``POST /v1/messages`` (SSE with ``"stream": true``):
+  :attr:`Emulator.anthropic_base_url`.
 
 Faults (:class:`Fault`) and error statuses take each provider's own shape.  Any API key
 is accepted unless one is required with ``Emulator(api_key="...")``: then a missing or

@@ -11,6 +11,7 @@ import re
 from collections.abc import Mapping
 from typing import Any, Protocol
 
+from ._anthropic_dialect import ANTHROPIC
 from ._azure_dialect import AZURE
 from ._dashscope_dialect import DASHSCOPE
 from ._gemini_dialect import GEMINI
@@ -51,7 +52,7 @@ class Dialect(Protocol):
         ...
 
 
-DIALECTS: tuple[Dialect, ...] = (AZURE, OPENAI, DASHSCOPE, GEMINI, OLLAMA)
+DIALECTS: tuple[Dialect, ...] = (AZURE, OPENAI, DASHSCOPE, GEMINI, OLLAMA, ANTHROPIC)
 """Every dialect, in matching order: the first whose path matches answers. Only Azure's
 deployment paths overlap another (OpenAI's ``.../chat/completions``), so Azure comes first."""
 

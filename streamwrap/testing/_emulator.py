@@ -49,6 +49,7 @@ class Emulator:
     ``/{v1beta|v1}/models/{model}:streamGenerateContent``      Gemini (:attr:`gemini_base_url`)
     (``?alt=sse``) or ``:generateContent``
     ``/api/chat``                                              Ollama (:attr:`ollama_base_url`)
+    ``/v1/messages``                                           Anthropic (:attr:`anthropic_base_url`)
     =========================================================  ==============================
 
     Every request is recorded in :attr:`requests`.
@@ -56,8 +57,10 @@ class Emulator:
     Any API key is accepted unless ``api_key`` is given: then a request that lacks it is
     answered as the provider of its dialect answers a missing or wrong key (OpenAI and
     DashScope: HTTP 401 with their error bodies, the key read from ``Authorization:
-    Bearer``; Azure OpenAI: its gateway's 401, the key read from ``api-key``; Gemini: 400 ``API_KEY_INVALID`` for a wrong ``x-goog-api-key`` or ``?key=``,
-    403 ``PERMISSION_DENIED`` for none; Ollama has no keys and is never checked), before
+    Bearer``; Azure OpenAI: its gateway's 401, the key read from ``api-key``; Gemini: 400
+    ``API_KEY_INVALID`` for a wrong ``x-goog-api-key`` or ``?key=``, 403 ``PERMISSION_DENIED``
+    for none; Anthropic: 401 ``authentication_error`` for a missing or wrong ``x-api-key``;
+    Ollama has no keys and is never checked), before
     anything else, and without taking a scripted reply from the queue.
 
     Use it as a context manager (sync or async) or call :meth:`start` and
@@ -173,6 +176,14 @@ class Emulator:
         """The base URL to hand an Ollama client: :attr:`url` (the client adds ``/api/chat``).
 
         E.g. ``ollama.AsyncClient(host=...)``.
+        """
+        return self.url
+
+    @property
+    def anthropic_base_url(self) -> str:
+        """The base URL to hand an Anthropic client: :attr:`url` (the client adds ``/v1/messages``).
+
+        E.g. ``anthropic.AsyncAnthropic(base_url=...)``.
         """
         return self.url
 

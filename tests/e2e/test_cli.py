@@ -24,6 +24,7 @@ PROVIDER_ENV = (
     "OPENAI_BASE_URL",
     "DASHSCOPE_HTTP_BASE_URL",
     "GOOGLE_GEMINI_BASE_URL",
+    "ANTHROPIC_BASE_URL",
     "ZHIPUAI_BASE_URL",
     "ZAI_BASE_URL",
     "AZURE_OPENAI_ENDPOINT",
@@ -226,6 +227,14 @@ def test_the_ollama_probe_gives_up_quickly_on_a_silent_server() -> None:
             "gemini_chat",
             "gemini-2.5-flash",
             "/v1beta/models/gemini-2.5-flash:streamGenerateContent?alt=sse",
+        ),
+        (
+            "ANTHROPIC_API_KEY",
+            "ANTHROPIC_BASE_URL",
+            "",
+            "anthropic_chat",
+            "claude-haiku-4-5",
+            "/v1/messages",
         ),
         (
             "ZHIPUAI_API_KEY",

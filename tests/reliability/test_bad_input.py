@@ -133,6 +133,7 @@ def test_an_unknown_key_suggests_the_accepted_one(model_type: str, typo: str, me
     ("model_type", "typo", "meant"),
     [
         ("gemini_chat", "api_verison", "api_version"),
+        ("anthropic_chat", "anthropic_verison", "anthropic_version"),
         ("local_chat", "nctx", "n_ctx"),
         ("local_chat", "chat-format", "chat_format"),
     ],
@@ -158,6 +159,7 @@ def test_a_call_parameter_at_the_top_level_points_to_generate_args(model_type: s
         ("openai-chat", "openai_chat"),
         ("openai", "openai_chat"),
         ("gemini", "gemini_chat"),
+        ("anthropic", "anthropic_chat"),
         ("zhipu", "zhipuai_chat"),
         ("dashscope", "dashscope_chat"),
         ("ollama_cht", "ollama_chat"),
@@ -276,6 +278,53 @@ NATIVE_MESSAGES: list[tuple[str, list[dict[str, Any]]]] = [
     ("gemini_chat", [{"role": "user", "content": [5]}]),
     ("gemini_chat", [{"role": "user", "content": [{"type": "image_url", "image_url": 5}]}]),
     ("gemini_chat", [{"role": "user", "content": [{"type": "audio"}]}]),
+    ("anthropic_chat", [{"role": "assistant", "content": None, "tool_calls": [{"function": "f"}]}]),
+    ("anthropic_chat", [{"role": "assistant", "content": None, "tool_calls": "abc"}]),
+    (
+        "anthropic_chat",
+        [
+            {
+                "role": "assistant",
+                "content": None,
+                "tool_calls": [{"id": "t1", "function": {"arguments": "{}"}}],
+            }
+        ],
+    ),
+    (
+        "anthropic_chat",
+        [
+            {
+                "role": "assistant",
+                "content": None,
+                "tool_calls": [{"function": {"name": "f", "arguments": "{}"}}],
+            }
+        ],
+    ),
+    (
+        "anthropic_chat",
+        [
+            {
+                "role": "assistant",
+                "content": None,
+                "tool_calls": [{"id": "t1", "function": {"name": "f", "arguments": "not json"}}],
+            }
+        ],
+    ),
+    (
+        "anthropic_chat",
+        [
+            {
+                "role": "assistant",
+                "content": None,
+                "tool_calls": [{"id": "t1", "function": {"name": "f"}, "extra": {"thinking_blocks": "x"}}],
+            }
+        ],
+    ),
+    ("anthropic_chat", [{"role": "assistant", "content": "a", "thinking_blocks": [5]}]),
+    ("anthropic_chat", [{"role": "user", "content": "q"}, {"role": "tool", "content": "r"}]),
+    ("anthropic_chat", [{"role": "user", "content": [5]}]),
+    ("anthropic_chat", [{"role": "user", "content": [{"type": "image_url", "image_url": 5}]}]),
+    ("anthropic_chat", [{"role": "user", "content": [{"type": "audio"}]}]),
     ("ollama_chat", [{"role": "assistant", "content": None, "tool_calls": "abc"}]),
     ("ollama_chat", [{"role": "assistant", "content": None, "tool_calls": [{"function": "f"}]}]),
     (
@@ -425,6 +474,10 @@ async def test_call_arguments_of_the_wrong_type(
         ("gemini_chat", {"tool_choice": "bogus"}),
         ("gemini_chat", {"response_format": "json"}),
         ("gemini_chat", {"generationConfig": 5}),
+        ("anthropic_chat", {"stop": 5}),
+        ("anthropic_chat", {"stop": [1, 2]}),
+        ("anthropic_chat", {"tool_choice": "bogus"}),
+        ("anthropic_chat", {"thinking": "yes"}),
         ("ollama_chat", {"options": 5}),
         ("ollama_chat", {"response_format": "json"}),
         ("local_chat", {"temperature": "hot"}),
@@ -499,6 +552,11 @@ def _ollama(text: Any) -> bytes:
     )
 
 
+def _anthropic(text: Any) -> bytes:
+    obj = {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": text}}
+    return b"event: content_block_delta\ndata: " + orjson.dumps(obj) + b"\n\n"
+
+
 # model_type -> (one content event of its wire format, its content type)
 WIRE: dict[str, tuple[Callable[[Any], bytes], str]] = {
     "openai_chat": (_openai, "text/event-stream"),
@@ -507,6 +565,7 @@ WIRE: dict[str, tuple[Callable[[Any], bytes], str]] = {
     "dashscope_chat": (_dashscope, "text/event-stream"),
     "gemini_chat": (_gemini, "text/event-stream"),
     "ollama_chat": (_ollama, "application/x-ndjson"),
+    "anthropic_chat": (_anthropic, "text/event-stream"),
 }
 HTTP_TYPES = [
     pytest.param(

@@ -13,7 +13,8 @@ The usage rule (``_channel.py``/``_response.py``): after a failure, ``usage`` is
 reading the provider sent before it; where there was none but the stream had opened (the
 request was accepted, so tokens may be billed), a local estimate marked
 ``source="estimated"``; never a silent 0. DashScope and Gemini restate usage on every
-chunk; OpenAI and Ollama only at the end, so a failed stream of theirs is estimated.
+chunk; OpenAI and Ollama only at the end, so a failed stream of theirs is estimated;
+Anthropic reports the input side (and an early output count) at the start.
 """
 
 from __future__ import annotations
@@ -64,6 +65,12 @@ def _estimated(chunks: int) -> UsageRow:
 def _restated(chunks: int) -> UsageRow:
     # Every content chunk restates the cumulative usage: the last one before the fault stays.
     return _reading(chunks) if chunks else _estimated(0)
+
+
+def _input_at_the_start(chunks: int) -> UsageRow:
+    # The input side comes first, with an early output count of 1 (Anthropic's
+    # message_start, sent with the first content chunk); the full count only at the end.
+    return (PROMPT_TOKENS, 1, PROMPT_TOKENS + 1, "provider") if chunks else _estimated(0)
 
 
 def _at_the_end_only(chunks: int) -> UsageRow:
@@ -137,6 +144,14 @@ DIALECTS = (
         stream_error_code=lambda code: None,  # Ollama's error is {"error": "<message>"}, no code
         body_message=lambda body: str(body["error"]),
         inband_error=False,
+    ),
+    Dialect(
+        provider=PROVIDERS["anthropic_chat"],
+        api_key="sk-ant-test-secret-key-0123456789",
+        usage_after_failure=_input_at_the_start,
+        stream_error_code=lambda code: code,  # the error's "type"
+        body_message=lambda body: str(body["error"]["message"]),
+        inband_error=False,  # only the error event
     ),
 )
 

@@ -65,6 +65,7 @@ PROVIDERS: Mapping[str, Provider] = {
         Provider("dashscope_chat", "qwen-max", "/api/v1", "dashscope"),
         Provider("gemini_chat", "gemini-2.5-flash", "", "gemini"),
         Provider("ollama_chat", "llama3", "", "ollama", needs_key=False),
+        Provider("anthropic_chat", "claude-sonnet-4-5", "", "anthropic"),
         Provider("litellm_chat", "openai/emulator-1", "/v1", "openai", extra="litellm"),
         Provider("local_chat", "smollm2", None, None, needs_key=False, extra="xllamacpp"),
     )
@@ -72,7 +73,15 @@ PROVIDERS: Mapping[str, Provider] = {
 
 # One wrapper per wire format the emulator speaks, the one written for it.
 ONE_PER_DIALECT: tuple[Provider, ...] = tuple(
-    PROVIDERS[t] for t in ("openai_chat", "azure_openai_chat", "dashscope_chat", "gemini_chat", "ollama_chat")
+    PROVIDERS[t]
+    for t in (
+        "openai_chat",
+        "azure_openai_chat",
+        "dashscope_chat",
+        "gemini_chat",
+        "ollama_chat",
+        "anthropic_chat",
+    )
 )
 
 _DEFAULT: Any = object()

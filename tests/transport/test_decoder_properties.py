@@ -37,6 +37,7 @@ from hypothesis import strategies as st
 import streamwrap
 from streamwrap._delta import Delta, Finish, Metadata, ReasoningDelta, TextDelta, ToolCallDelta, UsageReport
 from streamwrap._finish import normalize_finish_reason
+from streamwrap._providers.anthropic._wire import AnthropicStreamMapper
 from streamwrap._providers.dashscope._wire import DashScopeStreamMapper
 from streamwrap._providers.gemini._wire import GeminiStreamMapper
 from streamwrap._providers.ollama._wire import OllamaStreamMapper
@@ -93,7 +94,14 @@ GEMINI = Wire(
     usage_per_event=False,
 )
 OLLAMA = Wire("ollama", lambda: OllamaStreamMapper("ollama"), lambda data: data + b"\n", usage_per_event=True)
-WIRES = [OPENAI, DASHSCOPE, DASHSCOPE_CUMULATIVE, GEMINI, OLLAMA]
+# (The mapper reads an event's kind from its JSON "type"; the SSE event name is decoration.)
+ANTHROPIC = Wire(
+    "anthropic",
+    lambda: AnthropicStreamMapper("anthropic"),
+    lambda data: b"event: message\ndata: " + data + b"\n\n",
+    usage_per_event=True,
+)
+WIRES = [OPENAI, DASHSCOPE, DASHSCOPE_CUMULATIVE, GEMINI, OLLAMA, ANTHROPIC]
 WIRE_PARAMS = [pytest.param(w, id=w.name) for w in WIRES]
 
 # The recordings, routed by the one provider table (tests/support/recordings.py).
@@ -102,6 +110,7 @@ MAPPERS = {
     _recordings.DASHSCOPE: DASHSCOPE,
     _recordings.GEMINI: GEMINI,
     _recordings.OLLAMA: OLLAMA,
+    _recordings.ANTHROPIC: ANTHROPIC,
 }
 
 
@@ -173,7 +182,7 @@ def check_types(deltas: list[Delta]) -> None:
             assert d.id is None or type(d.id) is str, d
             assert d.name is None or type(d.name) is str, d
             assert type(d.arguments) is str, d
-            assert d.extra is None or all(type(v) is str for v in d.extra.values()), d
+            assert d.extra is None or all(_extra_value(k, v) for k, v in d.extra.items()), d
         elif cls is Finish:
             assert type(d.raw) is str, d
         elif cls is Metadata:
@@ -186,6 +195,17 @@ def check_types(deltas: list[Delta]) -> None:
                 assert getattr(usage, n) is None or type(getattr(usage, n)) is int, (n, d)
         else:
             raise AssertionError(f"not a delta: {d!r}")
+
+
+def _extra_value(key: str, value: object) -> bool:
+    """A tool call's ``extra`` holds text (Gemini's thought signature), or Anthropic's
+    thinking blocks: a list of objects of text (``type``, ``thinking``, ``signature``,
+    ``data``), sent back as they came."""
+    if key == "thinking_blocks":
+        return type(value) is list and all(
+            type(b) is dict and all(type(x) is str for x in b.values()) for b in value
+        )
+    return type(value) is str
 
 
 @dataclass(frozen=True)
@@ -266,7 +286,7 @@ def test_every_recording_folder_is_in_the_provider_table(recordings: Path) -> No
     assert not [r.id for r in everything if not r.routed]
     folders = {p.name for p in recordings.iterdir() if p.is_dir()}
     assert folders <= {*_recordings.WIRES, *_recordings.NO_WRAPPER}
-    assert {r.wire.name for r in RECORDED} == {"openai", "dashscope", "gemini", "ollama"}
+    assert {r.wire.name for r in RECORDED} == {"openai", "dashscope", "gemini", "ollama", "anthropic"}
     # Every streamed recording of a provider with a wrapper is decoded here.
     streamed = [r for r in everything if r.status == 200 and r.provider not in _recordings.NO_WRAPPER]
     assert sorted(r.source.id for r in RECORDED) == sorted(r.id for r in streamed)
@@ -308,6 +328,22 @@ def expected_parse(recording: Recording) -> dict[str, Any]:
             "usage_raw": e["usage"]["raw_last_usageMetadata"],
             "finish_raw": e["finish_reason"],
             "model": e["model_version"],
+        }
+    if wire is ANTHROPIC:
+        return {
+            "text": e["text"],
+            "reasoning": e.get("thinking"),
+            "tool_calls": tuple(
+                (c["id"], c["name"], c["arguments"], n) for n, c in enumerate(e.get("tool_calls", []))
+            ),
+            "finish_raw": e["stop_reason"],
+            "model": e["model"],
+            "usage_counts": (
+                e["usage"]["input_tokens"]
+                + e["usage"]["cache_read_input_tokens"]
+                + e["usage"]["cache_creation_input_tokens"],
+                e["usage"]["output_tokens"],
+            ),
         }
     assert wire is OLLAMA
     return {
@@ -561,6 +597,15 @@ _KEYS = st.sampled_from(
         "done_reason",
         "prompt_eval_count",
         "eval_count",
+        # Anthropic (also "type", "index", "delta", "message", "usage", "text", "thinking", "error")
+        "content_block",
+        "partial_json",
+        "signature",
+        "data",
+        "input",
+        "stop_reason",
+        "cache_read_input_tokens",
+        "cache_creation_input_tokens",
     ]
 )
 _SCALARS = (
@@ -570,6 +615,24 @@ _SCALARS = (
     | st.floats(allow_nan=False, width=32)
     | st.text(max_size=4)
     | st.sampled_from(["stop", "STOP", "null", "", "tool_calls", "{}", '{"a": 1}'])
+    # Anthropic's event, block and delta types, so that its mapper gets past the first key.
+    | st.sampled_from(
+        [
+            "message_start",
+            "content_block_start",
+            "content_block_delta",
+            "content_block_stop",
+            "message_delta",
+            "message_stop",
+            "text_delta",
+            "thinking_delta",
+            "signature_delta",
+            "input_json_delta",
+            "tool_use",
+            "thinking",
+            "redacted_thinking",
+        ]
+    )
 )
 _JSON = st.recursive(
     _SCALARS,
