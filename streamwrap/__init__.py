@@ -60,6 +60,7 @@ if _typing.TYPE_CHECKING:
     from ._providers.litellm._wrapper import LiteLLMChatWrapper
     from ._providers.llamacpp._wrapper import LocalChatWrapper
     from ._providers.ollama._wrapper import OllamaChatWrapper
+    from ._providers.openai._responses_wrapper import OpenAIResponsesWrapper
     from ._providers.openai._wrapper import OpenAIChatWrapper
     from ._providers.openai._zhipuai import ZhipuAIChatWrapper
 else:
@@ -103,6 +104,7 @@ __all__ = [
     "NotFoundError",
     "OllamaChatWrapper",
     "OpenAIChatWrapper",
+    "OpenAIResponsesWrapper",
     "ProviderConnectionError",
     "ProviderError",
     "ProviderHTTPError",

@@ -15,6 +15,7 @@ from ._dashscope_dialect import DASHSCOPE
 from ._gemini_dialect import GEMINI
 from ._ollama_dialect import OLLAMA
 from ._openai_dialect import OPENAI
+from ._openai_responses_dialect import OPENAI_RESPONSES
 from ._plan import Plan
 from ._recorded import RecordedRequest
 from ._render import IdSequence
@@ -50,7 +51,7 @@ class Dialect(Protocol):
         ...
 
 
-DIALECTS: tuple[Dialect, ...] = (OPENAI, DASHSCOPE, GEMINI, OLLAMA)
+DIALECTS: tuple[Dialect, ...] = (OPENAI, OPENAI_RESPONSES, DASHSCOPE, GEMINI, OLLAMA)
 """Every dialect, in matching order (their paths do not overlap)."""
 
 

@@ -42,6 +42,7 @@ class Emulator:
     path (``POST``)                                            dialect
     =========================================================  ==============================
     ``.../chat/completions``                                   OpenAI (:attr:`openai_base_url`)
+    ``.../responses``                                          OpenAI Responses (the same base URL)
     ``/api/v1/services/aigc/text-generation/generation``       DashScope native
     (or ``multimodal-generation``)                             (:attr:`dashscope_base_url`)
     ``/{v1beta|v1}/models/{model}:streamGenerateContent``      Gemini (:attr:`gemini_base_url`)
@@ -52,8 +53,8 @@ class Emulator:
     Every request is recorded in :attr:`requests`.
 
     Any API key is accepted unless ``api_key`` is given: then a request that lacks it is
-    answered as the provider of its dialect answers a missing or wrong key (OpenAI and
-    DashScope: HTTP 401 with their error bodies, the key read from ``Authorization:
+    answered as the provider of its dialect answers a missing or wrong key (OpenAI, its
+    Responses API, and DashScope: HTTP 401 with their error bodies, the key read from ``Authorization:
     Bearer``; Gemini: 400 ``API_KEY_INVALID`` for a wrong ``x-goog-api-key`` or ``?key=``,
     403 ``PERMISSION_DENIED`` for none; Ollama has no keys and is never checked), before
     anything else, and without taking a scripted reply from the queue.
