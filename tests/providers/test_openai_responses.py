@@ -35,8 +35,7 @@ STREAMING = _recordings.params(
     what="OpenAI Responses",
 )
 
-ROW = providers.Provider("openai_responses", "gpt-5", "/v1", "openai_responses")
-make_model = partial(providers.make_model, model_type=ROW, api_key=API_KEY)
+make_model = partial(providers.make_model, model_type="openai_responses", api_key=API_KEY)
 
 
 @pytest.fixture

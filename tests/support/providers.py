@@ -59,6 +59,7 @@ PROVIDERS: Mapping[str, Provider] = {
     p.model_type: p
     for p in (
         Provider("openai_chat", "emulator-1", "/v1", "openai"),
+        Provider("openai_responses", "gpt-5", "/v1", "openai_responses"),  # OpenAI's key and base URL
         Provider("zhipuai_chat", "glm-4.7", "/api/paas/v4", "openai"),  # GLM's own path layout
         Provider("dashscope_chat", "qwen-max", "/api/v1", "dashscope"),
         Provider("gemini_chat", "gemini-2.5-flash", "", "gemini"),
@@ -70,7 +71,7 @@ PROVIDERS: Mapping[str, Provider] = {
 
 # One wrapper per wire format the emulator speaks, the one written for it.
 ONE_PER_DIALECT: tuple[Provider, ...] = tuple(
-    PROVIDERS[t] for t in ("openai_chat", "dashscope_chat", "gemini_chat", "ollama_chat")
+    PROVIDERS[t] for t in ("openai_chat", "openai_responses", "dashscope_chat", "gemini_chat", "ollama_chat")
 )
 
 _DEFAULT: Any = object()
