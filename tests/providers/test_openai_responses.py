@@ -313,3 +313,65 @@ async def test_http_errors_are_openai_errors(emu: Emulator, model: Any) -> None:
     with pytest.raises(streamwrap.AuthenticationError) as info:
         await model("hi")
     assert info.value.status_code == 401 and info.value.provider == "openai"
+
+
+async def test_encrypted_reasoning_travels_back_with_the_tool_call(emu: Emulator, model: Any) -> None:
+    # With store=False and include=["reasoning.encrypted_content"], a reasoning model's
+    # function call must be sent back after the reasoning item before it, encrypted.
+    reasoning_item = {
+        "id": "rs_1",
+        "type": "reasoning",
+        "summary": [{"type": "summary_text", "text": "Need the time."}],
+        "encrypted_content": "gAAAA-opaque",
+    }
+    call_item = {
+        "id": "fc_1",
+        "type": "function_call",
+        "status": "completed",
+        "call_id": "call_1",
+        "name": "get_time",
+        "arguments": "{}",
+    }
+    body = _sse(
+        {"type": "response.created", "response": {"id": "resp_1", "model": "gpt-5", "status": "in_progress"}},
+        {"type": "response.output_item.added", "output_index": 0, "item": {**reasoning_item, "summary": []}},
+        {"type": "response.reasoning_summary_part.added", "output_index": 0, "summary_index": 0},
+        {
+            "type": "response.reasoning_summary_text.delta",
+            "output_index": 0,
+            "summary_index": 0,
+            "delta": "Need the time.",
+        },
+        {"type": "response.output_item.done", "output_index": 0, "item": reasoning_item},
+        {"type": "response.output_item.added", "output_index": 1, "item": {**call_item, "arguments": ""}},
+        {"type": "response.function_call_arguments.delta", "output_index": 1, "delta": "{}"},
+        {"type": "response.output_item.done", "output_index": 1, "item": call_item},
+        {"type": "response.completed", "response": {"id": "resp_1", "status": "completed", "usage": None}},
+    )
+    emu.replay(body)
+    first = await model("What time is it?", store=False, include=["reasoning.encrypted_content"])
+    await first.aread()
+    assert first.reasoning == "Need the time."
+    (call,) = first.tool_calls
+    assert (call.id, call.name, call.index) == ("call_1", "get_time", 1)
+    emu.script(Reply(text="Noon."))
+    messages = [
+        {"role": "user", "content": "What time is it?"},
+        {"role": "assistant", "content": None, "tool_calls": first.tool_calls},
+        {"role": "tool", "tool_call_id": "call_1", "content": "12:00"},
+    ]
+    second = await model(messages, store=False)
+    assert await second.aread() == "Noon."
+    assert emu.requests[1].json["input"][1:] == [
+        reasoning_item,
+        {"type": "function_call", "call_id": "call_1", "name": "get_time", "arguments": "{}"},
+        {"type": "function_call_output", "call_id": "call_1", "output": "12:00"},
+    ]
+    # As a plain dict (the OpenAI message format with the call's extra), the same.
+    as_dict = {**call.to_openai(), "extra": dict(call.extra or {})}
+    emu.script(Reply(text="Noon."))
+    third = await model(
+        [*messages[:1], {"role": "assistant", "tool_calls": [as_dict]}, messages[2]], store=False
+    )
+    await third.aread()
+    assert emu.requests[2].json["input"] == emu.requests[1].json["input"]

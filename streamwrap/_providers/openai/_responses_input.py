@@ -4,7 +4,8 @@ in the Responses API's shapes.
 Messages become ``input`` items: ``system``/``developer``/``user``/``assistant`` text stays
 a message of that role (content parts as ``input_text``/``input_image``; an assistant's as
 ``output_text``), an assistant's ``tool_calls`` become ``function_call`` items (their id is
-the ``call_id``), and ``role: tool`` results become ``function_call_output`` items. Tools become
+the ``call_id``), and ``role: tool`` results become ``function_call_output`` items (a call
+whose ``extra`` carries reasoning items, encrypted, sends them first). Tools become
 the flat ``{"type": "function", "name", "description", "parameters"}`` shape.
 """
 
@@ -16,6 +17,7 @@ from typing import Any
 import orjson
 
 from ..._errors import InputError
+from ._responses_wire import REASONING_ITEMS
 
 __all__ = ["input_items", "function_tools"]
 
@@ -34,7 +36,8 @@ def input_items(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
             if content or role != "assistant":
                 items.append({"role": role, "content": _content(content, role, i)})
             if role == "assistant":
-                items.extend(_call_item(call, i) for call in message.get("tool_calls") or ())
+                for call in message.get("tool_calls") or ():
+                    items.extend(_call_items(call, i))
         else:
             raise InputError(f"messages[{i}]: role {role!r} is not supported by openai_responses")
     return items
@@ -81,8 +84,25 @@ def _content(content: Any, role: str, i: int) -> str | list[dict[str, Any]]:
     return parts
 
 
+def _call_items(call: Any, i: int) -> list[dict[str, Any]]:
+    """A ``function_call`` item from an OpenAI-style tool call dict or a ``ToolCall``,
+    after the reasoning items its ``extra`` carries (see ``_responses_wire``)."""
+    extra = call.get("extra") if isinstance(call, Mapping) else getattr(call, "extra", None)
+    carried = extra.get(REASONING_ITEMS) if isinstance(extra, Mapping) else None
+    items: list[dict[str, Any]] = []
+    if isinstance(carried, str):
+        try:
+            reasoning = orjson.loads(carried)
+        except orjson.JSONDecodeError:
+            reasoning = None
+        if not isinstance(reasoning, list) or not all(isinstance(item, dict) for item in reasoning):
+            raise InputError(f"messages[{i}]: a tool call's {REASONING_ITEMS!r} must be a JSON list of items")
+        items.extend(reasoning)
+    items.append(_call_item(call, i))
+    return items
+
+
 def _call_item(call: Any, i: int) -> dict[str, Any]:
-    """A ``function_call`` item from an OpenAI-style tool call dict or a ``ToolCall``."""
     if isinstance(call, Mapping):
         fn = call.get("function") or {}
         if not isinstance(fn, Mapping):

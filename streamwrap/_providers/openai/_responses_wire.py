@@ -15,6 +15,8 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
+import orjson
+
 from ..._delta import Delta, Finish, Metadata, ReasoningDelta, TextDelta, ToolCallDelta, UsageReport
 from ..._errors import ProviderStreamError, StreamProtocolError
 from ..._transport._sse import ServerSentEvent, SSEDecoder
@@ -24,13 +26,15 @@ from ..._transport._wire_shape import count, error_fields, event_json, label, op
 from ..._transport._wire_shape import text as _text
 from ..._usage import Usage
 
-__all__ = ["ResponsesStreamMapper", "response_deltas", "usage_from_responses"]
+__all__ = ["REASONING_ITEMS", "ResponsesStreamMapper", "response_deltas", "usage_from_responses"]
 
 # Reasoning summary parts (and reasoning items) have no separator on the wire: joined with
 # a blank line, as OpenAI's own tools show them.
 _PART_SEPARATOR = "\n\n"
 # The finish reason of a reply that refused: "refusal" is normalised to content_filter.
 _REFUSAL = "refusal"
+# The key of a tool call's `extra` that carries the reasoning items before it (JSON text).
+REASONING_ITEMS = "reasoning_items"
 # An error object names its kind in `code`, or only in `type`.
 _ERROR_CODE_KEYS = ("code", "type")
 
@@ -85,7 +89,7 @@ class ResponsesStreamMapper(WireMapper[ServerSentEvent]):
     the id a ``function_call_output`` answers, not the item's ``fc_…`` id.
     """
 
-    __slots__ = ("_calls", "_gap", "_reasoned", "_refused", "_seen_meta", "finished")
+    __slots__ = ("_calls", "_carried", "_gap", "_reasoned", "_refused", "_seen_meta", "finished")
 
     expected_shape = "the OpenAI Responses event shape"
     unfinished_message = (
@@ -101,6 +105,8 @@ class ResponsesStreamMapper(WireMapper[ServerSentEvent]):
         self._reasoned = False  # reasoning text has arrived
         self._gap = False  # a new summary part began after some: the next piece opens with a separator
         self._refused = False
+        # reasoning items with encrypted content, not yet attached to a tool call
+        self._carried = _CarriedReasoning()
         self.finished = False
 
     def ended(self) -> bool:
@@ -167,7 +173,11 @@ class ResponsesStreamMapper(WireMapper[ServerSentEvent]):
             self._calls[index] = bool(arguments)
             out.append(
                 ToolCallDelta(
-                    index, optional_text(item.get("call_id")), optional_text(item.get("name")), arguments
+                    index,
+                    optional_text(item.get("call_id")),
+                    optional_text(item.get("name")),
+                    arguments,
+                    self._carried.take(),
                 )
             )
 
@@ -189,7 +199,10 @@ class ResponsesStreamMapper(WireMapper[ServerSentEvent]):
 
     def _item_done(self, obj: dict[str, Any], out: list[Delta]) -> None:
         item = obj["item"]
-        if item.get("type") != "function_call":
+        kind = item.get("type")
+        if kind == "reasoning":
+            self._carried.add(item)
+        if kind != "function_call":
             return
         index = _index(obj)
         streamed = self._calls.get(index)
@@ -225,6 +238,30 @@ class ResponsesStreamMapper(WireMapper[ServerSentEvent]):
         # `{"type": "error", "code", "message", "param"}`, or the error nested in "error".
         err = obj.get("error") or {k: v for k, v in obj.items() if k != "type"}
         raise _failure(err, self.provider, "the provider reported an error")
+
+
+class _CarriedReasoning:
+    """The reasoning items (with encrypted content) that precede a tool call, kept in the
+    call's ``extra`` so that sending the call back (with ``store=False``) sends them too:
+    the API rejects a reasoning model's function call without the reasoning before it."""
+
+    __slots__ = ("items",)
+
+    def __init__(self) -> None:
+        self.items: list[Any] = []
+
+    def add(self, item: Mapping[str, Any]) -> None:
+        # Only items that carry their reasoning: without it (store=True, the default) the
+        # API has them under their id and previous_response_id carries them.
+        if item.get("encrypted_content"):
+            self.items.append(item)
+
+    def take(self) -> dict[str, object] | None:
+        if not self.items:
+            return None
+        extra: dict[str, object] = {REASONING_ITEMS: orjson.dumps(self.items).decode()}
+        self.items = []
+        return extra
 
 
 _Handler = Callable[[ResponsesStreamMapper, dict[str, Any], list[Delta]], None]
@@ -264,9 +301,11 @@ def _response_deltas(obj: Any, provider: str) -> list[Delta]:
     out: list[Delta] = [Metadata(label(obj.get("id")), label(obj.get("model")))]
     reasoning: list[str] = []
     refused = False
+    carried = _CarriedReasoning()
     for index, item in enumerate(obj.get("output") or ()):
         kind = item.get("type")
         if kind == "reasoning":
+            carried.add(item)
             reasoning.extend(_text(part["text"]) for part in item.get("summary") or () if part.get("text"))
             reasoning.extend(_text(part["text"]) for part in item.get("content") or () if part.get("text"))
         elif kind == "message":
@@ -283,6 +322,7 @@ def _response_deltas(obj: Any, provider: str) -> list[Delta]:
                     optional_text(item.get("call_id")),
                     optional_text(item.get("name")),
                     optional_text(item.get("arguments")) or "",
+                    carried.take(),
                 )
             )
     if reasoning:
