@@ -1,12 +1,13 @@
 # ruff: noqa: RUF001  (the multiplication sign in printed tables is meant)
 """Per-chunk CPU of each native-protocol wrapper against that provider's official SDK.
 
-For DashScope, Gemini and Ollama, streamwrap decodes the provider's own wire format (not the
-OpenAI one). This runs, side by side in one process on the same local stream:
+For DashScope, Gemini, Ollama and OpenAI's Responses API, streamwrap decodes the provider's
+own wire format (not the chat-completions one). This runs, side by side in one process on the same local stream:
 
 * ``floor``: raw ``httpx`` streaming POST, the least parsing that extracts the text;
 * ``sdk``: the provider's official SDK (``dashscope`` ``AioGeneration``, ``google-genai``
-  ``client.aio.models.generate_content_stream``, ``ollama.AsyncClient.chat``);
+  ``client.aio.models.generate_content_stream``, ``ollama.AsyncClient.chat``, ``openai``
+  ``client.responses.create(stream=True)``);
 * ``sw_stream`` / ``sw_deltas``: the streamwrap wrapper, through ``.stream`` and ``.deltas()``.
 
 The server is streamwrap's emulator (``python -m streamwrap.testing``) in another process;
@@ -71,6 +72,13 @@ def _ollama_text(line: bytes) -> str | None:
     if not line.strip():
         return None
     return loads(line).get("message", {}).get("content")
+
+
+def _responses_text(line: bytes) -> str | None:
+    if line[:6] != b"data: ":
+        return None
+    event = loads(line[6:])
+    return event["delta"] if event.get("type") == "response.output_text.delta" else None
 
 
 def floor(
@@ -172,6 +180,21 @@ def ollama_sdk(url: str, expected: str) -> Contender:
     return Contender("sdk", "ollama AsyncClient.chat", consume, aclose)
 
 
+def openai_responses_sdk(url: str, expected: str) -> Contender:
+    import openai
+
+    client = openai.AsyncOpenAI(base_url=url + "/v1", api_key="bench", max_retries=0)
+
+    async def consume() -> None:
+        parts: list[str] = []
+        async for event in await client.responses.create(model=MODEL, input=MESSAGES, stream=True):  # type: ignore[arg-type]
+            if event.type == "response.output_text.delta":
+                parts.append(event.delta)
+        check("".join(parts), expected, "openai responses")
+
+    return Contender("sdk", "openai responses.create(stream=True)", consume, client.close)
+
+
 # --------------------------------------------------------------------------------------
 # streamwrap
 # --------------------------------------------------------------------------------------
@@ -242,6 +265,16 @@ PROVIDERS = {
         _ollama_text,
         ollama_sdk,
         lambda url: url,
+    ),
+    "openai_responses": Provider(
+        "openai_responses",
+        "openai",
+        "/v1/responses",
+        lambda: {"model": MODEL, "input": MESSAGES, "stream": True},
+        {"Authorization": "Bearer bench"},
+        _responses_text,
+        openai_responses_sdk,
+        lambda url: url + "/v1",
     ),
 }
 
