@@ -252,10 +252,30 @@ async def test_responses_parameters_pass_through(emu: Emulator, model: Any) -> N
     assert body["include"] == ["reasoning.encrypted_content"]
     assert body["max_output_tokens"] == 50 and "max_tokens" not in body  # the chat name, renamed
     assert body["top_k"] == 3  # unknown to the SDK: sent in the body all the same
+    # The chat names and shapes, in the Responses API's.
+    emu.script(Reply(text="c"))
+    schema = {"type": "object", "properties": {"a": {"type": "string"}}}
+    chat_named = await model(
+        "hi",
+        reasoning_effort="high",
+        response_format={
+            "type": "json_schema",
+            "json_schema": {"name": "A", "schema": schema, "strict": True},
+        },
+        tool_choice={"type": "function", "function": {"name": "get_time"}},
+        max_completion_tokens=20,
+    )
+    await chat_named.aread()
+    body = emu.requests[-1].json
+    assert body["reasoning"] == {"effort": "high"}
+    assert body["text"] == {"format": {"type": "json_schema", "name": "A", "schema": schema, "strict": True}}
+    assert body["tool_choice"] == {"type": "function", "name": "get_time"}
+    assert body["max_output_tokens"] == 20
+    assert not {"reasoning_effort", "response_format", "max_completion_tokens"} & set(body)
     # The response id is what previous_response_id takes.
     second = await model("more", previous_response_id=first.provider_id)
     await second.aread()
-    assert emu.requests[1].json["previous_response_id"] == first.provider_id
+    assert emu.requests[-1].json["previous_response_id"] == first.provider_id
 
 
 @pytest.mark.parametrize(

@@ -19,7 +19,10 @@ import orjson
 from ..._errors import InputError
 from ._responses_wire import REASONING_ITEMS
 
-__all__ = ["input_items", "function_tools"]
+__all__ = ["function_tools", "input_items", "responses_params"]
+
+# The chat APIs' names for what the Responses API calls otherwise, when given alone.
+_RENAMED = {"max_tokens": "max_output_tokens", "max_completion_tokens": "max_output_tokens"}
 
 _ROLES = ("system", "developer", "user", "assistant")
 
@@ -47,6 +50,41 @@ def function_tools(tools: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Tools in the chat shape (``{"type": "function", "function": {...}}``, as
     ``normalize_tools`` gives them) in the Responses API's flat shape."""
     return [{"type": "function", **tool["function"]} for tool in tools]
+
+
+def responses_params(params: Mapping[str, Any]) -> dict[str, Any]:
+    """The call's parameters with the chat APIs' names and shapes in the Responses API's:
+    ``max_tokens``/``max_completion_tokens`` → ``max_output_tokens``, ``reasoning_effort`` →
+    ``reasoning.effort``, ``response_format`` → ``text.format``, a ``tool_choice`` naming a
+    function → the flat ``{"type": "function", "name"}``. Given in the Responses shape, a
+    parameter wins over its chat counterpart; everything else is kept as it is."""
+    out: dict[str, Any] = {}
+    for key, value in params.items():
+        renamed = _RENAMED.get(key)
+        if renamed is None:
+            out[key] = value
+        elif renamed not in params:
+            out[renamed] = value
+    effort = out.pop("reasoning_effort", None)
+    if effort is not None:
+        reasoning = out.get("reasoning")
+        out["reasoning"] = {"effort": effort, **(reasoning if isinstance(reasoning, Mapping) else {})}
+    response_format = out.pop("response_format", None)
+    if response_format is not None:
+        text = out.get("text")
+        out["text"] = {"format": _text_format(response_format), **(text if isinstance(text, Mapping) else {})}
+    choice = out.get("tool_choice")
+    if isinstance(choice, Mapping) and isinstance(choice.get("function"), Mapping):
+        out["tool_choice"] = {"type": "function", "name": choice["function"].get("name")}
+    return out
+
+
+def _text_format(response_format: Any) -> Any:
+    """Chat's ``response_format`` as the Responses API's ``text.format``: a ``json_schema``
+    one has its ``json_schema`` members (name, schema, strict) at the top level."""
+    if isinstance(response_format, Mapping) and isinstance(response_format.get("json_schema"), Mapping):
+        return {"type": "json_schema", **response_format["json_schema"]}
+    return response_format
 
 
 def _content(content: Any, role: str, i: int) -> str | list[dict[str, Any]]:

@@ -10,9 +10,10 @@ streamwrap decodes the response body itself (``_responses_wire``).
 The chat messages and tools are sent as ``input`` items and function tools
 (``_responses_input``). ``instructions``, ``reasoning`` (``{"effort", "summary"}``),
 ``store``, ``previous_response_id``, ``include``, ``max_output_tokens`` and the API's other
-parameters pass through from ``generate_args`` or the call (``max_tokens``, the chat
-name, is sent as ``max_output_tokens``); parameters the installed SDK does not know go in
-the request body. The response's ``provider_id`` is the id ``previous_response_id`` takes.
+parameters pass through from ``generate_args`` or the call; the chat names
+(``max_tokens``, ``reasoning_effort``, ``response_format``, a function ``tool_choice``) are
+sent in the Responses API's shape. Parameters the installed SDK does not know go in the
+request body. The response's ``provider_id`` is the id ``previous_response_id`` takes.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from typing import Any, ClassVar
 
 from ..._errors import InputError
 from ..._wrapper import ChatRequest, Upstream
-from ._responses_input import function_tools, input_items
+from ._responses_input import function_tools, input_items, responses_params
 from ._responses_wire import ResponsesStreamMapper, response_deltas
 from ._wrapper import OpenAIChatWrapper
 
@@ -65,11 +66,9 @@ class OpenAIResponsesWrapper(OpenAIChatWrapper):
             raise InputError(f"'extra_body' must be a dict, got {type(extra).__name__}")
         extra_body: dict[str, Any] = dict(extra)
         kwargs: dict[str, Any] = {}
-        for key, value in request.params.items():
+        for key, value in responses_params(request.params).items():
             if key == "extra_body":
                 continue
-            if key == "max_tokens" and "max_output_tokens" not in request.params:
-                key = "max_output_tokens"  # the chat APIs' name for it
             if key in known:
                 kwargs[key] = value
             else:
