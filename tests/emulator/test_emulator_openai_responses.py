@@ -10,6 +10,7 @@ and must see exactly the scripted content, in the same events as real traffic
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -26,8 +27,12 @@ pytestmark = [pytest.mark.anyio, pytest.mark.timeout(30)]
 API_KEY = "sk-test-secret-key-0123456789"
 
 
-def _client(emu: Emulator) -> openai.AsyncOpenAI:
-    return openai.AsyncOpenAI(base_url=emu.openai_base_url, api_key=API_KEY, max_retries=0)
+@pytest.fixture
+async def client(emu: Emulator) -> AsyncIterator[openai.AsyncOpenAI]:
+    # Closed in the test's own event loop: a client left to the garbage collector would
+    # close its connections in a later test, maybe under the other backend.
+    async with openai.AsyncOpenAI(base_url=emu.openai_base_url, api_key=API_KEY, max_retries=0) as client:
+        yield client
 
 
 def _events(body: bytes) -> list[tuple[str, dict[str, Any]]]:
@@ -46,7 +51,9 @@ def _post(emu: Emulator, **body: Any) -> httpx.Response:
     )
 
 
-async def test_sdk_stream_helper_accumulates_reasoning_text_and_tool_calls(emu: Emulator) -> None:
+async def test_sdk_stream_helper_accumulates_reasoning_text_and_tool_calls(
+    emu: Emulator, client: openai.AsyncOpenAI
+) -> None:
     emu.script(
         Reply(
             reasoning="Think first.",
@@ -55,7 +62,7 @@ async def test_sdk_stream_helper_accumulates_reasoning_text_and_tool_calls(emu: 
             usage=(7, 20),
         )
     )
-    async with _client(emu).responses.stream(model="gpt-5", input="hi") as stream:
+    async with client.responses.stream(model="gpt-5", input="hi") as stream:
         kinds = [event.type async for event in stream]
         final = await stream.get_final_response()
     assert final.output_text == "Two calls."
@@ -81,9 +88,8 @@ async def test_sdk_stream_helper_accumulates_reasoning_text_and_tool_calls(emu: 
     assert counts["response.function_call_arguments.delta"] == 5  # cut in a few fragments each
 
 
-async def test_sdk_create_stream_and_non_streaming(emu: Emulator) -> None:
+async def test_sdk_create_stream_and_non_streaming(emu: Emulator, client: openai.AsyncOpenAI) -> None:
     emu.script(Reply(text="Hello there"), Reply(text="Hello there"))
-    client = _client(emu)
     texts, sequence = [], []
     async for event in await client.responses.create(model="gpt-5", input="hi", stream=True):
         sequence.append(event.sequence_number)
@@ -97,11 +103,9 @@ async def test_sdk_create_stream_and_non_streaming(emu: Emulator) -> None:
     assert response.status == "completed"
 
 
-async def test_sdk_sees_an_incomplete_response(emu: Emulator) -> None:
+async def test_sdk_sees_an_incomplete_response(emu: Emulator, client: openai.AsyncOpenAI) -> None:
     emu.script(Reply(text="Cut", finish_reason="length"))
-    events = [
-        event async for event in await _client(emu).responses.create(model="gpt-5", input="hi", stream=True)
-    ]
+    events = [event async for event in await client.responses.create(model="gpt-5", input="hi", stream=True)]
     last = events[-1]
     assert last.type == "response.incomplete"
     assert last.response.status == "incomplete"
@@ -110,8 +114,7 @@ async def test_sdk_sees_an_incomplete_response(emu: Emulator) -> None:
     assert last.response.output_text == "Cut"
 
 
-async def test_sdk_errors(emu: Emulator) -> None:
-    client = _client(emu)
+async def test_sdk_errors(emu: Emulator, client: openai.AsyncOpenAI) -> None:
     emu.script(Reply(status=429))
     with pytest.raises(openai.RateLimitError):
         await client.responses.create(model="gpt-5", input="hi", stream=True)
