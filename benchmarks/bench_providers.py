@@ -1,15 +1,17 @@
 # ruff: noqa: RUF001  (the multiplication sign in printed tables is meant)
 """Per-chunk CPU of each native-protocol wrapper against that provider's official SDK.
 
-For DashScope, Gemini, Ollama and Anthropic, streamwrap decodes the provider's own wire format
-(not the OpenAI one); Azure OpenAI is the OpenAI format with Azure's filter results, sent by
-``openai.AsyncAzureOpenAI``. This runs, side by side in one process on the same local stream:
+For DashScope, Gemini, Ollama, Anthropic and OpenAI's Responses API, streamwrap decodes the
+provider's own wire format (not the chat-completions one); Azure OpenAI is the OpenAI format
+with Azure's filter results, sent by ``openai.AsyncAzureOpenAI``. This runs, side by side in
+one process on the same local stream:
 
 * ``floor``: raw ``httpx`` streaming POST, the least parsing that extracts the text;
 * ``sdk``: the provider's official SDK (``dashscope`` ``AioGeneration``, ``google-genai``
   ``client.aio.models.generate_content_stream``, ``ollama.AsyncClient.chat``,
-  ``openai.AsyncAzureOpenAI``'s ``chat.completions.create(stream=True)``);
-  ``anthropic`` ``AsyncAnthropic.messages.create(stream=True)``, its raw event stream);
+  ``openai.AsyncAzureOpenAI``'s ``chat.completions.create(stream=True)``,
+  ``anthropic`` ``AsyncAnthropic.messages.create(stream=True)``, its raw event stream;
+  ``openai`` ``client.responses.create(stream=True)``);
 * ``sw_stream`` / ``sw_deltas``: the streamwrap wrapper, through ``.stream`` and ``.deltas()``.
 
 The server is streamwrap's emulator (``python -m streamwrap.testing``) in another process;
@@ -90,6 +92,13 @@ def _anthropic_text(line: bytes) -> str | None:
     if event.get("type") != "content_block_delta":
         return None
     return event["delta"].get("text")
+
+
+def _responses_text(line: bytes) -> str | None:
+    if line[:6] != b"data: ":
+        return None
+    event = loads(line[6:])
+    return event["delta"] if event.get("type") == "response.output_text.delta" else None
 
 
 def floor(
@@ -230,6 +239,21 @@ def anthropic_sdk(url: str, expected: str) -> Contender:
     return Contender("sdk", "anthropic messages.create(stream=True)", consume, client.close)
 
 
+def openai_responses_sdk(url: str, expected: str) -> Contender:
+    import openai
+
+    client = openai.AsyncOpenAI(base_url=url + "/v1", api_key="bench", max_retries=0)
+
+    async def consume() -> None:
+        parts: list[str] = []
+        async for event in await client.responses.create(model=MODEL, input=MESSAGES, stream=True):  # type: ignore[arg-type]
+            if event.type == "response.output_text.delta":
+                parts.append(event.delta)
+        check("".join(parts), expected, "openai responses")
+
+    return Contender("sdk", "openai responses.create(stream=True)", consume, client.close)
+
+
 # --------------------------------------------------------------------------------------
 # streamwrap
 # --------------------------------------------------------------------------------------
@@ -320,6 +344,16 @@ PROVIDERS = {
         _anthropic_text,
         anthropic_sdk,
         lambda url: url,
+    ),
+    "openai_responses": Provider(
+        "openai_responses",
+        "openai",
+        "/v1/responses",
+        lambda: {"model": MODEL, "input": MESSAGES, "stream": True},
+        {"Authorization": "Bearer bench"},
+        _responses_text,
+        openai_responses_sdk,
+        lambda url: url + "/v1",
     ),
 }
 

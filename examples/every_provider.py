@@ -1,7 +1,7 @@
 """One call shape, every provider: the same scripted reply through each native wrapper.
 
-Runs offline: the emulator speaks OpenAI's, DashScope's, Gemini's and Ollama's own wire
-formats, chosen by the request path. Each wrapper decodes its provider's bytes and fills
+Runs offline: the emulator speaks OpenAI's (chat completions and the Responses API),
+DashScope's, Gemini's and Ollama's own wire formats, chosen by the request path. Each wrapper decodes its provider's bytes and fills
 the same response fields; drop ``base_url`` and set the provider's API key to talk to the
 real service.
 """
@@ -16,6 +16,7 @@ async def main() -> None:
     with Emulator() as emu:
         providers = [
             ("openai_chat", "gpt-4o-mini", emu.openai_base_url),
+            ("openai_responses", "gpt-5", emu.openai_base_url),
             ("zhipuai_chat", "glm-4.7-flash", emu.openai_base_url),
             ("dashscope_chat", "qwen-plus", emu.dashscope_base_url),
             ("gemini_chat", "gemini-2.5-flash", emu.gemini_base_url),
@@ -54,7 +55,7 @@ async def main() -> None:
             snapshots = [text async for _, text in response.stream]
             call = response.tool_calls[0]
             print(
-                f"{model_type:15} {len(snapshots)} snapshots, text={response.text!r}, "
+                f"{model_type:16} {len(snapshots)} snapshots, text={response.text!r}, "
                 f"reasoning={response.reasoning!r}, {call.name}({call.arguments}), "
                 f"finish={response.finish_reason}, usage={response.usage.input_tokens}/"
                 f"{response.usage.output_tokens} ({response.usage.source})"

@@ -63,6 +63,7 @@ if _typing.TYPE_CHECKING:
     from ._providers.llamacpp._wrapper import LocalChatWrapper
     from ._providers.ollama._wrapper import OllamaChatWrapper
     from ._providers.openai._azure import AzureOpenAIChatWrapper
+    from ._providers.openai._responses_wrapper import OpenAIResponsesWrapper
     from ._providers.openai._wrapper import OpenAIChatWrapper
     from ._providers.openai._zhipuai import ZhipuAIChatWrapper
 else:
@@ -109,6 +110,7 @@ __all__ = [
     "NotFoundError",
     "OllamaChatWrapper",
     "OpenAIChatWrapper",
+    "OpenAIResponsesWrapper",
     "ProviderConnectionError",
     "ProviderError",
     "ProviderHTTPError",

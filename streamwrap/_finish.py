@@ -20,6 +20,7 @@ _TABLE: dict[str, FinishReason] = {
     "length": "length",
     "max_tokens": "length",
     "model_context_window_exceeded": "length",
+    "max_output_tokens": "length",  # OpenAI Responses: incomplete_details.reason
     "tool_calls": "tool_calls",
     "function_call": "tool_calls",
     "tool_use": "tool_calls",

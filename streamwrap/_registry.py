@@ -17,6 +17,7 @@ __all__ = ["builtin_wrapper", "model_types", "register_model_type", "resolve_mod
 
 _BUILTIN: dict[str, str] = {
     "openai_chat": "streamwrap._providers.openai._wrapper:OpenAIChatWrapper",
+    "openai_responses": "streamwrap._providers.openai._responses_wrapper:OpenAIResponsesWrapper",
     "dashscope_chat": "streamwrap._providers.dashscope._wrapper:DashScopeChatWrapper",
     "gemini_chat": "streamwrap._providers.gemini._wrapper:GeminiChatWrapper",
     "anthropic_chat": "streamwrap._providers.anthropic._wrapper:AnthropicChatWrapper",

@@ -7,7 +7,7 @@ serve`` listens; ``--port 0`` picks a free port).  Its first line is always
 then it prints, one line each, the exact ``base_url`` to give each dialect's client, and
 which API key it accepts.  It serves a default reply of ``--chunks`` copies of
 ``--chunk-text`` until SIGTERM or SIGINT, and exits 0.  Every dialect answers with that
-reply: OpenAI at ``/v1/chat/completions``, DashScope at
+reply: OpenAI at ``/v1/chat/completions`` (and its Responses API at ``/v1/responses``), DashScope at
 ``/api/v1/services/aigc/text-generation/generation``, Gemini at
 ``/v1beta/models/{model}:streamGenerateContent?alt=sse`` and Ollama at ``/api/chat``.
 ``--api-key KEY`` makes it refuse any other key as each provider does.
@@ -31,7 +31,7 @@ DEFAULT_PORT = 8090
 
 # (dialect, its base_url on a running emulator, the streamwrap model_type and client that take it)
 _BASE_URLS: tuple[tuple[str, Callable[[Emulator], str], str], ...] = (
-    ("openai", lambda emu: emu.openai_base_url, "openai_chat; openai.OpenAI(base_url=...)"),
+    ("openai", lambda emu: emu.openai_base_url, "openai_chat, openai_responses; openai.OpenAI(base_url=...)"),
     ("dashscope", lambda emu: emu.dashscope_base_url, "dashscope_chat; dashscope.base_http_api_url"),
     ("gemini", lambda emu: emu.gemini_base_url, "gemini_chat; genai.Client(http_options={'base_url': ...})"),
     ("ollama", lambda emu: emu.ollama_base_url, "ollama_chat; ollama.Client(host=...)"),
@@ -43,7 +43,7 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         prog="python -m streamwrap.testing",
         description=(
             "Serve an LLM provider emulator until SIGTERM/SIGINT. Every request gets the same default"
-            " reply, in the wire format of its path: OpenAI (/v1/chat/completions), DashScope native"
+            " reply, in the wire format of its path: OpenAI (/v1/chat/completions, /v1/responses), DashScope native"
             " (/api/v1/services/aigc/text-generation/generation), Gemini"
             " (/v1beta/models/MODEL:streamGenerateContent?alt=sse) or Ollama (/api/chat)."
         ),

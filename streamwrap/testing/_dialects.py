@@ -17,6 +17,7 @@ from ._dashscope_dialect import DASHSCOPE
 from ._gemini_dialect import GEMINI
 from ._ollama_dialect import OLLAMA
 from ._openai_dialect import OPENAI
+from ._openai_responses_dialect import OPENAI_RESPONSES
 from ._plan import Plan
 from ._recorded import RecordedRequest
 from ._render import IdSequence
@@ -52,7 +53,7 @@ class Dialect(Protocol):
         ...
 
 
-DIALECTS: tuple[Dialect, ...] = (AZURE, OPENAI, DASHSCOPE, GEMINI, OLLAMA, ANTHROPIC)
+DIALECTS: tuple[Dialect, ...] = (AZURE, OPENAI, OPENAI_RESPONSES, DASHSCOPE, GEMINI, OLLAMA, ANTHROPIC)
 """Every dialect, in matching order: the first whose path matches answers. Only Azure's
 deployment paths overlap another (OpenAI's ``.../chat/completions``), so Azure comes first."""
 

@@ -44,6 +44,7 @@ class Emulator:
     ``/openai/deployments/{deployment}/chat/completions``      Azure OpenAI (:attr:`azure_endpoint`)
     (``?api-version=...``)
     ``.../chat/completions`` (any other)                       OpenAI (:attr:`openai_base_url`)
+    ``.../responses``                                          OpenAI Responses (the same base URL)
     ``/api/v1/services/aigc/text-generation/generation``       DashScope native
     (or ``multimodal-generation``)                             (:attr:`dashscope_base_url`)
     ``/{v1beta|v1}/models/{model}:streamGenerateContent``      Gemini (:attr:`gemini_base_url`)
@@ -55,12 +56,12 @@ class Emulator:
     Every request is recorded in :attr:`requests`.
 
     Any API key is accepted unless ``api_key`` is given: then a request that lacks it is
-    answered as the provider of its dialect answers a missing or wrong key (OpenAI and
-    DashScope: HTTP 401 with their error bodies, the key read from ``Authorization:
-    Bearer``; Azure OpenAI: its gateway's 401, the key read from ``api-key``; Gemini: 400
-    ``API_KEY_INVALID`` for a wrong ``x-goog-api-key`` or ``?key=``, 403 ``PERMISSION_DENIED``
-    for none; Anthropic: 401 ``authentication_error`` for a missing or wrong ``x-api-key``;
-    Ollama has no keys and is never checked), before
+    answered as the provider of its dialect answers a missing or wrong key (OpenAI, its
+    Responses API, and DashScope: HTTP 401 with their error bodies, the key read from
+    ``Authorization: Bearer``; Azure OpenAI: its gateway's 401, the key read from
+    ``api-key``; Gemini: 400 ``API_KEY_INVALID`` for a wrong ``x-goog-api-key`` or ``?key=``,
+    403 ``PERMISSION_DENIED`` for none; Anthropic: 401 ``authentication_error`` for a
+    missing or wrong ``x-api-key``; Ollama has no keys and is never checked), before
     anything else, and without taking a scripted reply from the queue.
 
     Use it as a context manager (sync or async) or call :meth:`start` and

@@ -81,7 +81,7 @@ def error_object(
     return {"message": message, "type": type, "param": param, "code": code}
 
 
-def _default_error(status: int) -> dict[str, Any]:
+def default_error(status: int) -> dict[str, Any]:
     if status in _DEFAULT_ERRORS:
         message, type_, code = _DEFAULT_ERRORS[status]
     elif status >= 500:
@@ -91,7 +91,7 @@ def _default_error(status: int) -> dict[str, Any]:
     return error_object(message, type_, code=code)
 
 
-def _error_plan(
+def error_plan(
     status: int, error: Mapping[str, Any], headers: Mapping[str, str], head_delay: float = 0.0
 ) -> Plan:
     return fixed_plan(status, orjson.dumps({"error": dict(error)}), headers, head_delay)
@@ -128,10 +128,10 @@ class OpenAIDialect:
                 "invalid_request_error",
                 param="stream_options",
             )
-            return _error_plan(400, error, reply.headers, reply.first_delay)
+            return error_plan(400, error, reply.headers, reply.first_delay)
         if reply.status != 200:
             scripted = reply.error if reply.error is not None else self.default_error(reply.status)
-            return _error_plan(reply.status, scripted, reply.headers, reply.first_delay)
+            return error_plan(reply.status, scripted, reply.headers, reply.first_delay)
         prompt_words = count_words(field_values(body.get("messages"), "content"))
         completion = Completion.build(
             reply, ids, id=reply.id or ids.completion_id(), prompt_words=prompt_words
@@ -145,7 +145,7 @@ class OpenAIDialect:
 
     def default_error(self, status: int) -> dict[str, Any]:
         """The error object of a reply scripted with ``status`` and no ``error``."""
-        return _default_error(status)
+        return default_error(status)
 
     def stream(self, reply: Reply, completion: Completion, *, send_usage: bool) -> Plan:
         """The SSE stream of ``completion``."""
@@ -161,11 +161,11 @@ class OpenAIDialect:
         else:
             message = _WRONG_KEY.format(key=masked_key(sent))
             error = error_object(message, "invalid_request_error", code="invalid_api_key")
-        return _error_plan(401, error, {})
+        return error_plan(401, error, {})
 
     def error(self, status: int, message: str, *, headers: Mapping[str, str] | None = None) -> Plan:
         """An OpenAI error body for a request the emulator refuses."""
-        return _error_plan(status, error_object(message, "invalid_request_error"), headers or {})
+        return error_plan(status, error_object(message, "invalid_request_error"), headers or {})
 
 
 def _asks_for_usage(body: Mapping[str, Any]) -> bool:

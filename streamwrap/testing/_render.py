@@ -56,6 +56,10 @@ class IdSequence:
         """The next ``emuresp<n>`` (Gemini's ``responseId``)."""
         return f"emuresp{next(self._responses)}"
 
+    def openai_response_id(self) -> str:
+        """The next ``resp_emu_<n>`` (OpenAI's Responses API)."""
+        return f"resp_emu_{next(self._responses)}"
+
     def tool_call_id(self) -> str:
         """The next ``call_emu_<n>``."""
         return f"call_emu_{next(self._tool_calls)}"

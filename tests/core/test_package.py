@@ -48,7 +48,7 @@ BUILTIN_WRAPPERS = {target.rpartition(":")[2]: model_type for model_type, target
 
 
 def test_every_builtin_wrapper_class_is_exported() -> None:
-    assert len(BUILTIN_WRAPPERS) == len(_BUILTIN) == 9
+    assert len(BUILTIN_WRAPPERS) == len(_BUILTIN) == 10
     for name, model_type in BUILTIN_WRAPPERS.items():
         assert name in streamwrap.__all__
         cls = getattr(streamwrap, name)
@@ -76,7 +76,7 @@ register_model_type("openai_chat", ollama)
 assert streamwrap.OpenAIChatWrapper.__name__ == "OpenAIChatWrapper"
 namespace = {}
 exec("from streamwrap import *", namespace)
-print(sorted(name for name in namespace if name.endswith("ChatWrapper")))
+print(sorted(name for name in namespace if name.endswith("Wrapper") and name != "ModelWrapper"))
 """
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.splitlines() == ["[]", "['ollama']", str(sorted(BUILTIN_WRAPPERS))]

@@ -122,6 +122,15 @@ DIALECTS = (
         reported_as="azure_openai",
     ),
     Dialect(
+        provider=PROVIDERS["openai_responses"],
+        api_key="sk-test-secret-key-0123456789",
+        usage_after_failure=_at_the_end_only,  # usage comes with response.completed
+        stream_error_code=lambda code: code,
+        body_message=lambda body: str(body["error"]["message"]),
+        inband_error=True,  # a response.failed event, besides the error event
+        reported_as="openai",  # the provider its errors name: the same API, another resource
+    ),
+    Dialect(
         provider=PROVIDERS["dashscope_chat"],
         api_key="sk-dashscope-test-secret-0123456789",
         usage_after_failure=_restated,

@@ -59,6 +59,7 @@ PROVIDERS: Mapping[str, Provider] = {
     p.model_type: p
     for p in (
         Provider("openai_chat", "emulator-1", "/v1", "openai"),
+        Provider("openai_responses", "gpt-5", "/v1", "openai_responses"),  # OpenAI's key and base URL
         Provider("zhipuai_chat", "glm-4.7", "/api/paas/v4", "openai"),  # GLM's own path layout
         # The resource endpoint: the SDK adds /openai/deployments/<model_name>/chat/completions.
         Provider("azure_openai_chat", "gpt-4o-mini", "", "azure"),
@@ -77,6 +78,7 @@ ONE_PER_DIALECT: tuple[Provider, ...] = tuple(
     for t in (
         "openai_chat",
         "azure_openai_chat",
+        "openai_responses",
         "dashscope_chat",
         "gemini_chat",
         "ollama_chat",

@@ -42,6 +42,7 @@ DASHSCOPE = "dashscope"  # DashScope native text-generation SSE: _providers/dash
 GEMINI = "gemini"  # Gemini streamGenerateContent?alt=sse: _providers/gemini/_wire
 OLLAMA = "ollama"  # Ollama /api/chat NDJSON: _providers/ollama/_wire
 ANTHROPIC = "anthropic"  # Anthropic Messages API SSE: _providers/anthropic/_wire
+OPENAI_RESPONSES = "openai_responses"  # OpenAI /v1/responses SSE: _providers/openai/_responses_wire
 
 # provider folder → its wire; a mapping refines it by the recording's name prefix.
 WIRES: Mapping[str, str | Mapping[str, str]] = {
@@ -61,11 +62,11 @@ WIRES: Mapping[str, str | Mapping[str, str]] = {
     "gemini": GEMINI,
     "ollama": OLLAMA,
     "anthropic": ANTHROPIC,
+    "openai_responses": OPENAI_RESPONSES,
 }
 
 # Providers recorded for wrappers that do not exist yet: what they speak.
 NO_WRAPPER: Mapping[str, str] = {
-    "openai_responses": "the OpenAI Responses API",
     "bedrock": "AWS Bedrock's binary event streams",
     # (Gemini's dialect, but with Vertex AI's endpoints and Google Cloud credentials.)
     "vertex": "Vertex AI",

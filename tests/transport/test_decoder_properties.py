@@ -41,6 +41,7 @@ from streamwrap._providers.anthropic._wire import AnthropicStreamMapper
 from streamwrap._providers.dashscope._wire import DashScopeStreamMapper
 from streamwrap._providers.gemini._wire import GeminiStreamMapper
 from streamwrap._providers.ollama._wire import OllamaStreamMapper
+from streamwrap._providers.openai._responses_wire import ResponsesStreamMapper
 from streamwrap._providers.openai._wire import OpenAIStreamMapper
 from streamwrap._tools import ToolCallAssembler
 from streamwrap._transport._wire_mapper import WireMapper
@@ -101,7 +102,13 @@ ANTHROPIC = Wire(
     lambda data: b"event: message\ndata: " + data + b"\n\n",
     usage_per_event=True,
 )
-WIRES = [OPENAI, DASHSCOPE, DASHSCOPE_CUMULATIVE, GEMINI, OLLAMA, ANTHROPIC]
+OPENAI_RESPONSES = Wire(
+    "openai_responses",
+    lambda: ResponsesStreamMapper("openai"),
+    lambda data: b"event: x\ndata: " + data + b"\n\n",
+    usage_per_event=True,
+)
+WIRES = [OPENAI, DASHSCOPE, DASHSCOPE_CUMULATIVE, GEMINI, OLLAMA, ANTHROPIC, OPENAI_RESPONSES]
 WIRE_PARAMS = [pytest.param(w, id=w.name) for w in WIRES]
 
 # The recordings, routed by the one provider table (tests/support/recordings.py).
@@ -111,6 +118,7 @@ MAPPERS = {
     _recordings.GEMINI: GEMINI,
     _recordings.OLLAMA: OLLAMA,
     _recordings.ANTHROPIC: ANTHROPIC,
+    _recordings.OPENAI_RESPONSES: OPENAI_RESPONSES,
 }
 
 
@@ -286,7 +294,14 @@ def test_every_recording_folder_is_in_the_provider_table(recordings: Path) -> No
     assert not [r.id for r in everything if not r.routed]
     folders = {p.name for p in recordings.iterdir() if p.is_dir()}
     assert folders <= {*_recordings.WIRES, *_recordings.NO_WRAPPER}
-    assert {r.wire.name for r in RECORDED} == {"openai", "dashscope", "gemini", "ollama", "anthropic"}
+    assert {r.wire.name for r in RECORDED} == {
+        "openai",
+        "dashscope",
+        "gemini",
+        "ollama",
+        "anthropic",
+        "openai_responses",
+    }
     # Every streamed recording of a provider with a wrapper is decoded here.
     streamed = [r for r in everything if r.status == 200 and r.provider not in _recordings.NO_WRAPPER]
     assert sorted(r.source.id for r in RECORDED) == sorted(r.id for r in streamed)
@@ -344,6 +359,19 @@ def expected_parse(recording: Recording) -> dict[str, Any]:
                 + e["usage"]["cache_creation_input_tokens"],
                 e["usage"]["output_tokens"],
             ),
+        }
+    if wire is OPENAI_RESPONSES:
+        # A refusal is the reply's text, and its finish reason is "refusal".
+        return {
+            "text": e["text"] + (e["refusal"] or ""),
+            "reasoning": e["reasoning"],
+            "tool_calls": tuple(
+                (c["id"], c["name"], c["arguments"], c["output_index"]) for c in e["tool_calls"]
+            ),
+            "usage_raw": e["usage"],
+            "finish_raw": "refusal" if e["refusal"] else e["finish_reason"],
+            "provider_id": e["response_id"],
+            "model": e["model"],
         }
     assert wire is OLLAMA
     return {
@@ -606,6 +634,15 @@ _KEYS = st.sampled_from(
         "stop_reason",
         "cache_read_input_tokens",
         "cache_creation_input_tokens",
+        # OpenAI Responses
+        "response",
+        "item",
+        "output_index",
+        "delta",
+        "call_id",
+        "arguments",
+        "incomplete_details",
+        "reason",
     ]
 )
 _SCALARS = (
@@ -657,6 +694,26 @@ _OBJECTS = st.lists(st.dictionaries(_KEYS, _JSON, max_size=5), min_size=1, max_s
 @example(objects=[{"output": {"text": "x"}, "usage": 5}], cuts=[], end=False)
 @example(objects=[{"usageMetadata": "x"}, {"candidates": [{"finishReason": "STOP"}]}], cuts=[], end=False)
 @example(objects=[{"id": {"a": 1}, "model": [1], "responseId": 5, "modelVersion": 2.5}], cuts=[], end=True)
+@example(
+    objects=[{"type": "response.output_item.added", "output_index": "0", "item": {"type": "function_call"}}],
+    cuts=[],
+    end=False,
+)
+@example(
+    objects=[{"type": "response.function_call_arguments.delta", "output_index": 0, "delta": 5}],
+    cuts=[],
+    end=False,
+)
+@example(
+    objects=[{"type": "response.completed", "response": {"usage": 5, "status": "completed"}}],
+    cuts=[],
+    end=False,
+)
+@example(
+    objects=[{"type": "response.incomplete", "response": {"incomplete_details": [1]}}], cuts=[], end=False
+)
+@example(objects=[{"type": "response.failed", "response": {"error": {"code": 5}}}], cuts=[3], end=False)
+@example(objects=[{"type": {"a": 1}}, {"type": "response.created", "response": []}], cuts=[], end=False)
 def test_misshapen_json_raises_only_streamwrap_errors(
     wire: Wire, objects: list[dict[str, Any]], cuts: list[int], end: bool
 ) -> None:

@@ -7,7 +7,7 @@ streamwrap's own SSE decoder and wire mapper, not by the SDK's per-chunk objects
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, ClassVar
 
 import orjson
@@ -26,6 +26,7 @@ from ..._secret import redact_error
 from ..._transport._http_error import http_error
 from ..._transport._pool import close_idle_in_background
 from ..._transport._upstream import BodyUpstream, RedactingUpstream, StaticUpstream
+from ..._transport._wire_mapper import WireMapper
 from ..._url_redaction import add_http_logger
 from ..._wrapper import ChatRequest, ModelWrapper, Upstream
 from ._stream_options import StreamUsageOption
@@ -126,8 +127,6 @@ class OpenAIChatWrapper(ModelWrapper):
         )
 
     async def _send(self, request: ChatRequest, params: dict[str, Any]) -> Upstream:
-        import openai
-
         client = self._client()
         create = client.chat.completions.with_streaming_response.create
         known = _known_create_params(client.chat.completions.create)
@@ -147,6 +146,20 @@ class OpenAIChatWrapper(ModelWrapper):
         if extra_body:
             kwargs["extra_body"] = extra_body
         context = create(model=request.model_name, messages=request.messages, stream=request.stream, **kwargs)
+        return await self._upstream(context, request.stream, OpenAIStreamMapper, completion_deltas)
+
+    async def _upstream(
+        self,
+        context: Any,
+        stream: bool,
+        mapper: Callable[[str], WireMapper[Any]],
+        whole_body: Callable[[Any, str], list[Delta]],
+    ) -> Upstream:
+        """Send the request of the SDK's ``with_streaming_response`` ``context``; the
+        body is decoded by ``mapper`` (streamed) or ``whole_body`` (parsed JSON), not by
+        the SDK."""
+        import openai
+
         error: StreamwrapError | None = None
         try:
             raw = await context.__aenter__()
@@ -161,15 +174,14 @@ class OpenAIChatWrapper(ModelWrapper):
             # key, is neither the cause nor the context of ours.
             raise error
         http = raw.http_response
-        if not request.stream:
+        if not stream:
             try:
-                return StaticUpstream(await self._whole_body(http))
+                return StaticUpstream(await self._whole_body(http, whole_body))
             except StreamwrapError as exc:
                 error = exc
             raise redact_error(error, self._api_key)
-        mapper = OpenAIStreamMapper(self.provider)
         return RedactingUpstream(
-            BodyUpstream(http.aiter_bytes(), mapper, http.aclose, self.provider), self._api_key
+            BodyUpstream(http.aiter_bytes(), mapper(self.provider), http.aclose, self.provider), self._api_key
         )
 
     def _status_error(self, exc: Any) -> ProviderHTTPError:
@@ -189,8 +201,8 @@ class OpenAIChatWrapper(ModelWrapper):
             secret=self._api_key,
         )
 
-    async def _whole_body(self, http: Any) -> list[Delta]:
-        """The deltas of a non-streaming ``chat.completion`` body."""
+    async def _whole_body(self, http: Any, deltas: Callable[[Any, str], list[Delta]]) -> list[Delta]:
+        """The deltas of a non-streaming body (a ``chat.completion``, a ``response``)."""
         try:
             body = await http.aread()
         finally:
@@ -201,4 +213,4 @@ class OpenAIChatWrapper(ModelWrapper):
             raise StreamProtocolError(
                 f"the response body is not JSON: {body[:120]!r}", provider=self.provider
             ) from None
-        return completion_deltas(obj, self.provider)
+        return deltas(obj, self.provider)
