@@ -489,7 +489,9 @@ def test_ctrl_c_inside_a_wait_leaves_the_wait_intact(
         # let waits complete too.
         burst = time.monotonic() + 0.002
         while time.monotonic() < burst:
-            os.kill(child.process.pid, signal.SIGINT)
+            # Not os.kill: the program may end, and be reaped, within a burst (send_signal
+            # then does nothing).
+            child.process.send_signal(signal.SIGINT)
             sent += 1
         time.sleep(0.001)
     assert "woken" in child.stdout, f"stuck after {sent} signals:\n{child.stdout}{child.stderr}"
