@@ -13,7 +13,7 @@ import orjson
 from ._delta import ToolCallDelta
 from ._errors import InputError, StreamwrapError
 
-__all__ = ["ToolArgumentsError", "ToolCall", "ToolCallAssembler", "normalize_tools"]
+__all__ = ["ToolArgumentsError", "ToolCall", "ToolCallAssembler", "normalize_tools", "sent_call_arguments"]
 
 
 class ToolArgumentsError(StreamwrapError, ValueError):
@@ -177,3 +177,23 @@ def normalize_tools(tools: Sequence[Mapping[str, Any]] | None) -> list[dict[str,
         function["parameters"] = dict(params)
         out.append({"type": "function", "function": function})
     return out
+
+
+def sent_call_arguments(arguments: Any, name: str, i: int) -> Any:
+    """The arguments of a tool call in ``messages[i]`` (an assistant turn sent back) as a
+    JSON object, for the APIs that take them as one rather than as JSON text (Gemini,
+    Anthropic): a mapping, JSON text of an object, or nothing (``{}``)."""
+    if isinstance(arguments, Mapping):
+        return dict(arguments)
+    if arguments is None or (isinstance(arguments, str) and not arguments.strip()):
+        return {}
+    if isinstance(arguments, str):
+        try:
+            value = orjson.loads(arguments)
+        except orjson.JSONDecodeError:
+            value = None
+        if isinstance(value, dict):
+            return value
+    raise InputError(
+        f"messages[{i}]: arguments of tool call {name!r} must be a JSON object, got {arguments!r}"
+    )

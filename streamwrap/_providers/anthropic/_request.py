@@ -6,9 +6,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-import orjson
-
 from ..._errors import InputError
+from ..._tools import sent_call_arguments
 from ..._wrapper import ChatRequest
 from ._wire import THINKING_BLOCKS
 
@@ -271,22 +270,5 @@ def _call(call: Any, i: int) -> tuple[list[dict[str, Any]], dict[str, Any]]:
         "type": "tool_use",
         "id": call_id,
         "name": name,
-        "input": _arguments(arguments, name, i),
+        "input": sent_call_arguments(arguments, name, i),
     }
-
-
-def _arguments(arguments: Any, name: str, i: int) -> Any:
-    if isinstance(arguments, Mapping):
-        return dict(arguments)
-    if arguments is None or (isinstance(arguments, str) and not arguments.strip()):
-        return {}
-    if isinstance(arguments, str):
-        try:
-            value = orjson.loads(arguments)
-        except orjson.JSONDecodeError:
-            value = None
-        if isinstance(value, dict):
-            return value
-    raise InputError(
-        f"messages[{i}]: arguments of tool call {name!r} must be a JSON object, got {arguments!r}"
-    )

@@ -58,6 +58,7 @@ import orjson
 
 from ..._errors import AuthenticationError, ConfigError, InputError, ProviderHTTPError
 from ..._secret import Secret
+from ..._tools import sent_call_arguments
 from ..._transport._httpx_client import make_httpx_client, post_json
 from ..._wrapper import ChatRequest, ModelWrapper, Upstream
 from ._wire import GeminiStreamMapper, response_deltas
@@ -423,30 +424,13 @@ def _call_part(call: Any, i: int) -> tuple[dict[str, Any], str | None, str]:
         signature = extra.get("thought_signature") if isinstance(extra, Mapping) else None
     if not isinstance(name, str) or not name:
         raise InputError(f"messages[{i}]: a tool call has no function name")
-    function: dict[str, Any] = {"name": name, "args": _arguments(arguments, name, i)}
+    function: dict[str, Any] = {"name": name, "args": sent_call_arguments(arguments, name, i)}
     if isinstance(call_id, str) and call_id:
         function["id"] = call_id
     part: dict[str, Any] = {"functionCall": function}
     if signature:
         part["thoughtSignature"] = signature
     return part, call_id if isinstance(call_id, str) else None, name
-
-
-def _arguments(arguments: Any, name: str, i: int) -> Any:
-    if isinstance(arguments, Mapping):
-        return dict(arguments)
-    if arguments is None or (isinstance(arguments, str) and not arguments.strip()):
-        return {}
-    if isinstance(arguments, str):
-        try:
-            value = orjson.loads(arguments)
-        except orjson.JSONDecodeError:
-            value = None
-        if isinstance(value, dict):
-            return value
-    raise InputError(
-        f"messages[{i}]: arguments of tool call {name!r} must be a JSON object, got {arguments!r}"
-    )
 
 
 def _result_object(content: Any) -> dict[str, Any]:
