@@ -32,6 +32,11 @@ class StreamChunk(NamedTuple):
     text_so_far: str
 
 
+# tuple.__new__ directly, on the per-chunk path: the NamedTuple's own __new__ is a Python
+# function, one more frame per chunk.
+_new_chunk = tuple.__new__
+
+
 class BlockingReadWarning(RuntimeWarning):
     """``response.text`` (or another final field) blocked a running event loop."""
 
@@ -99,7 +104,7 @@ class _TextCursor(_Cursor):
             d = items[i]
             if d.__class__ is TextDelta:
                 self.text += d
-                yield StreamChunk(False, self.text)
+                yield _new_chunk(StreamChunk, (False, self.text))
 
     def final(self) -> list[Any]:
         if not self.ch.streaming:
