@@ -9,8 +9,8 @@ to the SDK's endpoint with its headers, and decode the bytes with streamwrap's o
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from typing import Any
+from collections.abc import AsyncIterator, Callable, Mapping
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
@@ -28,6 +28,9 @@ from .._version import __version__
 from ._http_error import http_error
 from ._pool import close_idle_in_background, pool_limits
 from ._upstream import BodyMapper, BodyUpstream, RedactingUpstream, StaticUpstream, Upstream
+
+if TYPE_CHECKING:
+    import httpx
 
 __all__ = ["make_httpx_client", "post_json"]
 
@@ -124,7 +127,7 @@ async def post_json(
         raise await _status_error(response, provider, secret)
     if stream:
         return RedactingUpstream(
-            BodyUpstream(response.aiter_bytes(), mapper(), response.aclose, provider), secret
+            BodyUpstream(body_chunks(response), mapper(), response.aclose, provider), secret
         )
     error: StreamwrapError
     try:
@@ -174,3 +177,16 @@ async def _whole_body(
             f"the response body is not JSON: {content[:120]!r}", provider=provider
         ) from None
     return complete(obj)
+
+
+def body_chunks(response: httpx.Response) -> AsyncIterator[bytes]:
+    """The network reads of a streamed response's body, decompressed if it is encoded.
+
+    ``aiter_raw()`` when the body has no content encoding: ``aiter_bytes()`` puts a
+    generator, an identity decoder and a re-chunker around each read, which measured as
+    ~5% of a whole stream's per-chunk CPU (bench_providers.py, Anthropic).
+    """
+    encoding = response.headers.get("content-encoding")
+    if encoding is None or encoding.strip().lower() == "identity":
+        return response.aiter_raw()
+    return response.aiter_bytes()

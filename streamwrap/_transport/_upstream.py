@@ -44,7 +44,7 @@ class BodyMapper(Protocol):
 
 
 class BodyUpstream:
-    """Reads an HTTP response body (httpx-style ``aiter_bytes``) through a mapper."""
+    """Reads an HTTP response body (its network reads, as httpx's ``aiter_raw``/``aiter_bytes`` give them) through a mapper."""
 
     def __init__(
         self,

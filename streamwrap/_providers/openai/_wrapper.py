@@ -24,6 +24,7 @@ from ..._errors import (
 )
 from ..._secret import redact_error
 from ..._transport._http_error import http_error
+from ..._transport._httpx_client import body_chunks
 from ..._transport._pool import close_idle_in_background
 from ..._transport._upstream import BodyUpstream, RedactingUpstream, StaticUpstream
 from ..._transport._wire_mapper import WireMapper
@@ -181,7 +182,7 @@ class OpenAIChatWrapper(ModelWrapper):
                 error = exc
             raise redact_error(error, self._api_key)
         return RedactingUpstream(
-            BodyUpstream(http.aiter_bytes(), mapper(self.provider), http.aclose, self.provider), self._api_key
+            BodyUpstream(body_chunks(http), mapper(self.provider), http.aclose, self.provider), self._api_key
         )
 
     def _status_error(self, exc: Any) -> ProviderHTTPError:
