@@ -270,6 +270,16 @@ async def test_a_prompt_blocked_by_the_content_filter_raises_content_filter_erro
     assert len(emu.requests) == 1  # a 400 is not retried
 
 
+async def test_openai_chat_on_the_v1_endpoint_also_raises_content_filter_error(emu: Emulator) -> None:
+    # Azure's /openai/v1/ endpoint is reached through openai_chat with a base_url; its
+    # filter answers with the same 400, and the same typed error comes out.
+    emu.script(Reply(status=400, error=CONTENT_FILTER_ERROR))
+    with pytest.raises(streamwrap.ContentFilterError) as info:
+        await providers.make_model(emu, model_type="openai_chat", api_key=API_KEY)("blocked")
+    assert info.value.provider == "openai"
+    assert info.value.body == {"error": CONTENT_FILTER_ERROR}
+
+
 async def test_another_400_stays_a_plain_provider_http_error(emu: Emulator) -> None:
     emu.script(Reply(status=400))
     with pytest.raises(streamwrap.ProviderHTTPError) as info:

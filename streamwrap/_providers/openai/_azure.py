@@ -31,7 +31,7 @@ import os
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
-from ..._errors import ConfigError, ContentFilterError, MissingDependencyError, ProviderHTTPError
+from ..._errors import ConfigError, MissingDependencyError
 from ..._transport._pool import close_idle_in_background
 from ._wrapper import OpenAIChatWrapper
 
@@ -118,26 +118,3 @@ class AzureOpenAIChatWrapper(OpenAIChatWrapper):
         except openai.OpenAIError as exc:  # e.g. both a key and a token in client_args
             error = ConfigError(f"openai.AsyncAzureOpenAI refused its options: {exc}", key="client_args")
         raise error
-
-    def _status_error(self, exc: Any) -> ProviderHTTPError:
-        error = super()._status_error(exc)
-        if error.status_code == 400 and _is_content_filter(error.body):
-            return ContentFilterError(
-                error.message,
-                provider=error.provider,
-                status_code=error.status_code,
-                body=error.body,
-                retry_after=error.retry_after,
-            )
-        return error
-
-
-def _is_content_filter(body: Any) -> bool:
-    """Whether an error body is Azure's prompt-blocked answer: ``{"error": {"code":
-    "content_filter", "innererror": {"code": "ResponsibleAIPolicyViolation", ...}}}``."""
-    error = body.get("error") if isinstance(body, Mapping) else None
-    if not isinstance(error, Mapping):
-        return False
-    inner = error.get("innererror")
-    inner_code = inner.get("code") if isinstance(inner, Mapping) else None
-    return error.get("code") == "content_filter" or inner_code == "ResponsibleAIPolicyViolation"

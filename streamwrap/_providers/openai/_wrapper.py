@@ -30,6 +30,7 @@ from ..._transport._upstream import BodyUpstream, RedactingUpstream, StaticUpstr
 from ..._transport._wire_mapper import WireMapper
 from ..._url_redaction import add_http_logger
 from ..._wrapper import ChatRequest, ModelWrapper, Upstream
+from ._content_filter import with_content_filter
 from ._stream_options import StreamUsageOption
 from ._wire import OpenAIStreamMapper, completion_deltas
 
@@ -194,12 +195,14 @@ class OpenAIChatWrapper(ModelWrapper):
             body: Any = exc.response.content
         except Exception:
             body = exc.body
-        return http_error(
-            provider=self.provider,
-            status_code=exc.status_code,
-            body=body,
-            headers=exc.response.headers,
-            secret=self._api_key,
+        return with_content_filter(
+            http_error(
+                provider=self.provider,
+                status_code=exc.status_code,
+                body=body,
+                headers=exc.response.headers,
+                secret=self._api_key,
+            )
         )
 
     async def _whole_body(self, http: Any, deltas: Callable[[Any, str], list[Delta]]) -> list[Delta]:
