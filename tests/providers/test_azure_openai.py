@@ -199,6 +199,14 @@ async def test_an_entra_id_token_provider_instead_of_a_key(emu: Emulator) -> Non
         assert "api-key" not in request.headers
 
 
+async def test_an_entra_id_token_from_the_environment(emu: Emulator, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AZURE_OPENAI_AD_TOKEN", "entra-env-token-0123456789")
+    emu.script(Reply(text="ok"))
+    assert await (await make_model(emu, api_key=None)("hi")).aread() == "ok"
+    assert emu.requests[0].headers["authorization"] == "Bearer entra-env-token-0123456789"
+    assert "api-key" not in emu.requests[0].headers
+
+
 async def test_non_streaming(emu: Emulator) -> None:
     emu.script(Reply(text="four words of text"))
     response = await make_model(emu)("hi", stream=False)
@@ -228,6 +236,7 @@ def test_no_key_and_no_token_is_a_config_error() -> None:
     assert info.value.key == "api_key"
     assert "AZURE_OPENAI_API_KEY" in str(info.value)
     assert "azure_ad_token_provider" in str(info.value)
+    assert "AZURE_OPENAI_AD_TOKEN" in str(info.value)
 
 
 def test_api_version_must_be_a_string() -> None:

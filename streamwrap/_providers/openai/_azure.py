@@ -46,6 +46,8 @@ _API_VERSION_ENV = "OPENAI_API_VERSION"
 # Credentials of Microsoft Entra ID that AsyncAzureOpenAI takes instead of a key (the SDK
 # refuses a key beside them).
 _TOKEN_ARGS = ("azure_ad_token_provider", "azure_ad_token")
+# A fixed Entra ID token in the environment: the SDK reads it itself when no key is sent.
+_TOKEN_ENV = "AZURE_OPENAI_AD_TOKEN"
 
 
 class AzureOpenAIChatWrapper(OpenAIChatWrapper):
@@ -76,12 +78,14 @@ class AzureOpenAIChatWrapper(OpenAIChatWrapper):
                 key="base_url",
                 config_name=self.config_name,
             )
-        self._uses_token = any(self.client_args.get(name) is not None for name in _TOKEN_ARGS)
+        self._uses_token = any(self.client_args.get(name) is not None for name in _TOKEN_ARGS) or (
+            self._api_key is None and bool(os.environ.get(_TOKEN_ENV))
+        )
         if self._api_key is None and not self._uses_token:
             raise ConfigError(
                 "no API key for azure_openai: set 'api_key' in the config, the AZURE_OPENAI_API_KEY"
                 " environment variable, or a Microsoft Entra ID token provider in"
-                " client_args={'azure_ad_token_provider': ...}.",
+                " client_args={'azure_ad_token_provider': ...} (or a token in AZURE_OPENAI_AD_TOKEN).",
                 key="api_key",
                 config_name=self.config_name,
             )
