@@ -122,10 +122,13 @@ class ToolCallAssembler:
 _NAME = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
 
 
-def normalize_tools(tools: Sequence[Mapping[str, Any]] | None) -> list[dict[str, Any]] | None:
+def normalize_tools(
+    tools: Sequence[Mapping[str, Any]] | None, hosted: frozenset[str] = frozenset()
+) -> list[dict[str, Any]] | None:
     """Validate tool schemas and return them in OpenAI's ``{"type": "function", ...}`` form.
 
     Accepts that form, or the bare function schema ``{"name", "description", "parameters"}``.
+    A tool whose ``type`` is in ``hosted`` (one the provider runs itself) is kept as given.
     """
     if tools is None:
         return None
@@ -136,8 +139,13 @@ def normalize_tools(tools: Sequence[Mapping[str, Any]] | None) -> list[dict[str,
     for i, tool in enumerate(tools):
         if not isinstance(tool, Mapping):
             raise InputError(f"tools[{i}] must be a dict, got {type(tool).__name__}")
-        if tool.get("type", "function") != "function":
-            raise InputError(f"tools[{i}]: only type 'function' is supported, got {tool.get('type')!r}")
+        kind = tool.get("type", "function")
+        if kind in hosted:
+            out.append(dict(tool))
+            continue
+        if kind != "function":
+            hosted_ones = f" or a built-in tool ({', '.join(sorted(hosted))})" if hosted else ""
+            raise InputError(f"tools[{i}]: only type 'function'{hosted_ones} is supported, got {kind!r}")
         fn = tool.get("function", tool)
         if not isinstance(fn, Mapping):
             raise InputError(f"tools[{i}]['function'] must be a dict, got {type(fn).__name__}")

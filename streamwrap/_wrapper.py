@@ -83,6 +83,9 @@ class ModelWrapper:
     api_key_optional: ClassVar[bool] = False
     #: extra config keys a wrapper accepts: key -> (types, description)
     config_keys: ClassVar[Mapping[str, tuple[tuple[type, ...], str]]] = {}
+    #: tool types the provider runs itself (e.g. a web search), passed through as given;
+    #: every other tool must be a function
+    hosted_tool_types: ClassVar[frozenset[str]] = frozenset()
 
     def __init__(
         self,
@@ -228,7 +231,7 @@ class ModelWrapper:
             model_name=self.model_name,
             messages=messages,
             stream=self.stream if stream is None else stream,
-            tools=normalize_tools(tools),
+            tools=normalize_tools(tools, self.hosted_tool_types),
             params={**self.generate_args, **generate_args},
         )
         callback = self.response_callback

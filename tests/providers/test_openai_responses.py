@@ -214,6 +214,37 @@ async def test_messages_and_tools_become_input_items_and_function_tools(emu: Emu
     assert "messages" not in body and "stream_options" not in body
 
 
+async def test_built_in_tools_pass_through_beside_function_tools(emu: Emulator, model: Any) -> None:
+    emu.script(Reply(text="Found it."))
+    tools = [
+        {"type": "web_search", "search_context_size": "low"},
+        {"name": "get_weather", "parameters": {"type": "object", "properties": {}}},
+        {"type": "file_search", "vector_store_ids": ["vs_1"]},
+    ]
+    assert await (await model("Search", tools=tools)).aread() == "Found it."
+    assert emu.requests[0].json["tools"] == [
+        {"type": "web_search", "search_context_size": "low"},
+        {"type": "function", "name": "get_weather", "parameters": {"type": "object", "properties": {}}},
+        {"type": "file_search", "vector_store_ids": ["vs_1"]},
+    ]
+
+
+async def test_an_unknown_tool_type_names_the_accepted_ones(model: Any) -> None:
+    with pytest.raises(streamwrap.InputError) as info:
+        await model("hi", tools=[{"type": "retrieval"}])
+    message = str(info.value)
+    assert "tools[0]" in message and "'retrieval'" in message
+    assert "'function'" in message and "web_search" in message and "code_interpreter" in message
+
+
+async def test_a_chat_wrapper_refuses_a_built_in_tool(emu: Emulator) -> None:
+    # Built-in tools exist in the Responses API only: openai_chat keeps refusing them.
+    chat = providers.make_model(emu, model_type="openai_chat")
+    with pytest.raises(streamwrap.InputError, match="only type 'function' is supported, got 'web_search'"):
+        await chat("hi", tools=[{"type": "web_search"}])
+    assert emu.requests == []
+
+
 async def test_tool_calls_of_a_response_go_back_as_function_calls(emu: Emulator, model: Any) -> None:
     emu.script(Reply(tool_calls=[ToolCallSpec("get_time", "{}")]), Reply(text="Noon."))
     first = await model("What time is it?")

@@ -19,7 +19,7 @@ import orjson
 from ..._errors import InputError
 from ._responses_wire import REASONING_ITEMS
 
-__all__ = ["function_tools", "input_items", "responses_params"]
+__all__ = ["HOSTED_TOOL_TYPES", "function_tools", "input_items", "responses_params"]
 
 # The chat APIs' names for what the Responses API calls otherwise, when given alone.
 _RENAMED = {"max_tokens": "max_output_tokens", "max_completion_tokens": "max_output_tokens"}
@@ -46,10 +46,28 @@ def input_items(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return items
 
 
+HOSTED_TOOL_TYPES = frozenset(
+    (
+        "web_search",
+        "web_search_preview",
+        "file_search",
+        "code_interpreter",
+        "image_generation",
+        "computer_use_preview",
+        "mcp",
+        "local_shell",
+    )
+)
+"""The Responses API's built-in tools: OpenAI runs them, and they pass through as given."""
+
+
 def function_tools(tools: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Tools in the chat shape (``{"type": "function", "function": {...}}``, as
-    ``normalize_tools`` gives them) in the Responses API's flat shape."""
-    return [{"type": "function", **tool["function"]} for tool in tools]
+    ``normalize_tools`` gives them) in the Responses API's flat shape; built-in tools
+    (``{"type": "web_search"}``, ...) as they are."""
+    return [
+        {"type": "function", **tool["function"]} if tool["type"] == "function" else tool for tool in tools
+    ]
 
 
 def responses_params(params: Mapping[str, Any]) -> dict[str, Any]:

@@ -23,7 +23,7 @@ from typing import Any, ClassVar
 
 from ..._errors import InputError
 from ..._wrapper import ChatRequest, Upstream
-from ._responses_input import function_tools, input_items, responses_params
+from ._responses_input import HOSTED_TOOL_TYPES, function_tools, input_items, responses_params
 from ._responses_wire import ResponsesStreamMapper, response_deltas
 from ._wrapper import OpenAIChatWrapper
 
@@ -50,6 +50,7 @@ class OpenAIResponsesWrapper(OpenAIChatWrapper):
     """
 
     model_type: ClassVar[str] = "openai_responses"
+    hosted_tool_types: ClassVar[frozenset[str]] = HOSTED_TOOL_TYPES
 
     def _prepare_here(self) -> None:
         # (Not the chat resources of openai_chat: the responses resource and its types.)
