@@ -27,7 +27,17 @@ from typing import Any, Literal
 from ._url_redaction import redact_urls
 from ._usage import Usage
 
-__all__ = ["Cost", "CostItem", "CostKind", "PriceRef", "Pricing", "format_money", "price", "warm_up"]
+__all__ = [
+    "Cost",
+    "CostItem",
+    "CostKind",
+    "PriceRef",
+    "Pricing",
+    "format_money",
+    "plain_decimal",
+    "price",
+    "warm_up",
+]
 
 CostKind = Literal["input", "cached_input", "cache_write", "output", "reasoning", "other"]
 
@@ -103,16 +113,17 @@ class Cost:
         )
 
     def as_dict(self) -> dict[str, Any]:
-        """JSON-ready; amounts as strings, which keep every digit of the ``Decimal``."""
+        """JSON-ready; amounts as decimal strings (``"0.000435"``, never an exponent), which
+        keep every digit of the ``Decimal``."""
         return {
-            "amount": str(self.amount),
+            "amount": _plain(self.amount),
             "currency": self.currency,
             "items": [
                 {
                     "kind": item.kind,
                     "tokens": item.tokens,
-                    "price_per_mtok": None if item.price_per_mtok is None else str(item.price_per_mtok),
-                    "amount": str(item.amount),
+                    "price_per_mtok": None if item.price_per_mtok is None else _plain(item.price_per_mtok),
+                    "amount": _plain(item.amount),
                 }
                 for item in self.items
             ],
@@ -128,9 +139,17 @@ class Cost:
         }
 
 
+def plain_decimal(amount: Decimal) -> str:
+    """``"0.000435"``: every significant digit, no exponent, no trailing zeros."""
+    return f"{amount.normalize():f}" if amount else "0"
+
+
+_plain = plain_decimal
+
+
 def format_money(amount: Decimal, currency: str = _CURRENCY) -> str:
     """``$0.000435``: every significant digit (a call costs fractions of a cent), no exponent."""
-    text = f"{amount.normalize():f}" if amount else "0"
+    text = plain_decimal(amount)
     return f"${text}" if currency == _CURRENCY else f"{text} {currency}"
 
 

@@ -193,11 +193,16 @@ class EndEvent:
             "model": self.model,
             "duration": self.duration,
             "time_to_first_token": self.time_to_first_token,
+            "cost": _cost_dict(self.cost),
         }
 
 
 ResponseEvent = StartEvent | TextEvent | ReasoningEvent | ToolCallEvent | EndEvent
 """Any event of a response; ``event.type`` tells which, ``event.final`` marks the end."""
+
+
+def _cost_dict(cost: Cost | None) -> dict[str, Any] | None:
+    return None if cost is None else cost.as_dict()
 
 
 def _error_dict(error: BaseException) -> dict[str, Any]:

@@ -25,7 +25,7 @@ from decimal import Decimal
 from typing import Any
 
 from ._channel import Channel, State
-from ._cost import Cost, Pricing, format_money
+from ._cost import Cost, Pricing, format_money, plain_decimal
 from ._usage import Usage
 
 __all__ = ["UsageRow", "track", "usage_summary"]
@@ -307,7 +307,7 @@ def _sum_rows(rows: list[UsageRow]) -> UsageRow:
 
 def _row_dict(row: UsageRow) -> dict[str, Any]:
     data = {f.name: getattr(row, f.name) for f in fields(UsageRow)}
-    data["cost"] = None if row.cost is None else str(row.cost)
+    data["cost"] = None if row.cost is None else plain_decimal(row.cost)
     data["unpriced_reasons"] = list(row.unpriced_reasons)
     return data
 
