@@ -8,17 +8,19 @@ called. A call is counted once, when its response ends, however it ends (finishe
 failed, cancelled, or dropped unread): a stream is counted with the usage its provider had
 reported, not at its first chunk. Nested blocks each count it.
 
-Counting is two integer additions per call under a lock, at the end of the call. The price
-comes from ``genai-prices``: when its table is loaded the call is priced as it ends; until
-then pricing waits for the first reading of the summary, so that loading the table (half a
-second) never stalls the streams on the library's thread.
+Counting is a few integer additions per call under a lock, at the end of the call, on the
+library's thread. Pricing is not done there: ``genai-prices`` takes about half a millisecond
+a call (and half a second to load its table, the first time), which would stall every other
+stream on that thread. A call's price is computed when the summary is next read, on the
+reader's thread (once: the response shares it, so ``response.cost`` read first is not
+computed again). Until then the summary keeps the call's usage: about a hundred bytes a
+call, for a block read only at its end.
 """
 
 from __future__ import annotations
 
 import contextvars
 import logging
-import sys
 import threading
 from dataclasses import dataclass, field, fields
 from decimal import Decimal
@@ -156,7 +158,7 @@ class usage_summary:  # (lower case: used like default_output)
         self._lock = threading.Lock()
         self._rows: dict[tuple[str, str], _Row] = {}
         self._calls: dict[tuple[str, str], int] = {}
-        # Calls ended whose price waits for the price table: (row key, pricing, usage, ...).
+        # Calls ended whose price waits for the next reading: (row key, pricing, usage, ...).
         self._unpriced: list[tuple[tuple[str, str], Pricing, Usage, str | None, float, bool]] = []
         self._pending = 0
         self._tokens: list[contextvars.Token[tuple[usage_summary, ...]]] = []
@@ -206,8 +208,7 @@ class usage_summary:  # (lower case: used like default_output)
                 self._unpriced.append((key, pricing, usage, ch.model, ch.started_at, partial))
 
     def _price_waiting(self) -> None:
-        """Price the calls that ended before the price table was loaded (loading it here,
-        on the reader's thread)."""
+        """Price the calls that ended since the last reading (on the reader's thread)."""
         with self._lock:
             waiting, self._unpriced = self._unpriced, []
         if not waiting:
@@ -275,12 +276,9 @@ def track(ch: Channel, model_name: str, pricing: Pricing) -> None:
             usage = ch.usage or Usage()
             partial = state != "done"
             result: Cost | str | None = None
-            # Priced now when that is cheap; else on reading (see the module's docstring).
-            if (
-                pricing.ref.unpriced is not None
-                or usage.source != "provider"
-                or "genai_prices.data" in sys.modules
-            ):
+            # Priced here only when there is nothing to price (the reason is known without
+            # the table); else on reading, on the reader's thread (the module's docstring).
+            if pricing.ref.unpriced is not None or usage.source != "provider":
                 result = pricing.result(usage, ch.model, ch.started_at, partial=partial)
             for summary in summaries:
                 summary._ended(ch, model_name, pricing, usage, result, partial)

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import contextvars
 import gc
-import sys
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
@@ -232,23 +231,31 @@ def test_one_summary_shared_by_threads_loses_nothing(emu: Emulator, fixed_prices
     assert summary.total.calls == 100 and summary.total.input_tokens == 1000
 
 
-@pytest.mark.parametrize("table_loaded", [True, False], ids=["priced-at-the-end", "priced-on-reading"])
-def test_calls_are_priced_alike_whether_or_not_the_table_was_loaded(
-    emu: Emulator, fixed_prices: Any, monkeypatch: pytest.MonkeyPatch, table_loaded: bool
+def test_calls_are_priced_on_reading_not_on_the_io_thread(
+    emu: Emulator, fixed_prices: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # With the price table loaded a call is priced as it ends; without, on the first
-    # reading (loading it then): both give the same.
-    if table_loaded:
-        import genai_prices.data  # noqa: F401
-    else:
-        monkeypatch.delitem(sys.modules, "genai_prices.data", raising=False)
+    # genai-prices takes about half a millisecond a call: on streamwrap's own thread that
+    # would stall every other stream. The summary prices on the thread that reads it.
+    import streamwrap._cost as cost_module
+    from streamwrap._runtime import runtime
+
+    threads: list[bool] = []
+    real = cost_module.price
+
+    def recording(*args: Any, **kwargs: Any) -> Any:
+        threads.append(runtime.in_runtime_thread())
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(cost_module, "price", recording)
     model = make_model(emu, price_provider="openai")
-    emu.script(_reply())
+    emu.script(_reply(), _reply())
     with usage_summary() as summary:
         model.call_sync("hi").wait()
-    waiting = len(summary._unpriced)
-    assert waiting == (0 if table_loaded else 1)
-    assert summary.cost == ONE_CALL and summary._unpriced == []
+        read_first = model.call_sync("hi")
+        assert read_first.cost is not None  # priced here, and not again by the summary
+    assert len(summary._unpriced) == 2 and threads == [False]
+    assert summary.cost == 2 * ONE_CALL and summary._unpriced == []
+    assert threads == [False, False]
 
 
 def test_the_summary_prints_as_a_table(emu: Emulator, fixed_prices: Any) -> None:
