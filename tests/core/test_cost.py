@@ -343,3 +343,32 @@ def test_the_bundled_table_gives_genai_prices_own_figure(emu: Emulator) -> None:
     )
     assert cost.amount == table.total_price and cost.model == table.model.id
     assert sum((item.amount for item in cost.items), Decimal(0)) == cost.amount
+
+
+@pytest.mark.parametrize(
+    ("config", "loaded"),
+    [
+        ({"model_type": "openai_chat", "model_name": "gpt-4o-mini", "api_key": "sk-x"}, True),
+        # A base_url is looked up in the table: it may be a provider's.
+        ({"model_type": "openai_chat", "model_name": "m", "base_url": "http://127.0.0.1:9/v1"}, True),
+        # A provider the table has no prices for: nothing to load.
+        ({"model_type": "dashscope_chat", "model_name": "qwen-max", "api_key": "sk-x"}, False),
+    ],
+    ids=["priced", "by-url", "unpriced"],
+)
+def test_prepare_loads_the_price_table_only_where_a_cost_may_follow(
+    config: dict[str, Any], loaded: bool
+) -> None:
+    import json
+    import subprocess
+
+    code = (
+        "import json, sys, streamwrap\n"
+        f"model = streamwrap.load_model(json.loads({json.dumps(json.dumps(config))}))\n"
+        "before = 'genai_prices.data' in sys.modules\n"
+        "model.prepare()\n"
+        "print(json.dumps([before, 'genai_prices.data' in sys.modules]))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == [False, loaded]
