@@ -323,10 +323,20 @@ def _items(calc: Any, usage: Usage) -> tuple[CostItem, ...]:
     return tuple(items)
 
 
+_warm = False
+
+
 def warm_up() -> None:
     """Load the price table now (about half a second), if installed: so that the first
     response's cost does not wait for it."""
+    global _warm
     if importlib.util.find_spec("genai_prices") is not None:
         from genai_prices import data_snapshot
 
         data_snapshot.get_snapshot()
+    _warm = True
+
+
+def warmed() -> bool:
+    """Whether :func:`warm_up` has run (then it has nothing left to do)."""
+    return _warm

@@ -19,7 +19,7 @@ from typing import Any, ClassVar
 
 from ._channel import Channel
 from ._config_keys import DEFAULTS, check_options
-from ._cost import PriceRef, Pricing, warm_up
+from ._cost import PriceRef, Pricing, warm_up, warmed
 from ._delivery import ResponseCallback, as_sink, observe
 from ._errors import (
     ConfigError,
@@ -414,8 +414,8 @@ class ModelWrapper:
         With the ``cost`` extra installed it also loads the price table (about half a
         second, once per process), which the first ``response.cost`` would otherwise load.
         """
-        if self._prices().unpriced is None:
-            warm_up()
+        if self._prices().unpriced is None and not warmed() and not runtime.in_runtime_thread():
+            warm_up()  # (never on the I/O thread: it would stall every stream for as long)
         if self._prepared():
             return
         if runtime.in_runtime_thread():
@@ -435,7 +435,7 @@ class ModelWrapper:
 
     async def aprepare(self) -> None:
         """:meth:`prepare` from asyncio or trio code, without blocking the caller's loop."""
-        if self._prices().unpriced is None:
+        if self._prices().unpriced is None and not warmed():
             import anyio
 
             await anyio.to_thread.run_sync(warm_up)
