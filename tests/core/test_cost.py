@@ -372,3 +372,34 @@ def test_prepare_loads_the_price_table_only_where_a_cost_may_follow(
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout) == [False, loaded]
+
+
+@pytest.mark.parametrize(
+    ("base_url", "model", "provider_id"),
+    [
+        ("https://api.deepseek.com/v1", "deepseek-chat", "deepseek"),
+        ("https://api.groq.com/openai/v1", "llama-3.3-70b-versatile", "groq"),
+        ("https://openrouter.ai/api/v1", "openai/gpt-4o-mini", "openrouter"),
+    ],
+)
+def test_openai_compatible_providers_are_priced_by_their_base_url(
+    base_url: str, model: str, provider_id: str
+) -> None:
+    # The bundled table, as openai_chat pointed at each one sees it: the wrapper's price
+    # source is the base_url (no price_provider), and the figure is genai-prices' own.
+    import genai_prices
+
+    ref = streamwrap.load_model(
+        {"model_type": "openai_chat", "model_name": model, "base_url": base_url, "api_key": "sk-x"}
+    )._prices()
+    assert ref == PriceRef(api_url=base_url)
+    when = datetime(2026, 1, 1, tzinfo=UTC)
+    cost = price(Usage.reported(1000, 100), [model], ref, when)
+    assert isinstance(cost, Cost), cost
+    table = genai_prices.calc_price(
+        genai_prices.Usage(input_tokens=1000, output_tokens=100),
+        model,
+        provider_api_url=base_url,
+        genai_request_timestamp=when,
+    )
+    assert (cost.price_provider, cost.amount) == (provider_id, table.total_price)
