@@ -20,6 +20,7 @@ import typing as _typing
 
 from ._config import get_model, load_model, load_model_configs, registered_models
 from ._config_keys import DEFAULTS, ModelConfig
+from ._cost import Cost, CostItem
 from ._delivery import Delivery, ResponseCallback, default_output, deliver, get_default_output
 from ._delta import ReasoningDelta, TextDelta, ToolCallDelta
 from ._errors import (
@@ -51,6 +52,7 @@ from ._secret import Secret
 from ._sinks import CallbackSink, ConsoleSink, Sink
 from ._tools import ToolArgumentsError, ToolCall
 from ._usage import Usage, UsageSource
+from ._usage_summary import UsageRow, usage_summary
 from ._version import __version__
 from ._wrapper import ChatRequest, ModelWrapper, Upstream
 
@@ -92,6 +94,8 @@ __all__ = [
     "ConfigError",
     "ConsoleSink",
     "ContentFilterError",
+    "Cost",
+    "CostItem",
     "DashScopeChatWrapper",
     "DEFAULTS",
     "Delivery",
@@ -139,6 +143,7 @@ __all__ = [
     "ToolCallEvent",
     "Upstream",
     "Usage",
+    "UsageRow",
     "UsageSource",
     "ZhipuAIChatWrapper",
     "__version__",
@@ -151,4 +156,5 @@ __all__ = [
     "model_types",
     "register_model_type",
     "registered_models",
+    "usage_summary",
 ]

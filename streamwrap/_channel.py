@@ -68,6 +68,10 @@ class Channel:
         # Set by the runtime once the producer task exists; used to cancel it.
         self.cancel_upstream: Callable[[], None] | None = None
         self.cancel_requested = False
+        # Called once, on the producer's thread, as the response ends, before anybody can
+        # see it ended (usage_summary() counts the call there: a block that waited for its
+        # calls must find them counted). Set at the call only when somebody listens.
+        self.end_hooks: list[Callable[[State], None]] = []
 
     # -- producer side (runtime thread) -------------------------------------------------
 
@@ -162,6 +166,11 @@ class Channel:
         self._transition("cancelled")
 
     def _transition(self, state: State) -> None:
+        if self.end_hooks and state in _TERMINAL and self.state not in _TERMINAL:
+            # (Only the producer ends a channel: no other thread runs these.)
+            hooks, self.end_hooks = self.end_hooks, []
+            for hook in hooks:
+                hook(state)
         with self._lock:
             if self.state in _TERMINAL:
                 return

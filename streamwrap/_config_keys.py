@@ -36,6 +36,7 @@ class ModelConfig(TypedDict, total=False):
     first_token_timeout: float
     idle_timeout: float
     response_callback: ResponseCallback
+    price_provider: str
 
 
 # Documented defaults: generous, but finite, so that no stream can hang forever.
@@ -67,6 +68,8 @@ _COMMON: dict[str, tuple[tuple[type, ...], str]] = {
         (Callable, Sink),  # type: ignore[dict-item]
         "a callable or a sink (an object with `async def send(event)`)",
     ),
+    # The genai-prices provider id whose prices apply (response.cost, usage_summary()).
+    "price_provider": ((str,), "a provider id of genai-prices"),
 }
 _SECRET_KEYS = frozenset(("api_key",))
 # Call parameters that people put at the top of a config; they belong in generate_args.

@@ -13,9 +13,11 @@ its events are a start and an end, the one final message.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
+from ._cost import Cost
 from ._finish import FinishReason
 from ._tools import ToolCall
 from ._usage import Usage
@@ -147,6 +149,23 @@ class EndEvent:
     model: str
     duration: float | None
     time_to_first_token: float | None
+    # The response's pricing, asked only if somebody reads cost: the price table is not
+    # loaded for a response nobody prices.
+    _price: Callable[[], Cost | str] | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def cost(self) -> Cost | None:
+        """The response's :attr:`~streamwrap.ModelResponse.cost`, computed on first access."""
+        result = None if self._price is None else self._price()
+        return result if isinstance(result, Cost) else None
+
+    @property
+    def cost_unavailable_reason(self) -> str | None:
+        """Why :attr:`cost` is ``None`` (``None`` when there is a cost)."""
+        if self._price is None:
+            return "no price source for this event"
+        result = self._price()
+        return None if isinstance(result, Cost) else result
 
     @property
     def tokens_per_second(self) -> float | None:
@@ -174,11 +193,16 @@ class EndEvent:
             "model": self.model,
             "duration": self.duration,
             "time_to_first_token": self.time_to_first_token,
+            "cost": _cost_dict(self.cost),
         }
 
 
 ResponseEvent = StartEvent | TextEvent | ReasoningEvent | ToolCallEvent | EndEvent
 """Any event of a response; ``event.type`` tells which, ``event.final`` marks the end."""
+
+
+def _cost_dict(cost: Cost | None) -> dict[str, Any] | None:
+    return None if cost is None else cost.as_dict()
 
 
 def _error_dict(error: BaseException) -> dict[str, Any]:

@@ -11,6 +11,7 @@ from types import TracebackType
 from typing import Any, NamedTuple
 
 from ._channel import Channel, State
+from ._cost import Cost, PriceRef, Pricing
 from ._delta import Delta, ReasoningDelta, TextDelta, ToolCallDelta
 from ._errors import StreamwrapError
 from ._events import EndEvent, EndStatus, ReasoningEvent, ResponseEvent, StartEvent, TextEvent, ToolCallEvent
@@ -188,10 +189,18 @@ class ModelResponse:
     response then reports ``finish_reason == "cancelled"`` with what had arrived.
     """
 
-    def __init__(self, channel: Channel, *, model_name: str, response_id: str | None = None) -> None:
+    def __init__(
+        self,
+        channel: Channel,
+        *,
+        model_name: str,
+        response_id: str | None = None,
+        pricing: Pricing | None = None,
+    ) -> None:
         self._ch = channel
         self.id: str = response_id or f"swr-{uuid.uuid4().hex}"
         self._model_name = model_name
+        self._pricing = pricing or Pricing(PriceRef(unpriced="no price source for this response"), model_name)
         # Dropping an unconsumed response closes its connection. The finalizer holds the
         # channel weakly: finalize's registry is global, and a strong reference from it
         # would keep alive all the channel reaches, the response included through its
@@ -415,6 +424,30 @@ class ModelResponse:
         return ch.usage or Usage()
 
     @property
+    def cost(self) -> Cost | None:
+        """What the call cost, priced by ``genai-prices`` from :attr:`usage`, or ``None`` when
+        it cannot be known (:attr:`cost_unavailable_reason` says why: the provider or model
+        is not in the table, usage was only estimated or not reported, the ``cost`` extra is
+        not installed). Waits for the end like ``usage`` and never raises; after a cancel or
+        failure it prices the usage the provider had reported (``cost.partial``).
+
+        Computed on first access, once (the first one in a process loads the price table,
+        about half a second: :meth:`ModelWrapper.prepare` does it ahead of time).
+        """
+        result = self._price()
+        return result if isinstance(result, Cost) else None
+
+    @property
+    def cost_unavailable_reason(self) -> str | None:
+        """Why :attr:`cost` is ``None`` (``None`` when there is a cost); waits like ``cost``."""
+        result = self._price()
+        return None if isinstance(result, Cost) else result
+
+    def _price(self) -> Cost | str:
+        ch = self._final()
+        return self._pricing.result(ch.usage or Usage(), ch.model, ch.started_at, partial=ch.state != "done")
+
+    @property
     def finish_reason(self) -> FinishReason:
         """``stop``, ``length``, ``tool_calls``, ``content_filter``, ``error`` or ``cancelled``;
         waits for the end but never raises."""
@@ -447,6 +480,7 @@ class ModelResponse:
             model=self.model,
             duration=self.duration,
             time_to_first_token=self.time_to_first_token,
+            _price=self._price,
         )
 
     # -- lifecycle ------------------------------------------------------------------------

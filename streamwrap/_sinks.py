@@ -11,6 +11,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol, TextIO, runtime_checkable
 
+from ._cost import format_money
 from ._errors import InputError
 from ._events import EndEvent, ReasoningEvent, ResponseEvent, StartEvent, TextEvent, ToolCallEvent
 
@@ -220,7 +221,10 @@ class ConsoleSink:
 
 
 def summary_line(end: EndEvent) -> str:
-    """``[12 tokens in 0.40 s · 35.1 tokens/s · first token 0.06 s · usage: ... · finish: stop]``"""
+    """``[12 tokens in 0.40 s · 35.1 tokens/s · first token 0.06 s · usage: ... · cost $0.0001 · finish: stop]``
+
+    The cost when it is known (``genai-prices`` installed, the model in its table, usage
+    reported by the provider)."""
     usage = end.usage
     out = usage.output_tokens
     parts = []
@@ -235,6 +239,11 @@ def summary_line(end: EndEvent) -> str:
         f"usage: {usage.input_tokens if usage.input_tokens is not None else '?'} in / "
         f"{out if out is not None else '?'} out ({usage.source})"
     )
+    cost = end.cost
+    if cost is not None:
+        parts.append(
+            f"cost {format_money(cost.amount, cost.currency)}" + (" (partial)" if cost.partial else "")
+        )
     parts.append(f"finish: {end.finish_reason}")
     return "[" + " · ".join(parts) + "]"
 

@@ -19,6 +19,7 @@ from typing import Any, ClassVar
 
 from ._channel import Channel
 from ._config_keys import DEFAULTS, check_options
+from ._cost import PriceRef, Pricing, warm_up, warmed
 from ._delivery import ResponseCallback, as_sink, observe
 from ._errors import (
     ConfigError,
@@ -36,6 +37,7 @@ from ._sinks import Sink
 from ._tools import normalize_tools
 from ._transport._upstream import Upstream
 from ._url_redaction import mask_http_logs, redact_urls
+from ._usage_summary import track
 from ._waiters import thread_waiter
 
 # Upstream is defined with the transport that implements it, and named here too: it is what
@@ -86,6 +88,11 @@ class ModelWrapper:
     #: tool types the provider runs itself (e.g. a web search), passed through as given;
     #: every other tool must be a function
     hosted_tool_types: ClassVar[frozenset[str]] = frozenset()
+    #: the provider id in ``genai-prices`` of this provider's own API (``response.cost``);
+    #: None where it sells nothing there (a local server). A configured ``base_url`` is
+    #: matched against the table's API URLs instead, and the ``price_provider`` config key
+    #: overrides both.
+    price_provider_id: ClassVar[str | None] = None
 
     def __init__(
         self,
@@ -102,6 +109,7 @@ class ModelWrapper:
         first_token_timeout: float | None = None,
         idle_timeout: float | None = None,
         response_callback: ResponseCallback | None = None,
+        price_provider: str | None = None,
         **extra: Any,
     ) -> None:
         options = {
@@ -117,6 +125,7 @@ class ModelWrapper:
             "first_token_timeout": first_token_timeout,
             "idle_timeout": idle_timeout,
             "response_callback": response_callback,
+            "price_provider": price_provider,
             **extra,
         }
         check_options(self.model_type, self.config_keys, options, config_name=config_name)
@@ -150,6 +159,9 @@ class ModelWrapper:
             None if response_callback is None else as_sink(response_callback, what="'response_callback'")
         )
         self.extra_options = {k: v for k, v in extra.items() if v is not None}
+        #: the ``genai-prices`` provider whose prices apply to this model's calls (config)
+        self.price_provider: str | None = price_provider
+        self._price_ref: PriceRef | None = None
         self._clients: dict[str, Any] = {}
         self._client_generation = -1
 
@@ -238,7 +250,10 @@ class ModelWrapper:
         if response_callback is not None:
             callback = as_sink(response_callback, what="response_callback")
         ch = Channel(provider=self.provider, streaming=request.stream, input_chars=input_chars)
-        response = ModelResponse(ch, model_name=self.model_name)
+        # Cost: priced when asked (response.cost), or counted by usage_summary() as it ends.
+        pricing = Pricing(self._prices(), self.model_name)
+        response = ModelResponse(ch, model_name=self.model_name, pricing=pricing)
+        track(ch, self.model_name, pricing)
 
         def on_task(cancel: Any) -> None:
             ch.cancel_upstream = cancel
@@ -248,6 +263,24 @@ class ModelWrapper:
         runtime.spawn(lambda: self._pump(request, ch), contextvars.copy_context(), on_task)
         observe(response, callback, on_loop=on_loop)
         return response
+
+    def _prices(self) -> PriceRef:
+        """Where this model's calls find their prices (see :attr:`price_provider_id`)."""
+        ref = self._price_ref
+        if ref is None:
+            if self.price_provider:
+                ref = PriceRef(provider_id=self.price_provider)
+            elif self.base_url:
+                ref = PriceRef(api_url=self.base_url)
+            elif self.price_provider_id:
+                ref = PriceRef(provider_id=self.price_provider_id)
+            else:
+                ref = PriceRef(
+                    unpriced=f"genai-prices has no prices for {self.provider}; if another provider's "
+                    "prices apply, name it with the config key 'price_provider'"
+                )
+            self._price_ref = ref
+        return ref
 
     # -- the producer (runs on the runtime loop) ----------------------------------------
 
@@ -380,7 +413,12 @@ class ModelWrapper:
         of the library meanwhile. Call this at startup (``streamwrap serve`` does); it
         raises what the first call would (a missing SDK, ``client_args`` the client does not
         take). Idempotent, and cheap once done; in ``async`` code use :meth:`aprepare`.
+
+        With the ``cost`` extra installed it also loads the price table (about half a
+        second, once per process), which the first ``response.cost`` would otherwise load.
         """
+        if self._prices().unpriced is None and not warmed() and not runtime.in_runtime_thread():
+            warm_up()  # (never on the I/O thread: it would stall every stream for as long)
         if self._prepared():
             return
         if runtime.in_runtime_thread():
@@ -400,6 +438,10 @@ class ModelWrapper:
 
     async def aprepare(self) -> None:
         """:meth:`prepare` from asyncio or trio code, without blocking the caller's loop."""
+        if self._prices().unpriced is None and not warmed():
+            import anyio
+
+            await anyio.to_thread.run_sync(warm_up)
         if not self._prepared():
             await runtime.run(self._prepare_async())
 

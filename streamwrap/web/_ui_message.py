@@ -25,7 +25,8 @@ A finished response is ``start``, ``start-step``, its reasoning, text and tool-c
 in the order they arrived (one text or reasoning part is open at a time, so the client's
 parts keep that order), ``finish-step``, then ``finish`` with ``messageMetadata``
 (``responseId``, ``model``, ``usage``, ``finishReason`` in streamwrap's words,
-``duration``, ``timeToFirstToken``). The end event's text that never arrived as deltas
+``duration``, ``timeToFirstToken``, and ``cost``: the call's price as
+``Cost.as_dict()`` gives it, or ``null`` when it is not known). The end event's text that never arrived as deltas
 (all of it for a non-streaming response) is sent as one more text part just before the
 terminal chunk; the terminal chunk itself never carries text, so a client cannot append
 the answer twice.
@@ -227,6 +228,8 @@ class UIMessageEncoder:
                         "finishReason": end.finish_reason,
                         "duration": end.duration,
                         "timeToFirstToken": end.time_to_first_token,
+                        # What the call cost (genai-prices), or None when that is not known.
+                        "cost": None if end.cost is None else end.cost.as_dict(),
                     },
                 }
             )

@@ -87,6 +87,34 @@ def test_chat_streams_the_reply_and_reports_usage(emu: Emulator) -> None:
     assert emu.requests[-1].json["messages"] == [{"role": "user", "content": "Tell me a joke"}]
 
 
+def test_chat_shows_the_cost_when_it_is_known(emu: Emulator, tmp_path: Path) -> None:
+    genai_prices = pytest.importorskip(
+        "genai_prices", reason='genai-prices is not installed ("streamwrap[cost]")'
+    )
+    from streamwrap._cost import format_money
+
+    config = tmp_path / "models.json"
+    # At the emulator's URL, which no price table knows: the config names whose prices apply.
+    entry = {"model_type": "openai_chat", "model_name": "gpt-4o-mini", "base_url": emu.openai_base_url}
+    config.write_text(json.dumps([{**entry, "price_provider": "openai"}]))
+    emu.script(Reply(text="priced", usage=(1000, 500), model="gpt-4o-mini-2024-07-18"))
+    result = run(["chat", "--config", str(config), "hi"])
+    assert result.returncode == 0, result.stderr
+    # The subprocess priced it with genai-prices' bundled table, as this does.
+    table = genai_prices.calc_price(
+        genai_prices.Usage(input_tokens=1000, output_tokens=500), "gpt-4o-mini", provider_id="openai"
+    )
+    (final,) = [line for line in result.stderr.splitlines() if "usage:" in line]
+    assert f"· cost {format_money(table.total_price)} ·" in final, final
+    # Without a price there is no cost on the line, rather than a guess.
+    config.write_text(json.dumps([entry]))
+    emu.script(Reply(text="unpriced", usage=(1000, 500), model="gpt-4o-mini-2024-07-18"))
+    result = run(["chat", "--config", str(config), "hi"])
+    assert result.returncode == 0, result.stderr
+    (final,) = [line for line in result.stderr.splitlines() if "usage:" in line]
+    assert "usage: 1000 in / 500 out (provider)" in final and "cost" not in final, final
+
+
 def test_chat_reads_the_prompt_from_stdin_and_a_config_file(emu: Emulator, tmp_path: Path) -> None:
     config = tmp_path / "models.json"
     config.write_text(

@@ -92,7 +92,9 @@ def ends() -> list[EndEvent]:
     return []
 
 
-def start_server(emu: Emulator, ends: list[EndEvent], **options: Any) -> Server:
+def start_server(
+    emu: Emulator, ends: list[EndEvent], *, price_provider: str | None = None, **options: Any
+) -> Server:
     def record(event: Any) -> None:
         if isinstance(event, EndEvent):
             ends.append(event)
@@ -105,6 +107,7 @@ def start_server(emu: Emulator, ends: list[EndEvent], **options: Any) -> Server:
             "api_key": "sk-test",
             "max_retries": 0,
             "response_callback": record,
+            "price_provider": price_provider,
         }
     )
     return Server(chat_app(model, token=TOKEN, heartbeat=1.0, title="streamwrap test"), **options)
@@ -454,6 +457,38 @@ def test_a_reply_is_summarised_alike_over_sse_and_the_websocket(
         assert f"~{ends[-1].usage.output_tokens} tokens" in sse["info"]
     if outcome == "failed":
         assert "upstream fell over" in sse["error"]
+    assert page.problems == []
+
+
+def test_the_summary_shows_the_cost_when_it_is_known(
+    browser: Any, emu: Emulator, ends: list[EndEvent]
+) -> None:
+    from streamwrap._cost import format_money
+    from tests.support.prices import INPUT, OUTPUT, snapshot, usd
+
+    data_snapshot = pytest.importorskip("genai_prices.data_snapshot")
+    data_snapshot.set_custom_snapshot(snapshot())
+    running = start_server(emu, ends, price_provider="openai")
+    page = open_page(browser, running)
+    try:
+        seen = {}
+        for transport in ("sse", "ws"):
+            emu.script(SUMMARY_REPLIES["finished"])
+            send(page, transport, f"priced over {transport}")
+            wait_until_ready(page)
+            seen[transport] = state(page)["info"]
+            screenshot(page, f"summary-cost-{transport}")
+    finally:
+        page.context.close()
+        running.stop()
+        data_snapshot.set_custom_snapshot(None)
+    amount = usd((9, INPUT), (12, OUTPUT))
+    assert ends[-1].cost is not None and ends[-1].cost.amount == amount
+    for transport, info in seen.items():
+        assert _masked(info) == f"12 tokens · N tokens/s · N s · {format_money(amount)} · finish: stop", (
+            transport,
+            info,
+        )
     assert page.problems == []
 
 

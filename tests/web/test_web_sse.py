@@ -12,6 +12,7 @@ import math
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from decimal import Decimal
 from functools import partial
 from typing import Any
 
@@ -471,6 +472,43 @@ def test_usage_is_in_the_finish_metadata(client: httpx.Client, emu: Emulator, sc
         46,
         "provider",
     )
+
+
+def test_the_cost_is_in_the_finish_metadata(client: httpx.Client, emu: Emulator, scenario: Scenario) -> None:
+    from tests.support.prices import INPUT, OUTPUT, snapshot, usd
+
+    data_snapshot = pytest.importorskip("genai_prices.data_snapshot")
+    scenario.model = make_model(emu, price_provider="openai")
+    data_snapshot.set_custom_snapshot(snapshot())
+    try:
+        emu.script(Reply(text=WORDS, usage=(1000, 500)), Reply(text=WORDS, stream_usage=False))
+        priced = check_ui_stream(post(client).text).terminal["messageMetadata"]["cost"]
+        # Estimated usage is never priced: the metadata says null rather than guess.
+        estimated = check_ui_stream(post(client).text).terminal["messageMetadata"]["cost"]
+    finally:
+        data_snapshot.set_custom_snapshot(None)
+    assert priced == finished(scenario.responses[0]).cost.as_dict()  # type: ignore[union-attr]
+    assert Decimal(priced["amount"]) == usd((1000, INPUT), (500, OUTPUT)) and priced["currency"] == "USD"
+    assert estimated is None and finished(scenario.responses[1]).cost is None
+
+
+def test_the_events_protocol_end_frame_carries_the_cost(
+    client: httpx.Client, emu: Emulator, scenario: Scenario
+) -> None:
+    from tests.support.prices import INPUT, OUTPUT, snapshot, usd
+
+    data_snapshot = pytest.importorskip("genai_prices.data_snapshot")
+    scenario.model = make_model(emu, price_provider="openai")
+    scenario.options = {"protocol": "events"}
+    data_snapshot.set_custom_snapshot(snapshot())
+    try:
+        emu.script(Reply(text=WORDS, usage=(1000, 500)))
+        body = post(client).text
+    finally:
+        data_snapshot.set_custom_snapshot(None)
+    frames = [json.loads(line[6:]) for line in body.splitlines() if line.startswith("data: ")]
+    assert frames[-1]["type"] == "end"
+    assert Decimal(frames[-1]["cost"]["amount"]) == usd((1000, INPUT), (500, OUTPUT))
 
 
 def test_a_non_streaming_response_sends_its_text_once(

@@ -84,6 +84,7 @@ class AnthropicChatWrapper(ModelWrapper):
 
     model_type: ClassVar[str] = "anthropic_chat"
     provider: ClassVar[str] = "anthropic"
+    price_provider_id: ClassVar[str | None] = "anthropic"
     extra: ClassVar[str] = "anthropic"
     api_key_env: ClassVar[tuple[str, ...]] = ("ANTHROPIC_API_KEY",)
     base_url_env: ClassVar[tuple[str, ...]] = ("ANTHROPIC_BASE_URL",)

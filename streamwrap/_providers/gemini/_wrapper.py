@@ -118,6 +118,8 @@ class GeminiChatWrapper(ModelWrapper):
 
     model_type: ClassVar[str] = "gemini_chat"
     provider: ClassVar[str] = "gemini"
+    #: genai-prices' id for Gemini's prices (response.cost)
+    price_provider_id: ClassVar[str | None] = "google"
     extra: ClassVar[str] = "gemini"
     # google-genai's order: GOOGLE_API_KEY wins when both are set.
     api_key_env: ClassVar[tuple[str, ...]] = ("GOOGLE_API_KEY", "GEMINI_API_KEY")

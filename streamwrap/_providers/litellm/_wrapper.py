@@ -45,6 +45,8 @@ class LiteLLMChatWrapper(ModelWrapper):
 
     model_type: ClassVar[str] = "litellm_chat"
     provider: ClassVar[str] = "litellm"
+    #: genai-prices reads the provider from a LiteLLM model name ('openai/gpt-4o-mini')
+    price_provider_id: ClassVar[str | None] = "litellm"
     extra: ClassVar[str] = "litellm"
     # LiteLLM finds each provider's key in that provider's environment variable itself.
     api_key_optional: ClassVar[bool] = True

@@ -61,6 +61,8 @@ class AzureOpenAIChatWrapper(OpenAIChatWrapper):
 
     model_type: ClassVar[str] = "azure_openai_chat"
     provider: ClassVar[str] = "azure_openai"
+    #: genai-prices' Azure prices (falling back to OpenAI's for OpenAI's models)
+    price_provider_id: ClassVar[str | None] = "azure"
     extra: ClassVar[str] = "azure"
     api_key_env: ClassVar[tuple[str, ...]] = ("AZURE_OPENAI_API_KEY",)
     base_url_env: ClassVar[tuple[str, ...]] = ("AZURE_OPENAI_ENDPOINT",)

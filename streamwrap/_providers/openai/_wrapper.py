@@ -64,6 +64,7 @@ class OpenAIChatWrapper(ModelWrapper):
 
     model_type: ClassVar[str] = "openai_chat"
     provider: ClassVar[str] = "openai"
+    price_provider_id: ClassVar[str | None] = "openai"
     extra: ClassVar[str] = "openai"
     api_key_env: ClassVar[tuple[str, ...]] = ("OPENAI_API_KEY",)
     base_url_env: ClassVar[tuple[str, ...]] = ("OPENAI_BASE_URL",)
