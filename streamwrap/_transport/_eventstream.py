@@ -77,9 +77,15 @@ class EventStreamDecoder:
     """Feed bytes with :meth:`feed`, call :meth:`close` at the end of the body.
 
     ``provider`` names the errors' provider. ``messages`` counts the messages returned.
+
+    A read that completes good messages and then meets a broken one returns the good ones
+    and *holds* the error in :attr:`error` (raised by the next ``feed`` or ``close``), so
+    that what arrived before the break is delivered, however the body was cut into reads;
+    a wire mapper raises a held error right after the read's deltas (see ``after_read``
+    of the Bedrock mappers).
     """
 
-    __slots__ = ("_buf", "_need", "_offset", "messages", "provider")
+    __slots__ = ("_buf", "_need", "_offset", "error", "messages", "provider")
 
     def __init__(self, provider: str) -> None:
         self.provider = provider
@@ -89,14 +95,28 @@ class EventStreamDecoder:
         # once a prelude is read and checked, the whole message.
         self._need = _PRELUDE
         self._offset = 0  # bytes of the stream before the buffer, for the errors' positions
+        #: An error held back to be raised after the messages of the read it broke.
+        self.error: StreamProtocolError | None = None
 
     def feed(self, chunk: bytes) -> list[EventStreamMessage]:
         """Decode one network read; return the messages it completed (often one)."""
+        if self.error is not None:
+            raise self.error
         buf = self._buf
         buf += chunk
         if len(buf) < self._need:
             return []
         out: list[EventStreamMessage] = []
+        try:
+            self._decode(buf, out)
+        except StreamProtocolError as exc:
+            if not out:
+                raise
+            self.error = exc
+        self.messages += len(out)
+        return out
+
+    def _decode(self, buf: bytearray, out: list[EventStreamMessage]) -> None:
         start = 0
         end = len(buf)
         while end - start >= _PRELUDE:
@@ -125,15 +145,17 @@ class EventStreamDecoder:
             out.append(EventStreamMessage(headers, bytes(buf[payload_start : message_end - 4])))
             start = message_end
             self._need = _PRELUDE
-        if start:
-            del buf[:start]
-            self._offset += start
-        self.messages += len(out)
-        return out
+            if start:
+                # (Dropped as each message is read, so that an error's position is right.)
+                del buf[:start]
+                self._offset += start
+                start, end = 0, len(buf)
 
     def close(self) -> list[EventStreamMessage]:
         """End of body: nothing is held back in this format (a message is complete or it is
         not), so bytes left over are a message cut short: a :class:`StreamProtocolError`."""
+        if self.error is not None:
+            raise self.error
         left = len(self._buf)
         if not left:
             return []

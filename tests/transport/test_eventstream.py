@@ -154,11 +154,23 @@ def test_message_checksum_mismatch_after_a_good_message() -> None:
     good = eventstream_message(EVENT, b'{"a":1}')
     bad = bytearray(eventstream_message(EVENT, b'{"a":2}'))
     bad[-6] ^= 0x40  # in the payload
-    error, messages = outcome([good + bytes(bad)])
-    assert messages == []  # (the read that held the bad one raised: nothing of it returned)
-    assert error is not None and f"byte {len(good)}: message checksum mismatch" in error
-    error, messages = outcome([good, bytes(bad)])
-    assert [m.payload for m in messages] == [b'{"a":1}']
+    # The good message is returned with the read, the error held for the next call.
+    decoder = EventStreamDecoder("bedrock")
+    assert [m.payload for m in decoder.feed(good + bytes(bad))] == [b'{"a":1}']
+    assert decoder.error is not None
+    with pytest.raises(StreamProtocolError, match=f"byte {len(good)}: message checksum mismatch"):
+        decoder.feed(b"")
+    with pytest.raises(StreamProtocolError, match="message checksum mismatch"):
+        decoder.close()
+    # The same outcome whatever the cuts.
+    for chunks in (
+        [good + bytes(bad)],
+        [good, bytes(bad)],
+        [good[:3], good[3:] + bytes(bad)[:20], bytes(bad)[20:]],
+    ):
+        error, messages = outcome(chunks)
+        assert [m.payload for m in messages] == [b'{"a":1}']
+        assert error is not None and f"byte {len(good)}: message checksum mismatch" in error
 
 
 def test_impossible_lengths() -> None:
