@@ -217,5 +217,6 @@ class EventStreamDecoder:
 
     def _error(self, what: str, at: int) -> StreamProtocolError:
         return StreamProtocolError(
-            f"broken AWS event stream at byte {self._offset + at}: {what}", provider=self.provider
+            f"broken event stream (vnd.amazon.eventstream) at byte {self._offset + at}: {what}",
+            provider=self.provider,
         )

@@ -14,9 +14,10 @@ import struct
 import zlib
 from collections.abc import Mapping
 
-__all__ = ["eventstream_message"]
+__all__ = ["EVENTSTREAM_CONTENT_TYPE", "eventstream_frames", "eventstream_message"]
 
 _U16 = struct.Struct(">H")
+EVENTSTREAM_CONTENT_TYPE = "application/vnd.amazon.eventstream"
 
 
 def eventstream_message(headers: Mapping[str, str | bytes | bool | int], payload: bytes) -> bytes:
@@ -39,3 +40,20 @@ def eventstream_message(headers: Mapping[str, str | bytes | bool | int], payload
     prelude += struct.pack(">I", zlib.crc32(prelude))
     message = prelude + header_bytes + payload
     return message + struct.pack(">I", zlib.crc32(message))
+
+
+def eventstream_frames(body: bytes) -> list[bytes]:
+    """``body`` cut at its messages' boundaries, as their total-length prefixes say (a
+    replay's ``split="event"``); whatever is left after the last whole message (a frame
+    cut short, or not an event stream at all) is one last piece."""
+    pieces: list[bytes] = []
+    at = 0
+    while len(body) - at >= 12:
+        (total,) = struct.unpack_from(">I", body, at)
+        if total < 16 or at + total > len(body):
+            break
+        pieces.append(body[at : at + total])
+        at += total
+    if at < len(body):
+        pieces.append(body[at:])
+    return pieces
