@@ -27,6 +27,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..._errors import ConfigError, MissingDependencyError, ProviderConnectionError
+from ..._secret import Secret
 
 __all__ = ["SigV4Signer", "default_region"]
 
@@ -48,13 +49,16 @@ def default_region(profile: str | None) -> str | None:
 class SigV4Signer:
     """Signs requests with the credentials of botocore's chain, found on first use."""
 
-    __slots__ = ("_credentials", "profile", "provider", "region")
+    __slots__ = ("_credentials", "profile", "provider", "region", "secrets")
 
     def __init__(self, provider: str, region: str, profile: str | None) -> None:
         self.provider = provider
         self.region = region
         self.profile = profile
         self._credentials: Any = None  # botocore Credentials (its repr shows no secret)
+        #: The secret access key and session token of the last signature, to scrub from
+        #: what the server sends back (an error may quote them).
+        self.secrets: tuple[Secret, ...] = ()
 
     def __repr__(self) -> str:
         return f"<SigV4Signer region={self.region!r} profile={self.profile!r}>"
@@ -70,7 +74,7 @@ class SigV4Signer:
         elif _refresh_needed(self._credentials):
             failure = await anyio.to_thread.run_sync(_refresh, self._credentials)
         if failure is None:
-            failure = _sign(self._credentials, self.region, request, body)
+            failure, self.secrets = _sign(self._credentials, self.region, request, body)
         if failure is not None:
             raise ProviderConnectionError(failure, provider=self.provider)
 
@@ -112,9 +116,10 @@ def _refresh(credentials: Any) -> str | None:
     return None
 
 
-def _sign(credentials: Any, region: str, request: Any, body: bytes) -> str | None:
-    """Sign ``request`` (the headers go straight onto it); a failure's description, or None.
-    No caller's frame sees the frozen credentials: they live and die in this one."""
+def _sign(credentials: Any, region: str, request: Any, body: bytes) -> tuple[str | None, tuple[Secret, ...]]:
+    """Sign ``request`` (the headers go straight onto it); ``(a failure's description or
+    None, the credentials' secrets)``. No caller's frame sees the frozen credentials
+    (a named tuple whose repr shows them): they live and die in this one."""
     from botocore.auth import SigV4Auth
     from botocore.awsrequest import AWSRequest
 
@@ -125,10 +130,11 @@ def _sign(credentials: Any, region: str, request: Any, body: bytes) -> str | Non
             data=body,
             headers={k: v for k, v in request.headers.items() if k in ("content-type", "accept")},
         )
-        SigV4Auth(credentials.get_frozen_credentials(), SERVICE, region).add_auth(aws)
+        frozen = credentials.get_frozen_credentials()
+        SigV4Auth(frozen, SERVICE, region).add_auth(aws)
     except Exception as exc:
-        return f"cannot sign the request: {type(exc).__name__}: {exc}"
+        return f"cannot sign the request: {type(exc).__name__}: {exc}", ()
     for name in ("Authorization", "X-Amz-Date", "X-Amz-Security-Token"):
         if name in aws.headers:
             request.headers[name] = aws.headers[name]
-    return None
+    return None, tuple(Secret(value) for value in (frozen.secret_key, frozen.token) if value)

@@ -67,7 +67,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import AsyncIterator, Callable, Mapping
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 from urllib.parse import quote
 
 import orjson
@@ -101,6 +101,7 @@ _PATHS = {
     "invoke": ("invoke-with-response-stream", "invoke"),
 }
 _REGION_ENV = ("AWS_REGION", "AWS_DEFAULT_REGION")
+_E = TypeVar("_E", bound=StreamwrapError)
 
 
 class BedrockChatWrapper(ModelWrapper):
@@ -203,16 +204,17 @@ class BedrockChatWrapper(ModelWrapper):
             raise ProviderConnectionError(
                 f"cannot reach {url}: {type(exc).__name__}: {exc}", provider=self.provider
             ) from None
+        secrets = self._secrets()
         if response.status_code >= 400:
-            raise await _status_error(response, self.provider, self._api_key)
+            raise _redacted(await _status_error(response, self.provider), secrets)
         response_id = response.headers.get("x-amzn-requestid")
         if request.stream:
-            upstream = RedactingUpstream(
-                BodyUpstream(
-                    response.aiter_bytes(), self._mapper(response_id)(), response.aclose, self.provider
-                ),
-                self._api_key,
+            upstream: Upstream = BodyUpstream(
+                response.aiter_bytes(), self._mapper(response_id)(), response.aclose, self.provider
             )
+            # One layer per secret (usually one: the API key, or the secret access key).
+            for secret in secrets or (None,):
+                upstream = RedactingUpstream(upstream, secret)
             return await _FirstBatch.read(upstream, self.provider)
         error: StreamwrapError
         try:
@@ -221,7 +223,13 @@ class BedrockChatWrapper(ModelWrapper):
             )
         except StreamwrapError as exc:
             error = exc
-        raise redact_error(error, self._api_key)
+        raise _redacted(error, secrets)
+
+    def _secrets(self) -> tuple[Secret, ...]:
+        """What must never show: the API key, or the signature's secret key and token."""
+        if self._api_key:
+            return (self._api_key,)
+        return self._signer.secrets if self._signer is not None else ()
 
 
 class _FirstBatch:
@@ -277,7 +285,13 @@ class _FirstBatch:
         await self._upstream.aclose()
 
 
-async def _status_error(response: Any, provider: str, secret: Secret | None) -> ProviderHTTPError:
+def _redacted(error: _E, secrets: tuple[Secret, ...]) -> _E:
+    for secret in secrets or (None,):
+        error = redact_error(error, secret)
+    return error
+
+
+async def _status_error(response: Any, provider: str) -> ProviderHTTPError:
     """The typed error of a non-2xx response: its type from ``x-amzn-ErrorType`` (or the
     body's ``__type``), its message from the body (scrubbed of the key)."""
     import httpx
@@ -288,12 +302,9 @@ async def _status_error(response: Any, provider: str, secret: Secret | None) -> 
         content = b""
     finally:
         await response.aclose()
+    # (The secrets are scrubbed by the caller: there may be two.)
     error = http_error(
-        provider=provider,
-        status_code=response.status_code,
-        body=content,
-        headers=response.headers,
-        secret=secret,
+        provider=provider, status_code=response.status_code, body=content, headers=response.headers
     )
     kind = error_type(response.headers.get("x-amzn-errortype"))
     if kind is None and isinstance(error.body, Mapping) and isinstance(error.body.get("__type"), str):
