@@ -182,7 +182,9 @@ class BedrockDialect:
             )
         if api.startswith("invoke"):
             return _invoke(reply, request, body, ids, stream=api == "invoke-with-response-stream")
-        completion = Completion.build(reply, ids, id=ids.request_id(), prompt_words=_prompt_words(body))
+        completion = Completion.build(
+            reply, ids, id=reply.id or ids.request_id(), prompt_words=_prompt_words(body)
+        )
         try:
             renderer = _Renderer(completion)
         except ValueError as exc:
