@@ -695,3 +695,25 @@ async def test_aws_secrets_never_show_when_the_server_is_gone(monkeypatch: pytes
         await model("hi")
     assert_no_key_in_error(info.value)
     assert SECRET not in repr(model) and SECRET not in repr(vars(model))
+
+
+async def test_a_timeout_while_waiting_for_the_first_message_closes_the_connection(own_emu: Emulator) -> None:
+    # Nothing at all arrives (not even messageStart): the first-token timeout fires while
+    # bedrock_chat reads the first message (to retry an early throttle) inside the call,
+    # before the wrapper holds the response; it is raised by the call, and the response's
+    # connection is closed at once, not left open until the reply would have ended.
+    own_emu.script(
+        Reply(text="late", first_delay=5.0, fault=Fault.error_event_after(0, "x", "throttlingException"))
+    )
+    model = make_model(own_emu, first_token_timeout=0.3)
+    with pytest.raises(streamwrap.StreamTimeoutError) as info:
+        response = await model("hi")
+        await response.aread()
+    assert info.value.code == "first_token_timeout"
+    try:
+        # (Before the model's client is closed, which would close every connection; and
+        # well before the scripted reply would end by itself.)
+        assert own_emu.wait_idle(2.0)
+        assert own_emu.open_connections == 0
+    finally:
+        model.close()

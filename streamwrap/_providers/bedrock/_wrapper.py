@@ -266,6 +266,11 @@ class _FirstBatch:
                     exc.code, provider=provider, status_code=200, message=exc.message, body=None
                 ) from None
             return cls(upstream, iterator, None, exc)
+        except BaseException:
+            # Cancelled (a first-token timeout, the caller) while waiting: nothing above
+            # holds this response yet, so it is closed here, or its connection would leak.
+            await cls(upstream, iterator, None, None).aclose()
+            raise
         return cls(upstream, iterator, first, None)
 
     async def __aiter__(self) -> AsyncIterator[list[Delta]]:
