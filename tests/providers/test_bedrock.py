@@ -717,3 +717,16 @@ async def test_a_timeout_while_waiting_for_the_first_message_closes_the_connecti
         assert own_emu.open_connections == 0
     finally:
         model.close()
+
+
+async def test_signing_without_botocore_names_the_extra_to_install(
+    emu: Emulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _aws_credentials(monkeypatch)
+    # (None in sys.modules is how Python marks a module that cannot be imported.)
+    monkeypatch.setitem(sys.modules, "botocore.session", None)
+    with pytest.raises(streamwrap.MissingDependencyError, match=r"streamwrap\[bedrock\]"):
+        await make_model(emu, api_key=None, region="us-east-1")("hi")
+    # A Bedrock API key needs no botocore.
+    response = await make_model(emu)("hi")
+    assert await response.aread()

@@ -38,8 +38,12 @@ SERVICE = "bedrock"
 def default_region(profile: str | None) -> str | None:
     """The region botocore's configuration gives (``AWS_DEFAULT_REGION``, the profile's
     ``region``), for a model whose config and environment name none. Reads files: call
-    it off the event loop."""
-    import botocore.session
+    it off the event loop. ``None`` without botocore (a model that uses an API key needs
+    no botocore: then the region must be given)."""
+    try:
+        import botocore.session
+    except ImportError:
+        return None
 
     session = botocore.session.Session(profile=profile)
     region = session.get_config_variable("region")
