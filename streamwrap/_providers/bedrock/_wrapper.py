@@ -66,7 +66,7 @@ content is answered as the same error before the stream (so retried like a 429 o
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Mapping
 from typing import Any, ClassVar, TypeVar
 from urllib.parse import quote
 
@@ -273,21 +273,41 @@ class _FirstBatch:
             raise
         return cls(upstream, iterator, first, None)
 
-    async def __aiter__(self) -> AsyncIterator[list[Delta]]:
-        if self._error is not None:
-            raise self._error
-        if self._first is None:
-            return
-        first, self._first = self._first, None
-        yield first
-        async for batch in self._iterator:
-            yield batch
+    def __aiter__(self) -> _FirstBatch:
+        return self
+
+    def __anext__(self) -> Awaitable[list[Delta]]:
+        # The first batch (or the first error), then the stream's own iterator answers
+        # directly: no coroutine of this class's per batch on the hot path. (After an
+        # error or the end, that iterator is exhausted: it raises StopAsyncIteration.)
+        first, error = self._first, self._error
+        if first is not None or error is not None:
+            self._first = self._error = None
+            return _Ready(first, error)
+        return self._iterator.__anext__()
 
     async def aclose(self) -> None:
         close = getattr(self._iterator, "aclose", None)
         if close is not None:
             await close()
         await self._upstream.aclose()
+
+
+class _Ready:
+    """An awaitable that is already done: a value, or an error to raise."""
+
+    __slots__ = ("_error", "_value")
+
+    def __init__(self, value: list[Delta] | None, error: BaseException | None) -> None:
+        self._value = value
+        self._error = error
+
+    def __await__(self) -> Generator[Any, None, list[Delta]]:
+        if self._error is not None:
+            raise self._error
+        assert self._value is not None
+        return self._value
+        yield  # (a generator function, whose await finishes at once)
 
 
 def _redacted(error: _E, secrets: tuple[Secret, ...]) -> _E:
