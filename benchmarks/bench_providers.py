@@ -1,8 +1,9 @@
 # ruff: noqa: RUF001  (the multiplication sign in printed tables is meant)
 """Per-chunk CPU of each native-protocol wrapper against that provider's official SDK.
 
-For DashScope, Gemini, Ollama, Anthropic and OpenAI's Responses API, streamwrap decodes the
-provider's own wire format (not the chat-completions one); Azure OpenAI is the OpenAI format
+For DashScope, Gemini, Ollama, Anthropic, OpenAI's Responses API and Bedrock's ConverseStream
+(binary AWS event streams; streamwrap authenticates with a Bedrock API key here, boto3 signs
+with dummy credentials), streamwrap decodes the provider's own wire format (not the chat-completions one); Azure OpenAI is the OpenAI format
 with Azure's filter results, sent by ``openai.AsyncAzureOpenAI``. This runs, side by side in
 one process on the same local stream:
 
@@ -11,7 +12,9 @@ one process on the same local stream:
   ``client.aio.models.generate_content_stream``, ``ollama.AsyncClient.chat``,
   ``openai.AsyncAzureOpenAI``'s ``chat.completions.create(stream=True)``,
   ``anthropic`` ``AsyncAnthropic.messages.create(stream=True)``, its raw event stream;
-  ``openai`` ``client.responses.create(stream=True)``);
+  ``openai`` ``client.responses.create(stream=True)``; ``boto3``
+  ``client("bedrock-runtime").converse_stream`` for Bedrock, whose reads are synchronous:
+  it reads on the benchmark's event loop thread, which it blocks, as a sync client does);
 * ``sw_stream`` / ``sw_deltas``: the streamwrap wrapper, through ``.stream`` and ``.deltas()``.
 
 The server is streamwrap's emulator (``python -m streamwrap.testing``) in another process;
@@ -28,8 +31,9 @@ import asyncio
 import importlib.metadata
 import json
 import statistics
+import struct
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -99,6 +103,38 @@ def _responses_text(line: bytes) -> str | None:
         return None
     event = loads(line[6:])
     return event["delta"] if event.get("type") == "response.output_text.delta" else None
+
+
+def _eventstream_texts(buf: bytearray) -> Iterator[str]:
+    """The text deltas of the whole ConverseStream messages at the start of ``buf`` (which
+    loses them): lengths read, checksums not checked, only contentBlockDelta payloads parsed."""
+    while len(buf) >= 12:
+        total, headers = struct.unpack_from(">II", buf)
+        if len(buf) < total:
+            return
+        if b"contentBlockDelta" in buf[12 : 12 + headers]:
+            text = loads(bytes(buf[12 + headers : total - 4]))["delta"].get("text")
+            if text:
+                yield text
+        del buf[:total]
+
+
+def bedrock_floor(url: str, body: dict[str, Any], headers: dict[str, str], expected: str) -> Contender:
+    import httpx
+
+    client = httpx.AsyncClient(timeout=60.0)
+
+    async def consume() -> None:
+        parts: list[str] = []
+        buf = bytearray()
+        async with client.stream("POST", url, json=body, headers=headers) as response:
+            response.raise_for_status()
+            async for chunk in response.aiter_bytes():
+                buf += chunk
+                parts.extend(_eventstream_texts(buf))
+        check("".join(parts), expected, "floor")
+
+    return Contender("floor", "floor: httpx + minimal eventstream framing + orjson", consume, client.aclose)
 
 
 def floor(
@@ -239,6 +275,33 @@ def anthropic_sdk(url: str, expected: str) -> Contender:
     return Contender("sdk", "anthropic messages.create(stream=True)", consume, client.close)
 
 
+def bedrock_sdk(url: str, expected: str) -> Contender:
+    import boto3
+
+    client = boto3.client(
+        "bedrock-runtime",
+        endpoint_url=url,
+        region_name="us-east-1",
+        aws_access_key_id="AKIDBENCH",
+        aws_secret_access_key="bench",
+    )
+    messages = [{"role": "user", "content": [{"text": MESSAGES[0]["content"]}]}]
+
+    async def consume() -> None:
+        # boto3's own event objects (one dict per event), as a boto3 user reads them.
+        parts: list[str] = []
+        for event in client.converse_stream(modelId=MODEL, messages=messages)["stream"]:
+            delta = event.get("contentBlockDelta")
+            if delta is not None and "text" in delta["delta"]:
+                parts.append(delta["delta"]["text"])
+        check("".join(parts), expected, "boto3")
+
+    async def aclose() -> None:
+        client.close()
+
+    return Contender("sdk", "boto3 converse_stream", consume, aclose)
+
+
 def openai_responses_sdk(url: str, expected: str) -> Contender:
     import openai
 
@@ -288,6 +351,8 @@ class Provider:
     text_of: Callable[[bytes], str | None]
     sdk: Callable[[str, str], Contender]
     base_url: Callable[[str], str]
+    #: a floor of its own, for a format that is not lines (Bedrock's binary frames)
+    make_floor: Callable[[str, dict[str, Any], dict[str, str], str], Contender] | None = None
 
 
 PROVIDERS = {
@@ -355,6 +420,17 @@ PROVIDERS = {
         openai_responses_sdk,
         lambda url: url + "/v1",
     ),
+    "bedrock": Provider(
+        "bedrock_chat",
+        "boto3",
+        f"/model/{MODEL}/converse-stream",
+        lambda: {"messages": [{"role": "user", "content": [{"text": "hi"}]}]},
+        {"authorization": "Bearer bench"},
+        lambda line: None,  # (binary frames: see make_floor)
+        bedrock_sdk,
+        lambda url: url,
+        make_floor=bedrock_floor,
+    ),
 }
 
 
@@ -362,10 +438,11 @@ async def bench_provider(name: str, chunks: int, rounds: int, chunk_text: str) -
     spec = PROVIDERS[name]
     expected = chunk_text * chunks
     with EmulatorProcess(chunks, chunk_text) as emulator:
+        floor_url = emulator.url + spec.floor_path
         contenders = [
-            floor(
-                emulator.url + spec.floor_path, spec.floor_body(), spec.floor_headers, spec.text_of, expected
-            ),
+            spec.make_floor(floor_url, spec.floor_body(), spec.floor_headers, expected)
+            if spec.make_floor is not None
+            else floor(floor_url, spec.floor_body(), spec.floor_headers, spec.text_of, expected),
             spec.sdk(emulator.url, expected),
             *streamwrap_contenders(spec.model_type, spec.base_url(emulator.url), expected),
         ]

@@ -59,6 +59,7 @@ from ._wrapper import ChatRequest, ModelWrapper, Upstream
 if _typing.TYPE_CHECKING:
     # For type checkers and IDEs; at run time, ``__getattr__`` below imports each on first use.
     from ._providers.anthropic._wrapper import AnthropicChatWrapper
+    from ._providers.bedrock._wrapper import BedrockChatWrapper
     from ._providers.dashscope._wrapper import DashScopeChatWrapper
     from ._providers.gemini._wrapper import GeminiChatWrapper
     from ._providers.litellm._wrapper import LiteLLMChatWrapper
@@ -88,6 +89,7 @@ __all__ = [
     "AnthropicChatWrapper",
     "AuthenticationError",
     "AzureOpenAIChatWrapper",
+    "BedrockChatWrapper",
     "BlockingReadWarning",
     "CallbackSink",
     "ChatRequest",

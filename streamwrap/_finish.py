@@ -36,6 +36,9 @@ _TABLE: dict[str, FinishReason] = {
     "model_armor": "content_filter",
     "refusal": "content_filter",
     "sensitive": "content_filter",
+    # Bedrock Converse: a guardrail, or the model's own filter, stopped the reply.
+    "guardrail_intervened": "content_filter",
+    "content_filtered": "content_filter",
     "malformed_function_call": "error",
     # Gemini: the model broke its own tool-calling or response protocol.
     "unexpected_tool_call": "error",

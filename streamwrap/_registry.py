@@ -26,6 +26,7 @@ _BUILTIN: dict[str, str] = {
     "ollama_chat": "streamwrap._providers.ollama._wrapper:OllamaChatWrapper",
     "litellm_chat": "streamwrap._providers.litellm._wrapper:LiteLLMChatWrapper",
     "local_chat": "streamwrap._providers.llamacpp._wrapper:LocalChatWrapper",
+    "bedrock_chat": "streamwrap._providers.bedrock._wrapper:BedrockChatWrapper",
 }
 _ENTRY_POINT_GROUP = "streamwrap.model_types"
 

@@ -20,6 +20,9 @@ alike.  The dialects, and the base URL to hand each provider's client:
 * Ollama, ``POST /api/chat`` (NDJSON unless ``"stream": false``): :attr:`Emulator.ollama_base_url`.
 * Anthropic Messages, ``POST /v1/messages`` (SSE with ``"stream": true``):
   :attr:`Emulator.anthropic_base_url`.
+* Amazon Bedrock, ``POST /model/{modelId}/converse-stream`` and ``/converse`` (binary AWS
+  event streams), and ``/invoke-with-response-stream`` and ``/invoke`` (Anthropic's events
+  in event stream chunks): :attr:`Emulator.bedrock_endpoint_url`.
 
 Faults (:class:`Fault`) and error statuses take each provider's own shape.  Any API key
 is accepted unless one is required with ``Emulator(api_key="...")``: then a missing or

@@ -13,6 +13,7 @@ from typing import Any, Protocol
 
 from ._anthropic_dialect import ANTHROPIC
 from ._azure_dialect import AZURE
+from ._bedrock_dialect import BEDROCK
 from ._dashscope_dialect import DASHSCOPE
 from ._gemini_dialect import GEMINI
 from ._ollama_dialect import OLLAMA
@@ -53,7 +54,16 @@ class Dialect(Protocol):
         ...
 
 
-DIALECTS: tuple[Dialect, ...] = (AZURE, OPENAI, OPENAI_RESPONSES, DASHSCOPE, GEMINI, OLLAMA, ANTHROPIC)
+DIALECTS: tuple[Dialect, ...] = (
+    AZURE,
+    OPENAI,
+    OPENAI_RESPONSES,
+    DASHSCOPE,
+    GEMINI,
+    OLLAMA,
+    ANTHROPIC,
+    BEDROCK,
+)
 """Every dialect, in matching order: the first whose path matches answers. Only Azure's
 deployment paths overlap another (OpenAI's ``.../chat/completions``), so Azure comes first."""
 

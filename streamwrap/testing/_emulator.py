@@ -51,6 +51,8 @@ class Emulator:
     (``?alt=sse``) or ``:generateContent``
     ``/api/chat``                                              Ollama (:attr:`ollama_base_url`)
     ``/v1/messages``                                           Anthropic (:attr:`anthropic_base_url`)
+    ``/model/{modelId}/converse-stream`` (or ``converse``,     Amazon Bedrock
+    ``invoke-with-response-stream``, ``invoke``)               (:attr:`bedrock_endpoint_url`)
     =========================================================  ==============================
 
     Every request is recorded in :attr:`requests`.
@@ -189,6 +191,16 @@ class Emulator:
         return self.url
 
     @property
+    def bedrock_endpoint_url(self) -> str:
+        """The endpoint to hand a Bedrock runtime client: :attr:`url` (the client adds
+        ``/model/{modelId}/converse-stream``).
+
+        E.g. ``boto3.client("bedrock-runtime", endpoint_url=...)``, or ``bedrock_chat``'s
+        ``base_url``.
+        """
+        return self.url
+
+    @property
     def api_key(self) -> str | None:
         """The API key requests must carry, or ``None`` if any key (or none) is accepted."""
         return self._api_key
@@ -212,7 +224,8 @@ class Emulator:
 
         ``split`` decides the writes, so a client really receives it piece by
         piece: ``"event"`` one SSE event (up to and including its blank line,
-        LF or CRLF) per write, ``"line"`` one line per write, an ``int`` pieces
+        LF or CRLF) per write (one message of an AWS event stream, for the
+        ``application/vnd.amazon.eventstream`` content type), ``"line"`` one line per write, an ``int`` pieces
         of that many bytes, ``None`` everything at once.
         """
         raw = RawReply(body=body, status=status, content_type=content_type, split=split)

@@ -20,6 +20,7 @@ from typing import Any
 
 import orjson
 
+from ._eventstream import EVENTSTREAM_CONTENT_TYPE, eventstream_frames
 from ._plan import Abort, Pause, Plan, Step
 from ._script import Fault, RawReply, Reply, Split
 
@@ -357,6 +358,9 @@ def stream_plan(
 
 def render_raw(raw: RawReply) -> Plan:
     """Replay a raw body verbatim, one write per piece of ``raw.split``."""
+    if raw.split == "event" and raw.content_type.startswith(EVENTSTREAM_CONTENT_TYPE):
+        # (A binary AWS event stream: its events are its length-prefixed messages.)
+        return Plan(raw.status, [("content-type", raw.content_type)], eventstream_frames(raw.body))
     return Plan(raw.status, [("content-type", raw.content_type)], split_body(raw.body, raw.split))
 
 

@@ -375,3 +375,30 @@ def test_chat_keeps_the_partial_answer_and_fails_on_a_broken_stream(emu: Emulato
     assert result.stdout == "Half an \n"  # what arrived, once; nothing else on stdout
     assert "[error: " in result.stderr and "connection lost" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+# AWS credentials in the environment (a developer's machine often has them for other work).
+AWS_ENV = {
+    "AWS_BEARER_TOKEN_BEDROCK": "bedrock-env-secret-424242",
+    "AWS_ACCESS_KEY_ID": "AKIDCLITEST",
+    "AWS_SECRET_ACCESS_KEY": "aws-env-secret-424242",
+    "AWS_REGION": "us-east-1",
+}
+
+
+def test_aws_credentials_never_pick_bedrock_but_model_type_does(emu: Emulator) -> None:
+    # Cloud credentials are too easy to pick up by accident: the automatic choice passes
+    # them over, even with the endpoint set; --model-type bedrock_chat uses them.
+    env = {**AWS_ENV, "AWS_ENDPOINT_URL_BEDROCK_RUNTIME": emu.bedrock_endpoint_url}
+    result = run(["chat", "hello"], env=env, unimportable=("xllamacpp",))
+    assert result.returncode == 2 and "no model is configured" in result.stderr
+    assert emu.requests == []
+    emu.script(Reply(text=["from ", "bedrock"]))
+    result = run(
+        ["chat", "--model-type", "bedrock_chat", "--model-name", "amazon.nova-micro-v1:0", "hello"], env=env
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "from bedrock\n"
+    assert [r.path for r in emu.requests] == ["/model/amazon.nova-micro-v1%3A0/converse-stream"]
+    assert emu.requests[0].headers["authorization"] == "Bearer bedrock-env-secret-424242"
+    assert "secret-424242" not in result.stderr

@@ -14,7 +14,9 @@ reading the provider sent before it; where there was none but the stream had ope
 request was accepted, so tokens may be billed), a local estimate marked
 ``source="estimated"``; never a silent 0. DashScope and Gemini restate usage on every
 chunk; OpenAI and Ollama only at the end, so a failed stream of theirs is estimated;
-Anthropic reports the input side (and an early output count) at the start.
+Anthropic reports the input side (and an early output count) at the start. Bedrock frames
+its stream in binary (AWS event streams): its malformed row is a message whose checksum is
+wrong, its truncated row a message cut in half.
 """
 
 from __future__ import annotations
@@ -161,6 +163,16 @@ DIALECTS = (
         stream_error_code=lambda code: code,  # the error's "type"
         body_message=lambda body: str(body["error"]["message"]),
         inband_error=False,  # only the error event
+    ),
+    Dialect(
+        provider=PROVIDERS["bedrock_chat"],
+        api_key="bedrock-api-key-test-secret-0123456789",
+        usage_after_failure=_at_the_end_only,  # the metadata event, after messageStop
+        # An exception message: its type is one of ConverseStream's (the emulator sends
+        # modelStreamErrorException for a code that is none of them).
+        stream_error_code=lambda code: "modelStreamErrorException",
+        body_message=lambda body: str(body["message"]),  # (the type is in x-amzn-ErrorType)
+        inband_error=False,  # only the exception message
     ),
 )
 

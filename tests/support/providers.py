@@ -69,6 +69,9 @@ PROVIDERS: Mapping[str, Provider] = {
         Provider("anthropic_chat", "claude-sonnet-4-5", "", "anthropic"),
         Provider("litellm_chat", "openai/emulator-1", "/v1", "openai", extra="litellm"),
         Provider("local_chat", "smollm2", None, None, needs_key=False, extra="xllamacpp"),
+        # An inference profile id (':' is URL-encoded into the path); the key is a Bedrock
+        # API key, sent as a bearer token (tests/providers/test_bedrock.py signs with SigV4).
+        Provider("bedrock_chat", "us.anthropic.claude-sonnet-4-20250514-v1:0", "", "bedrock"),
     )
 }
 
@@ -83,6 +86,7 @@ ONE_PER_DIALECT: tuple[Provider, ...] = tuple(
         "gemini_chat",
         "ollama_chat",
         "anthropic_chat",
+        "bedrock_chat",
     )
 )
 

@@ -43,6 +43,9 @@ GEMINI = "gemini"  # Gemini streamGenerateContent?alt=sse: _providers/gemini/_wi
 OLLAMA = "ollama"  # Ollama /api/chat NDJSON: _providers/ollama/_wire
 ANTHROPIC = "anthropic"  # Anthropic Messages API SSE: _providers/anthropic/_wire
 OPENAI_RESPONSES = "openai_responses"  # OpenAI /v1/responses SSE: _providers/openai/_responses_wire
+BEDROCK = "bedrock"  # Bedrock ConverseStream eventstream: _providers/bedrock/_wire
+# Bedrock InvokeModelWithResponseStream (Anthropic events in eventstream chunks): _providers/bedrock/_invoke
+BEDROCK_INVOKE = "bedrock_invoke"
 
 # provider folder → its wire; a mapping refines it by the recording's name prefix.
 WIRES: Mapping[str, str | Mapping[str, str]] = {
@@ -63,11 +66,12 @@ WIRES: Mapping[str, str | Mapping[str, str]] = {
     "ollama": OLLAMA,
     "anthropic": ANTHROPIC,
     "openai_responses": OPENAI_RESPONSES,
+    # (error_: a JSON error body before the stream, read by bedrock_chat's wrapper.)
+    "bedrock": {"converse_": BEDROCK, "invoke_": BEDROCK_INVOKE, "error_": BEDROCK},
 }
 
 # Providers recorded for wrappers that do not exist yet: what they speak.
 NO_WRAPPER: Mapping[str, str] = {
-    "bedrock": "AWS Bedrock's binary event streams",
     # (Gemini's dialect, but with Vertex AI's endpoints and Google Cloud credentials.)
     "vertex": "Vertex AI",
 }

@@ -23,6 +23,7 @@ run, so CI is deterministic) with a bounded number of examples: the module takes
 
 from __future__ import annotations
 
+import base64
 import itertools
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
@@ -38,6 +39,8 @@ import streamwrap
 from streamwrap._delta import Delta, Finish, Metadata, ReasoningDelta, TextDelta, ToolCallDelta, UsageReport
 from streamwrap._finish import normalize_finish_reason
 from streamwrap._providers.anthropic._wire import AnthropicStreamMapper
+from streamwrap._providers.bedrock._invoke import InvokeStreamMapper
+from streamwrap._providers.bedrock._wire import ConverseStreamMapper
 from streamwrap._providers.dashscope._wire import DashScopeStreamMapper
 from streamwrap._providers.gemini._wire import GeminiStreamMapper
 from streamwrap._providers.ollama._wire import OllamaStreamMapper
@@ -46,6 +49,7 @@ from streamwrap._providers.openai._wire import OpenAIStreamMapper
 from streamwrap._tools import ToolCallAssembler
 from streamwrap._transport._wire_mapper import WireMapper
 from streamwrap._usage import Usage
+from streamwrap.testing._eventstream import eventstream_message
 from tests.support import recordings as _recordings
 
 
@@ -108,7 +112,44 @@ OPENAI_RESPONSES = Wire(
     lambda data: b"event: x\ndata: " + data + b"\n\n",
     usage_per_event=True,
 )
-WIRES = [OPENAI, DASHSCOPE, DASHSCOPE_CUMULATIVE, GEMINI, OLLAMA, ANTHROPIC, OPENAI_RESPONSES]
+# Bedrock: AWS event stream frames. A JSON object's event type is drawn from its bytes, so
+# that the misshapen-JSON test reaches every event's reader.
+_CONVERSE_EVENTS = (
+    "messageStart",
+    "contentBlockStart",
+    "contentBlockDelta",
+    "contentBlockStop",
+    "messageStop",
+    "metadata",
+)
+
+
+def _converse_frame(data: bytes) -> bytes:
+    event = _CONVERSE_EVENTS[sum(data) % len(_CONVERSE_EVENTS)]
+    headers = {":event-type": event, ":content-type": "application/json", ":message-type": "event"}
+    return eventstream_message(headers, data)
+
+
+def _invoke_frame(data: bytes) -> bytes:
+    headers = {":event-type": "chunk", ":content-type": "application/json", ":message-type": "event"}
+    return eventstream_message(headers, orjson.dumps({"bytes": base64.b64encode(data).decode()}))
+
+
+BEDROCK = Wire("bedrock", lambda: ConverseStreamMapper("bedrock"), _converse_frame, usage_per_event=True)
+BEDROCK_INVOKE = Wire(
+    "bedrock_invoke", lambda: InvokeStreamMapper("bedrock"), _invoke_frame, usage_per_event=True
+)
+WIRES = [
+    OPENAI,
+    DASHSCOPE,
+    DASHSCOPE_CUMULATIVE,
+    GEMINI,
+    OLLAMA,
+    ANTHROPIC,
+    OPENAI_RESPONSES,
+    BEDROCK,
+    BEDROCK_INVOKE,
+]
 WIRE_PARAMS = [pytest.param(w, id=w.name) for w in WIRES]
 
 # The recordings, routed by the one provider table (tests/support/recordings.py).
@@ -119,6 +160,8 @@ MAPPERS = {
     _recordings.OLLAMA: OLLAMA,
     _recordings.ANTHROPIC: ANTHROPIC,
     _recordings.OPENAI_RESPONSES: OPENAI_RESPONSES,
+    _recordings.BEDROCK: BEDROCK,
+    _recordings.BEDROCK_INVOKE: BEDROCK_INVOKE,
 }
 
 
@@ -301,11 +344,13 @@ def test_every_recording_folder_is_in_the_provider_table(recordings: Path) -> No
         "ollama",
         "anthropic",
         "openai_responses",
+        "bedrock",
+        "bedrock_invoke",
     }
     # Every streamed recording of a provider with a wrapper is decoded here.
     streamed = [r for r in everything if r.status == 200 and r.provider not in _recordings.NO_WRAPPER]
     assert sorted(r.source.id for r in RECORDED) == sorted(r.id for r in streamed)
-    assert len(RECORDED) >= 22
+    assert len(RECORDED) >= 25
     # Azure OpenAI's chat completions are the OpenAI wire (every deployment style).
     assert {r.source.name for r in RECORDED if r.source.provider == "azure"} >= {"o4-mini_v1_text_usage"}
     assert all(r.wire is OPENAI for r in RECORDED if r.source.provider == "azure")
@@ -372,6 +417,35 @@ def expected_parse(recording: Recording) -> dict[str, Any]:
             "finish_raw": "refusal" if e["refusal"] else e["finish_reason"],
             "provider_id": e["response_id"],
             "model": e["model"],
+        }
+    if wire is BEDROCK:
+        # (Converse's events carry no response id nor model.)
+        return {
+            "text": e["text"],
+            "reasoning": e["reasoning"],
+            "tool_calls": tuple(
+                (c["id"], c["name"], c["arguments"], n) for n, c in enumerate(e["tool_calls"])
+            ),
+            "finish_raw": e["finish_reason"],
+            "usage_counts": (e["usage"]["inputTokens"], e["usage"]["outputTokens"]),
+            "usage_raw": {**e["usage"], **e["metrics"]},
+        }
+    if wire is BEDROCK_INVOKE:
+        return {
+            "text": e["text"],
+            "reasoning": e["reasoning"],
+            "tool_calls": tuple(
+                (c["id"], c["name"], c["arguments"], n) for n, c in enumerate(e["tool_calls"])
+            ),
+            "finish_raw": e["finish_reason"],
+            "model": e["model"],
+            "provider_id": e["message_id"],
+            "usage_counts": (
+                e["usage"]["input_tokens"]
+                + e["usage"]["cache_read_input_tokens"]
+                + e["usage"]["cache_creation_input_tokens"],
+                e["usage"]["output_tokens"],
+            ),
         }
     assert wire is OLLAMA
     return {
@@ -643,6 +717,20 @@ _KEYS = st.sampled_from(
         "arguments",
         "incomplete_details",
         "reason",
+        # Bedrock ConverseStream (also "delta", "text", "input", "name", "usage", "signature")
+        "contentBlockIndex",
+        "start",
+        "toolUse",
+        "toolUseId",
+        "reasoningContent",
+        "redactedContent",
+        "stopReason",
+        "metrics",
+        "latencyMs",
+        "inputTokens",
+        "outputTokens",
+        "cacheReadInputTokens",
+        "cacheWriteInputTokens",
     ]
 )
 _SCALARS = (
