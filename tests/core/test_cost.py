@@ -82,6 +82,17 @@ USAGE_SHAPES: dict[str, tuple[dict[str, Any], Decimal]] = {
         },
         usd((600, INPUT), (200, CACHED), (200, CACHE_WRITE), (500, OUTPUT)),
     ),
+    # Bedrock's Converse counts as Anthropic does, in its own names.
+    "bedrock_chat": (
+        {
+            "inputTokens": 600,
+            "cacheReadInputTokens": 200,
+            "cacheWriteInputTokens": 200,
+            "outputTokens": 500,
+            "totalTokens": 1500,
+        },
+        usd((600, INPUT), (200, CACHED), (200, CACHE_WRITE), (500, OUTPUT)),
+    ),
 }
 PRICED = [PROVIDERS[t].param() for t in USAGE_SHAPES]
 UNPRICED = [PROVIDERS[t].param() for t in ("dashscope_chat", "ollama_chat")]

@@ -44,9 +44,17 @@ PER_MTOK = Decimal(1_000_000)
 
 # The models of tests/support/providers.py, as each provider reports them, and the emulator's
 # default (emulator-1).
-MODELS = ("emulator-1", "gpt-5", "glm-4.7", "gpt-4o-mini", "gemini-2.5-flash", "claude-sonnet-4-5")
+MODELS = (
+    "emulator-1",
+    "gpt-5",
+    "glm-4.7",
+    "gpt-4o-mini",
+    "gemini-2.5-flash",
+    "claude-sonnet-4-5",
+    "us.anthropic.claude-sonnet-4-20250514-v1:0",
+)
 # Priced by the table's ids, as the wrappers name them (price_provider_id).
-PROVIDER_IDS = ("openai", "azure", "zhipuai", "google", "anthropic")
+PROVIDER_IDS = ("openai", "azure", "zhipuai", "google", "anthropic", "aws")
 # A model without a reasoning price: its reasoning tokens are output tokens.
 NO_REASONING_PRICE = "plain-1"
 # A model whose input price doubles for every input token once the input passes 1000.

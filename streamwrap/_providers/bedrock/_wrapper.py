@@ -110,6 +110,7 @@ class BedrockChatWrapper(ModelWrapper):
     model_type: ClassVar[str] = "bedrock_chat"
     provider: ClassVar[str] = "bedrock"
     extra: ClassVar[str] = "bedrock"
+    price_provider_id: ClassVar[str | None] = "aws"
     api_key_env: ClassVar[tuple[str, ...]] = ("AWS_BEARER_TOKEN_BEDROCK",)
     base_url_env: ClassVar[tuple[str, ...]] = ("AWS_ENDPOINT_URL_BEDROCK_RUNTIME",)
     # Without a key, requests are signed with AWS credentials.
