@@ -43,6 +43,9 @@ GEMINI = "gemini"  # Gemini streamGenerateContent?alt=sse: _providers/gemini/_wi
 OLLAMA = "ollama"  # Ollama /api/chat NDJSON: _providers/ollama/_wire
 ANTHROPIC = "anthropic"  # Anthropic Messages API SSE: _providers/anthropic/_wire
 OPENAI_RESPONSES = "openai_responses"  # OpenAI /v1/responses SSE: _providers/openai/_responses_wire
+# Vertex AI's streamGenerateContent?alt=sse: Gemini's wire (_providers/gemini/_wire), read by
+# vertex_gemini_chat; a wire of its own here because its `expected` blocks have their own shape.
+VERTEX = "vertex"
 
 # provider folder → its wire; a mapping refines it by the recording's name prefix.
 WIRES: Mapping[str, str | Mapping[str, str]] = {
@@ -63,13 +66,12 @@ WIRES: Mapping[str, str | Mapping[str, str]] = {
     "ollama": OLLAMA,
     "anthropic": ANTHROPIC,
     "openai_responses": OPENAI_RESPONSES,
+    "vertex": VERTEX,
 }
 
 # Providers recorded for wrappers that do not exist yet: what they speak.
 NO_WRAPPER: Mapping[str, str] = {
     "bedrock": "AWS Bedrock's binary event streams",
-    # (Gemini's dialect, but with Vertex AI's endpoints and Google Cloud credentials.)
-    "vertex": "Vertex AI",
 }
 
 

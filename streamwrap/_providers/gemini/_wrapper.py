@@ -63,7 +63,7 @@ from ..._transport._httpx_client import make_httpx_client, post_json
 from ..._wrapper import ChatRequest, ModelWrapper, Upstream
 from ._wire import GeminiStreamMapper, response_deltas
 
-__all__ = ["GeminiChatWrapper", "build_request_body"]
+__all__ = ["GeminiChatWrapper", "build_request_body", "refine_http_error"]
 
 DEFAULT_BASE_URL = "https://generativelanguage.googleapis.com"
 DEFAULT_API_VERSION = "v1beta"
@@ -180,10 +180,10 @@ class GeminiChatWrapper(ModelWrapper):
                 complete=lambda obj: response_deltas(obj, self.provider),
             )
         except ProviderHTTPError as exc:
-            raise _refine_http_error(exc) from None
+            raise refine_http_error(exc) from None
 
 
-def _refine_http_error(exc: ProviderHTTPError) -> ProviderHTTPError:
+def refine_http_error(exc: ProviderHTTPError) -> ProviderHTTPError:
     """Gemini answers a wrong API key with HTTP 400 (``reason: API_KEY_INVALID``), not 401:
     raise it as the :class:`AuthenticationError` that callers catch for every provider."""
     if exc.status_code != 400 or type(exc) is not ProviderHTTPError:
