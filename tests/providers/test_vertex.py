@@ -387,3 +387,308 @@ def test_streamwrap_chat_never_picks_vertex_by_itself(
     assert not any(
         variable.startswith(("GOOGLE_CLOUD", "GOOGLE_APPLICATION")) for variable, _ in ENV_PROVIDERS
     )
+
+
+# -- authentication: real google-auth objects, a local token endpoint -------------------------
+
+
+def _bearer(request: Any) -> str:
+    scheme, _, token = request.headers["authorization"].partition(" ")
+    assert scheme == "Bearer"
+    return token
+
+
+async def test_a_fresh_token_is_reused(
+    emu: Emulator, model: Any, token_server: google_auth.TokenServer
+) -> None:
+    for _ in range(3):
+        emu.replay(OK)
+        assert await (await model("hi")).aread() == "ok"
+    (grant,) = token_server.grants  # one refresh for three calls
+    assert [_bearer(r) for r in emu.requests] == [grant.token] * 3
+    # google-auth's own JWT-bearer grant, signed with the key: Vertex AI's scope.
+    assert grant.claims["iss"] == google_auth.CLIENT_EMAIL
+    assert grant.claims["scope"] == "https://www.googleapis.com/auth/cloud-platform"
+    # (The audience is Google's token endpoint whatever token_uri says: google-auth's choice.)
+    assert grant.claims["aud"] == "https://oauth2.googleapis.com/token"
+
+
+async def test_a_token_about_to_expire_is_refreshed_before_the_next_call(
+    emu: Emulator, model: Any, token_server: google_auth.TokenServer
+) -> None:
+    # 60 s of validity is inside google-auth's refresh margin (3 min 45 s): each token is
+    # replaced before the next request rather than sent in its last minute.
+    token_server.expires_in = 60
+    for _ in range(2):
+        emu.replay(OK)
+        await (await model("hi")).aread()
+    assert len(token_server.tokens) == 2
+    assert [_bearer(r) for r in emu.requests] == token_server.tokens
+    # A token with an hour left is kept.
+    token_server.expires_in = 3600
+    for _ in range(2):
+        emu.replay(OK)
+        await (await model("hi")).aread()
+    assert len(token_server.tokens) == 3
+    assert [_bearer(r) for r in emu.requests[2:]] == [token_server.tokens[2]] * 2
+
+
+async def test_concurrent_calls_share_one_refresh(
+    emu: Emulator, model: Any, token_server: google_auth.TokenServer
+) -> None:
+    import threading
+
+    import anyio
+
+    token_server.hold = threading.Event()
+    calls = 20
+    for _ in range(calls):
+        emu.replay(OK)
+    texts: list[str] = []
+
+    async def call() -> None:
+        texts.append(await (await model("hi")).aread())
+
+    async with anyio.create_task_group() as tg:
+        for _ in range(calls):
+            tg.start_soon(call)
+        # Every call is waiting while the one refresh is in flight.
+        assert await anyio.to_thread.run_sync(token_server.received.wait, 10)
+        token_server.hold.set()
+    assert texts == ["ok"] * calls
+    assert len(token_server.grants) == 1
+    assert {_bearer(r) for r in emu.requests} == {token_server.tokens[0]}
+
+
+async def test_the_runtime_loop_is_not_blocked_by_a_refresh(
+    emu: Emulator, model: Any, token_server: google_auth.TokenServer
+) -> None:
+    import threading
+
+    import anyio
+
+    token_server.hold = threading.Event()
+    other = make_model(emu, api_key=API_KEY)
+    async with anyio.create_task_group() as tg:
+
+        async def vertex_call() -> None:
+            assert await (await model("hi")).aread() == "ok"
+
+        tg.start_soon(vertex_call)
+        assert await anyio.to_thread.run_sync(token_server.received.wait, 10)
+        # While google-auth waits on the token endpoint, a whole other stream runs.
+        emu.replay(_sse(_chunk("meanwhile", finish="STOP")))
+        assert await (await other("hi")).aread() == "meanwhile"
+        assert token_server.grants == []
+        emu.replay(OK)  # (the vertex call's answer, queued behind the other's)
+        token_server.hold.set()
+    assert len(token_server.grants) == 1
+
+
+async def test_a_refused_refresh_is_an_authentication_error(
+    emu: Emulator, model: Any, token_server: google_auth.TokenServer
+) -> None:
+    token_server.refuse = (
+        400,
+        {"error": "invalid_grant", "error_description": "Invalid grant: account not found"},
+    )
+    with pytest.raises(streamwrap.AuthenticationError) as info:
+        await model("hi")
+    err = info.value
+    assert err.provider == "vertex" and err.status_code == 401
+    assert "cannot get a Google Cloud access token" in err.message
+    assert "invalid_grant: Invalid grant: account not found" in err.message
+    assert err.__cause__ is None and err.__context__ is None
+    assert emu.requests == []  # nothing was sent without a token
+    assert len(token_server.grants) == 1  # not retried: the credentials were refused
+
+
+async def test_an_unreachable_token_endpoint_is_a_connection_error_and_is_retried(
+    emu: Emulator, tmp_path: Path, key_pair: Any
+) -> None:
+    from google.oauth2 import service_account
+
+    from tests.reliability.test_secrets import closed_port
+
+    path = google_auth.key_file(tmp_path / "k.json", key_pair[0], f"http://127.0.0.1:{closed_port()}/token")
+    credentials = service_account.Credentials.from_service_account_file(str(path))
+    model = make_model(emu, project=PROJECT, credentials=credentials, max_retries=1)
+    with pytest.raises(streamwrap.ProviderConnectionError) as info:
+        await model("hi")
+    assert "token endpoint could not be reached" in info.value.message
+    assert emu.requests == []
+
+
+async def test_application_default_credentials_from_a_key_file(
+    emu: Emulator, key_path: Path, token_server: google_auth.TokenServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(key_path))
+    model = make_model(emu, location=LOCATION)
+    assert model.credentials is None  # loaded by the first call, not by load_model
+    emu.replay(OK)
+    assert await (await model("hi")).aread() == "ok"
+    (request,) = emu.requests
+    # The key file's project, as google-genai takes ADC's.
+    assert request.path == PROJECT_PATH.replace(PROJECT, google_auth.PROJECT) + STREAM
+    assert _bearer(request) == token_server.tokens[0]
+    assert type(model.credentials).__name__ == "Credentials"
+    assert "x-goog-user-project" not in request.headers
+
+
+async def test_no_credentials_anywhere_says_where_they_come_from(emu: Emulator) -> None:
+    model = make_model(emu, project=PROJECT)
+    with pytest.raises(streamwrap.ConfigError) as info:
+        await model("hi")
+    assert info.value.key == "credentials"
+    for where in ("GOOGLE_APPLICATION_CREDENTIALS", "gcloud auth application-default login", "api_key"):
+        assert where in str(info.value)
+    assert emu.requests == []
+
+
+async def test_the_quota_project_is_sent(emu: Emulator, credentials: Any) -> None:
+    model = make_model(emu, project=PROJECT, credentials=credentials.with_quota_project("billing-1"))
+    emu.replay(OK)
+    await (await model("hi")).aread()
+    assert emu.requests[0].headers["x-goog-user-project"] == "billing-1"
+
+
+async def test_credentials_without_scopes_get_vertex_s(
+    emu: Emulator, key_path: Path, token_server: Any
+) -> None:
+    from google.oauth2 import service_account
+
+    unscoped = service_account.Credentials.from_service_account_file(str(key_path))
+    assert unscoped.requires_scopes
+    model = streamwrap.VertexGeminiChatWrapper(
+        MODEL, base_url=emu.url, project=PROJECT, credentials=unscoped, stream=True, max_retries=0
+    )
+    emu.replay(OK)
+    await (await model("hi")).aread()
+    assert token_server.grants[0].claims["scope"] == "https://www.googleapis.com/auth/cloud-platform"
+
+
+# -- secrets: tokens, private keys and assertions never show ----------------------------------
+
+TOKEN = "ya29.vertex-redact-me-7d1f0e9c2b5a"
+
+
+def _secrets(key_pair: Any, token_server: google_auth.TokenServer) -> list[str]:
+    # The token, a slice of the private key's body, and every assertion the server was sent.
+    body = "".join(key_pair[0].splitlines()[1:-1])
+    return [TOKEN, body[100:160], *(g.assertion for g in token_server.grants)]
+
+
+def assert_hidden(exc: BaseException, shown_secrets: list[str]) -> None:
+    """None of ``shown_secrets`` in the error, its fields, its chain, the locals of
+    streamwrap's frames, or the whole rendered traceback with every frame's locals."""
+    import traceback
+
+    from tests.reliability.test_secrets import PACKAGE, _chain, _frames
+
+    assert isinstance(exc, streamwrap.StreamwrapError), repr(exc)
+    texts = [str(exc), repr(exc), repr(exc.args)]
+    texts += [repr(getattr(exc, n, None)) for n in ("message", "body", "code", "partial_text")]
+    texts += [str(e) for e in _chain(exc)]
+    for error in _chain(exc):
+        for frame in _frames(error.__traceback__):
+            if Path(frame.f_code.co_filename).resolve().is_relative_to(PACKAGE):
+                texts += [repr(v) for v in frame.f_locals.values()]
+    # What a reporter prints, every frame's locals included, but the test's own frame's
+    # (which holds the token server and the key, to look for them).
+    tb = exc.__traceback__
+    while tb is not None and Path(tb.tb_frame.f_code.co_filename).resolve() == Path(__file__).resolve():
+        tb = tb.tb_next
+    rendered = traceback.TracebackException(type(exc), exc, tb, capture_locals=True)
+    texts.append("".join(rendered.format()))
+    for secret in shown_secrets:
+        assert secret and not any(secret in text for text in texts), (
+            secret,
+            [t for t in texts if secret in t],
+        )
+
+
+@pytest.fixture
+def secret_token(token_server: google_auth.TokenServer) -> google_auth.TokenServer:
+    token_server.token = TOKEN
+    return token_server
+
+
+def _echo_401() -> bytes:
+    return orjson.dumps(
+        {
+            "error": {
+                "code": 401,
+                "message": f"Request had invalid authentication credentials: {TOKEN}",
+                "status": "UNAUTHENTICATED",
+            }
+        }
+    )
+
+
+@pytest.mark.parametrize("stream", [True, False], ids=["stream", "whole"])
+async def test_a_401_that_echoes_the_token(
+    emu: Emulator,
+    model: Any,
+    secret_token: Any,
+    key_pair: Any,
+    caplog: pytest.LogCaptureFixture,
+    stream: bool,
+) -> None:
+    import logging
+
+    caplog.set_level(logging.DEBUG)
+    emu.replay(_echo_401(), status=401, content_type="application/json")
+    with pytest.raises(streamwrap.AuthenticationError) as info:
+        await model("hi", stream=stream)
+    assert "**********" in info.value.message
+    assert _bearer(emu.requests[0]) == TOKEN  # it travelled, to the server only
+    assert_hidden(info.value, _secrets(key_pair, secret_token))
+    logging.getLogger("app").error("failed: %s", info.value, exc_info=info.value)
+    for record in caplog.records:
+        for secret in _secrets(key_pair, secret_token):
+            assert secret not in logging.Formatter("%(message)s").format(record), record.name
+
+
+async def test_a_mid_stream_error_that_echoes_the_token(
+    emu: Emulator, model: Any, secret_token: Any, key_pair: Any
+) -> None:
+    error = {"error": {"code": 500, "message": f"token {TOKEN} was revoked", "status": "INTERNAL"}}
+    emu.replay(_sse(_chunk("Hello, ")) + _sse(error))
+    response = await model("hi")
+    with pytest.raises(streamwrap.ProviderStreamError) as info:
+        await response.aread()
+    assert info.value.partial_text == "Hello, "
+    assert "was revoked" in str(info.value) and "**********" in str(info.value)
+    assert_hidden(info.value, _secrets(key_pair, secret_token))
+    assert TOKEN not in repr(response) and TOKEN not in repr(model) and TOKEN not in repr(vars(model))
+
+
+async def test_a_refused_refresh_that_echoes_the_assertion(
+    emu: Emulator, model: Any, token_server: google_auth.TokenServer, key_pair: Any
+) -> None:
+    token_server.refuse = (400, {"error": "invalid_grant", "error_description": "bad assertion"})
+    token_server.echo = True
+    with pytest.raises(streamwrap.AuthenticationError) as info:
+        await model("hi")
+    (grant,) = token_server.grants
+    assert grant.assertion.count(".") == 2  # a JWT, which the server quoted back
+    assert_hidden(info.value, _secrets(key_pair, token_server)[1:])
+
+
+async def test_connection_refused_after_a_refresh(model: Any, secret_token: Any, key_pair: Any) -> None:
+    from tests.reliability.test_secrets import closed_port
+
+    refused = make_model(
+        f"http://127.0.0.1:{closed_port()}",
+        project=PROJECT,
+        credentials=model.credentials or _credentials(model),
+    )
+    with pytest.raises(streamwrap.ProviderConnectionError) as info:
+        await refused("hi")
+    assert secret_token.tokens == [TOKEN]
+    assert_hidden(info.value, _secrets(key_pair, secret_token))
+    assert TOKEN not in repr(vars(refused))
+
+
+def _credentials(model: Any) -> Any:
+    return model._auth.credentials

@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import secrets
 import threading
-import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -30,6 +29,7 @@ class Grant:
     """One token request the server answered."""
 
     claims: dict[str, Any]
+    assertion: str
     token: str | None
 
 
@@ -37,15 +37,21 @@ class Grant:
 class TokenServer:
     """An OAuth 2 token endpoint on 127.0.0.1 (``url`` is the ``token_uri``).
 
-    Each grant gets a new token, ``ya29.streamwrap-test-<n>-<random>``, valid for
-    ``expires_in`` seconds. ``refuse`` (status, JSON body) makes it refuse every grant;
-    ``delay`` holds each answer back (so that concurrent refreshes would overlap).
+    Each grant gets a new token, ``ya29.streamwrap-test-<n>-<random>`` (or ``token``, when
+    set), valid for ``expires_in`` seconds. ``refuse`` (status, JSON body) makes it refuse
+    every grant, its ``error_description`` followed by the assertion it was sent when
+    ``echo`` is set (a server that quotes what it got). ``hold``, when set, is waited for
+    before each answer, and ``received`` is set as each grant request arrives: a test can
+    keep a refresh in flight as long as it needs.
     """
 
     public_pem: bytes
     expires_in: int = 3600
-    delay: float = 0.0
+    token: str | None = None
     refuse: tuple[int, dict[str, Any]] | None = None
+    echo: bool = False
+    hold: threading.Event | None = None
+    received: threading.Event = field(default_factory=threading.Event)
     grants: list[Grant] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -87,20 +93,25 @@ class TokenServer:
 
     def answer(self, form: dict[str, list[str]]) -> tuple[int, dict[str, Any]]:
         """The endpoint's answer to one token request (its form fields)."""
-        if self.delay:
-            time.sleep(self.delay)
+        self.received.set()
+        if self.hold is not None:
+            self.hold.wait(30)
         if form.get("grant_type") != ["urn:ietf:params:oauth:grant-type:jwt-bearer"]:
             return 400, {"error": "unsupported_grant_type"}
+        assertion = form["assertion"][0]
         try:
-            claims = self.verify(form["assertion"][0])
+            claims = self.verify(assertion)
         except Exception as exc:  # a bad signature: Google's answer
             return 400, {"error": "invalid_grant", "error_description": f"Invalid JWT Signature. ({exc})"}
         with self._lock:
             if self.refuse is not None:
-                self.grants.append(Grant(claims, None))
-                return self.refuse
-            token = f"ya29.streamwrap-test-{len(self.grants) + 1}-{secrets.token_hex(8)}"
-            self.grants.append(Grant(claims, token))
+                self.grants.append(Grant(claims, assertion, None))
+                status, body = self.refuse
+                if self.echo:
+                    body = {**body, "error_description": f"{body.get('error_description')} {assertion}"}
+                return status, body
+            token = self.token or f"ya29.streamwrap-test-{len(self.grants) + 1}-{secrets.token_hex(8)}"
+            self.grants.append(Grant(claims, assertion, token))
         return 200, {"access_token": token, "expires_in": self.expires_in, "token_type": "Bearer"}
 
     def verify(self, assertion: str) -> dict[str, Any]:
