@@ -20,6 +20,8 @@ alike.  The dialects, and the base URL to hand each provider's client:
 * Ollama, ``POST /api/chat`` (NDJSON unless ``"stream": false``): :attr:`Emulator.ollama_base_url`.
 * Anthropic Messages, ``POST /v1/messages`` (SSE with ``"stream": true``):
   :attr:`Emulator.anthropic_base_url`.
+* Gemini on Vertex AI, ``POST /v1/projects/{project}/locations/{location}/publishers/google/models/{model}:streamGenerateContent?alt=sse``
+  (Gemini's chunks; a bearer token or an express-mode ``x-goog-api-key``): :attr:`Emulator.vertex_base_url`.
 
 Faults (:class:`Fault`) and error statuses take each provider's own shape.  Any API key
 is accepted unless one is required with ``Emulator(api_key="...")``: then a missing or

@@ -22,6 +22,7 @@ from ._plan import Plan
 from ._recorded import RecordedRequest
 from ._render import IdSequence
 from ._script import Reply
+from ._vertex_dialect import VERTEX
 
 
 class Dialect(Protocol):
@@ -53,7 +54,16 @@ class Dialect(Protocol):
         ...
 
 
-DIALECTS: tuple[Dialect, ...] = (AZURE, OPENAI, OPENAI_RESPONSES, DASHSCOPE, GEMINI, OLLAMA, ANTHROPIC)
+DIALECTS: tuple[Dialect, ...] = (
+    AZURE,
+    OPENAI,
+    OPENAI_RESPONSES,
+    DASHSCOPE,
+    GEMINI,
+    OLLAMA,
+    ANTHROPIC,
+    VERTEX,
+)
 """Every dialect, in matching order: the first whose path matches answers. Only Azure's
 deployment paths overlap another (OpenAI's ``.../chat/completions``), so Azure comes first."""
 

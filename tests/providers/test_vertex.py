@@ -692,3 +692,28 @@ async def test_connection_refused_after_a_refresh(model: Any, secret_token: Any,
 
 def _credentials(model: Any) -> Any:
     return model._auth.credentials
+
+
+# -- the emulator's Vertex dialect, through the wrapper ------------------------------------------
+
+
+async def test_a_stream_cut_before_any_count_estimates_its_usage(emu: Emulator, model: Any) -> None:
+    # Vertex AI's early chunks say {"trafficType": "ON_DEMAND"} and no count: that is no
+    # reading, so a stream that breaks there gets an estimate, not a reading of Nones.
+    from streamwrap.testing import Fault, Reply
+
+    emu.script(Reply(text=["one ", "two ", "three"], usage=(5, 3), fault=Fault.drop_after(2)))
+    response = await model("hi")
+    with pytest.raises(streamwrap.StreamInterruptedError):
+        await response.aread()
+    assert response.partial_text == "one two "
+    assert response.usage.source == "estimated"
+    emu.script(Reply(text=["one ", "two ", "three"], usage=(5, 3)))
+    response = await model("hi")
+    assert await response.aread() == "one two three"
+    assert (response.usage.source, response.usage.input_tokens, response.usage.output_tokens) == (
+        "provider",
+        5,
+        3,
+    )
+    assert response.usage.raw is not None and response.usage.raw["trafficType"] == "ON_DEMAND"
