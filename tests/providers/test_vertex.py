@@ -89,7 +89,7 @@ def credentials(key_path: Path) -> Any:
     return service_account.Credentials.from_service_account_file(str(key_path))
 
 
-VERTEX = providers.Provider("vertex_gemini_chat", MODEL, "", "vertex")
+VERTEX = providers.PROVIDERS["vertex_gemini_chat"]
 
 
 def _config(emu: Emulator | str, **overrides: Any) -> dict[str, Any]:
