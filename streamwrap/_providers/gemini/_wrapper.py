@@ -21,7 +21,8 @@ to the SDK's default (``v1`` in google-genai 3.x, or ``$GOOGLE_GENAI_API_VERSION
 URL is the same with any ``base_url``. Set ``api_version: ""`` when ``base_url`` already
 ends with the version. The key comes from ``api_key``, else ``$GOOGLE_API_KEY``, else
 ``$GEMINI_API_KEY`` (google-genai's order); the base URL from ``base_url``, else
-``$GOOGLE_GEMINI_BASE_URL``. Vertex AI (OAuth, project URLs) is not covered.
+``$GOOGLE_GEMINI_BASE_URL``. Gemini on Vertex AI (Google Cloud credentials, project URLs)
+is ``vertex_gemini_chat`` (``_providers/vertex``), which reuses this module's request builder.
 
 Messages are OpenAI-style and converted: ``system``/``developer`` → ``systemInstruction``;
 ``user`` → role ``user``; ``assistant`` → role ``model`` (text parts, and ``tool_calls`` as
