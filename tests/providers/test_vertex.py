@@ -19,7 +19,7 @@ import pytest
 
 import streamwrap
 from streamwrap import TextDelta
-from streamwrap.testing import Emulator
+from streamwrap.testing import Emulator, Reply
 from tests.support import google_auth, providers
 from tests.support import recordings as _recordings
 
@@ -377,16 +377,40 @@ async def test_no_project_anywhere_names_the_key_and_the_variable(
     assert emu.requests == []
 
 
-def test_streamwrap_chat_never_picks_vertex_by_itself(
-    monkeypatch: pytest.MonkeyPatch, key_path: Path
-) -> None:
-    # Cloud credentials are too easy to pick up by accident: only --model-type chooses it.
-    from streamwrap._providers._default_model import ENV_PROVIDERS
+def _cli_env(emu: Emulator, key_path: Path, tmp_path: Path) -> dict[str, str]:
+    # Google Cloud credentials and a project in the environment, as on a developer's machine.
+    return {
+        "GOOGLE_APPLICATION_CREDENTIALS": str(key_path),
+        "GOOGLE_CLOUD_PROJECT": PROJECT,
+        "GOOGLE_CLOUD_LOCATION": LOCATION,
+        "GOOGLE_VERTEX_BASE_URL": emu.url,
+        "CLOUDSDK_CONFIG": str(tmp_path / "gcloud"),
+        "NO_GCE_CHECK": "True",
+    }
 
-    assert all(config["model_type"] != "vertex_gemini_chat" for _, config in ENV_PROVIDERS)
-    assert not any(
-        variable.startswith(("GOOGLE_CLOUD", "GOOGLE_APPLICATION")) for variable, _ in ENV_PROVIDERS
-    )
+
+def test_streamwrap_chat_never_picks_vertex_by_itself(emu: Emulator, key_path: Path, tmp_path: Path) -> None:
+    # Cloud credentials are too easy to pick up by accident: they choose no model.
+    from tests.e2e.test_cli import run
+
+    result = run(["chat", "hello"], env=_cli_env(emu, key_path, tmp_path), unimportable=("xllamacpp",))
+    assert result.returncode == 2 and "no model is configured" in result.stderr
+    assert emu.requests == []
+
+
+def test_streamwrap_chat_with_the_model_type(
+    emu: Emulator, key_path: Path, tmp_path: Path, token_server: google_auth.TokenServer
+) -> None:
+    from tests.e2e.test_cli import run
+
+    emu.script(Reply(text=["Olá", "!"], usage=(3, 2)))
+    args = ["chat", "--model-type", "vertex_gemini_chat", "--model-name", MODEL, "hello"]
+    result = run(args, env=_cli_env(emu, key_path, tmp_path))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "Olá!"
+    (request,) = emu.requests
+    assert request.path == PROJECT_PATH + STREAM
+    assert _bearer(request) == token_server.tokens[0]
 
 
 # -- authentication: real google-auth objects, a local token endpoint -------------------------
@@ -700,7 +724,7 @@ def _credentials(model: Any) -> Any:
 async def test_a_stream_cut_before_any_count_estimates_its_usage(emu: Emulator, model: Any) -> None:
     # Vertex AI's early chunks say {"trafficType": "ON_DEMAND"} and no count: that is no
     # reading, so a stream that breaks there gets an estimate, not a reading of Nones.
-    from streamwrap.testing import Fault, Reply
+    from streamwrap.testing import Fault
 
     emu.script(Reply(text=["one ", "two ", "three"], usage=(5, 3), fault=Fault.drop_after(2)))
     response = await model("hi")
