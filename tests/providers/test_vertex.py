@@ -741,3 +741,21 @@ async def test_a_stream_cut_before_any_count_estimates_its_usage(emu: Emulator, 
         3,
     )
     assert response.usage.raw is not None and response.usage.raw["trafficType"] == "ON_DEMAND"
+
+
+async def test_a_hanging_token_endpoint_does_not_hold_the_first_token_timeout(
+    emu: Emulator, credentials: Any, token_server: google_auth.TokenServer
+) -> None:
+    import threading
+
+    import anyio
+
+    token_server.hold = threading.Event()
+    model = make_model(emu, project=PROJECT, credentials=credentials, first_token_timeout=0.5)
+    try:
+        with anyio.fail_after(20), pytest.raises(streamwrap.StreamTimeoutError) as info:
+            await model("hi")
+        assert info.value.code == "first_token_timeout"
+        assert emu.requests == []
+    finally:
+        token_server.hold.set()

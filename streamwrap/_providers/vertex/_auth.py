@@ -54,7 +54,7 @@ _MESSAGE_LIMIT = 300  # of google-auth's words about a refused refresh
 class GoogleCredentials:
     """The access token source of one wrapper: ``await token()`` gives a valid token."""
 
-    __slots__ = ("_credentials", "_extra", "_lock", "_lock_generation", "project", "provider", "refreshes")
+    __slots__ = ("_credentials", "_extra", "_lock", "_lock_generation", "project", "provider")
 
     def __init__(self, credentials: Any | None, *, provider: str, extra: str) -> None:
         if credentials is not None:
@@ -69,8 +69,6 @@ class GoogleCredentials:
         self._extra = extra
         #: the project ADC name (a service-account key's, gcloud's), once loaded
         self.project: str | None = None
-        #: how many refreshes ran (what the tests count)
-        self.refreshes = 0
         self._lock: Any = None
         self._lock_generation = -1
 
@@ -103,7 +101,10 @@ class GoogleCredentials:
                 self._lock, self._lock_generation = anyio.Lock(), runtime.generation
             async with self._lock:
                 if not self._fresh():  # (another call may have refreshed while this one waited)
-                    error = await anyio.to_thread.run_sync(self._refresh)
+                    # Abandoned if the call is cancelled (a timeout, the caller): a token
+                    # endpoint that hangs (google-auth waits up to 120 s) must not hold the
+                    # cancellation; the thread ends on its own, its token kept if it got one.
+                    error = await anyio.to_thread.run_sync(self._refresh, abandon_on_cancel=True)
                     if error is not None:
                         raise error
         return Secret(str(self._credentials.token))  # type: ignore[union-attr]
@@ -123,7 +124,6 @@ class GoogleCredentials:
         try:
             if self._credentials is None:
                 self._credentials, self.project = google.auth.default(scopes=list(SCOPES))
-            self.refreshes += 1
             self._credentials.refresh(Request())
         except exceptions.DefaultCredentialsError as exc:
             failure = ("config", _first_words(exc))
