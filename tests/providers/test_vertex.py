@@ -759,3 +759,22 @@ async def test_a_hanging_token_endpoint_does_not_hold_the_first_token_timeout(
         assert emu.requests == []
     finally:
         token_server.hold.set()
+
+
+async def test_a_key_file_that_does_not_parse_fails_without_showing_it(
+    emu: Emulator, tmp_path: Path, key_pair: Any, token_server: google_auth.TokenServer, monkeypatch: Any
+) -> None:
+    # A key file whose private key was cut short (a bad copy): what google.auth.default says,
+    # as a ConfigError, and no line of the key anywhere.
+    lines = key_pair[0].splitlines()
+    broken = "\n".join(lines[:8] + lines[-1:]) + "\n"
+    path = google_auth.key_file(tmp_path / "k.json", broken, token_server.url)
+    monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(path))
+    model = make_model(emu, project=PROJECT)
+    with pytest.raises(streamwrap.ConfigError) as info:
+        await model("hi")
+    assert info.value.key == "credentials"
+    assert "Failed to load service account credentials" in str(info.value)
+    assert info.value.__cause__ is None and info.value.__context__ is None
+    assert_hidden(info.value, [*_secrets(key_pair, token_server), *lines[2:7]])
+    assert token_server.grants == [] and emu.requests == []

@@ -131,6 +131,10 @@ class GoogleCredentials:
             failure = ("refused", _first_words(exc))
         except exceptions.TransportError as exc:
             failure = ("unreachable", _first_words(exc))
+        except Exception as exc:
+            # Anything else (a key that does not parse, a signer's error) is the credentials'
+            # failure too, and its traceback's frames hold the key: not passed on.
+            failure = ("refused", f"{type(exc).__name__}: {_first_words(exc)}")
         if failure is None:
             return None
         kind, detail = failure
