@@ -1,15 +1,17 @@
 # ruff: noqa: RUF001  (the multiplication sign in printed tables is meant)
 """Per-chunk CPU of each native-protocol wrapper against that provider's official SDK.
 
-For DashScope, Gemini, Ollama, Anthropic, OpenAI's Responses API and Bedrock's ConverseStream
-(binary AWS event streams; streamwrap authenticates with a Bedrock API key here, boto3 signs
-with dummy credentials), streamwrap decodes the provider's own wire format (not the chat-completions one); Azure OpenAI is the OpenAI format
+For DashScope, Gemini (and Gemini on Vertex AI), Ollama, Anthropic, OpenAI's Responses API
+and Bedrock's ConverseStream (binary AWS event streams; streamwrap authenticates with a
+Bedrock API key here, boto3 signs with dummy credentials), streamwrap decodes the provider's
+own wire format (not the chat-completions one); Azure OpenAI is the OpenAI format
 with Azure's filter results, sent by ``openai.AsyncAzureOpenAI``. This runs, side by side in
 one process on the same local stream:
 
 * ``floor``: raw ``httpx`` streaming POST, the least parsing that extracts the text;
 * ``sdk``: the provider's official SDK (``dashscope`` ``AioGeneration``, ``google-genai``
-  ``client.aio.models.generate_content_stream``, ``ollama.AsyncClient.chat``,
+  ``client.aio.models.generate_content_stream`` (for Vertex AI: ``Client(vertexai=True)``
+  with a fixed-token ``google.oauth2.credentials.Credentials``, as streamwrap gets), ``ollama.AsyncClient.chat``,
   ``openai.AsyncAzureOpenAI``'s ``chat.completions.create(stream=True)``,
   ``anthropic`` ``AsyncAnthropic.messages.create(stream=True)``, its raw event stream;
   ``openai`` ``client.responses.create(stream=True)``; ``boto3``
@@ -218,6 +220,43 @@ def gemini_sdk(url: str, expected: str) -> Contender:
     return Contender("sdk", "google-genai generate_content_stream", consume, aclose)
 
 
+# Vertex AI: Google Cloud credentials with a fixed token (a bearer header, no refresh), the
+# same object for google-genai and streamwrap.
+_VERTEX_PROJECT, _VERTEX_LOCATION = "bench", "us-central1"
+
+
+def _vertex_credentials() -> Any:
+    from google.oauth2.credentials import Credentials
+
+    return Credentials(token="bench")
+
+
+def vertex_sdk(url: str, expected: str) -> Contender:
+    from google import genai
+
+    client = genai.Client(
+        vertexai=True,
+        project=_VERTEX_PROJECT,
+        location=_VERTEX_LOCATION,
+        credentials=_vertex_credentials(),
+        http_options={"base_url": url},
+    )
+
+    async def consume() -> None:
+        parts: list[str] = []
+        async for chunk in await client.aio.models.generate_content_stream(model=MODEL, contents="hi"):
+            for candidate in chunk.candidates or ():
+                for part in (candidate.content.parts if candidate.content else None) or ():
+                    if part.text and not part.thought:
+                        parts.append(part.text)
+        check("".join(parts), expected, "google-genai (Vertex AI)")
+
+    async def aclose() -> None:
+        await client.aio.aclose()
+
+    return Contender("sdk", "google-genai Vertex AI generate_content_stream", consume, aclose)
+
+
 def ollama_sdk(url: str, expected: str) -> Contender:
     import ollama
 
@@ -322,7 +361,9 @@ def openai_responses_sdk(url: str, expected: str) -> Contender:
 # --------------------------------------------------------------------------------------
 
 
-def streamwrap_contenders(model_type: str, base_url: str, expected: str) -> list[Contender]:
+def streamwrap_contenders(
+    model_type: str, base_url: str, expected: str, extra: dict[str, Any] | None = None
+) -> list[Contender]:
     config = {
         "model_type": model_type,
         "model_name": MODEL,
@@ -330,6 +371,7 @@ def streamwrap_contenders(model_type: str, base_url: str, expected: str) -> list
         "base_url": base_url,
         "api_key": "bench",
         "max_retries": 0,
+        **(extra or {}),
     }
     # aread() is measured by bench_stream.py; here the two ways of following a stream.
     return [
@@ -353,6 +395,8 @@ class Provider:
     base_url: Callable[[str], str]
     #: a floor of its own, for a format that is not lines (Bedrock's binary frames)
     make_floor: Callable[[str, dict[str, Any], dict[str, str], str], Contender] | None = None
+    #: config keys of the streamwrap model besides the common ones (they replace "api_key")
+    sw_config: Callable[[], dict[str, Any]] | None = None
 
 
 PROVIDERS = {
@@ -389,6 +433,23 @@ PROVIDERS = {
         _gemini_text,
         gemini_sdk,
         lambda url: url,
+    ),
+    "vertex": Provider(
+        "vertex_gemini_chat",
+        "google-genai",
+        f"/v1/projects/{_VERTEX_PROJECT}/locations/{_VERTEX_LOCATION}/publishers/google/models/{MODEL}"
+        ":streamGenerateContent?alt=sse",
+        lambda: {"contents": [{"role": "user", "parts": [{"text": "hi"}]}]},
+        {"authorization": "Bearer bench"},
+        _gemini_text,
+        vertex_sdk,
+        lambda url: url,
+        lambda: {
+            "api_key": None,
+            "project": _VERTEX_PROJECT,
+            "location": _VERTEX_LOCATION,
+            "credentials": _vertex_credentials(),
+        },
     ),
     "ollama": Provider(
         "ollama_chat",
@@ -444,7 +505,12 @@ async def bench_provider(name: str, chunks: int, rounds: int, chunk_text: str) -
             if spec.make_floor is not None
             else floor(floor_url, spec.floor_body(), spec.floor_headers, spec.text_of, expected),
             spec.sdk(emulator.url, expected),
-            *streamwrap_contenders(spec.model_type, spec.base_url(emulator.url), expected),
+            *streamwrap_contenders(
+                spec.model_type,
+                spec.base_url(emulator.url),
+                expected,
+                spec.sw_config() if spec.sw_config else None,
+            ),
         ]
         try:
             results = await run_rounds(contenders, 1, rounds, emulator, name)

@@ -1,7 +1,7 @@
 """One call shape, every provider: the same scripted reply through each native wrapper.
 
 Runs offline: the emulator speaks OpenAI's (chat completions and the Responses API),
-DashScope's, Gemini's and Ollama's own wire formats, chosen by the request path. Each wrapper decodes its provider's bytes and fills
+DashScope's, Gemini's (also on Vertex AI's paths) and Ollama's own wire formats, chosen by the request path. Each wrapper decodes its provider's bytes and fills
 the same response fields; drop ``base_url`` and set the provider's API key to talk to the
 real service.
 """
@@ -20,6 +20,8 @@ async def main() -> None:
             ("zhipuai_chat", "glm-4.7-flash", emu.openai_base_url),
             ("dashscope_chat", "qwen-plus", emu.dashscope_base_url),
             ("gemini_chat", "gemini-2.5-flash", emu.gemini_base_url),
+            # (with an API key: Vertex AI's express mode; Google Cloud credentials otherwise)
+            ("vertex_gemini_chat", "gemini-2.5-flash", emu.vertex_base_url),
             ("ollama_chat", "qwen3:0.6b", emu.ollama_base_url),
         ]
         weather = {
@@ -55,7 +57,7 @@ async def main() -> None:
             snapshots = [text async for _, text in response.stream]
             call = response.tool_calls[0]
             print(
-                f"{model_type:16} {len(snapshots)} snapshots, text={response.text!r}, "
+                f"{model_type:18} {len(snapshots)} snapshots, text={response.text!r}, "
                 f"reasoning={response.reasoning!r}, {call.name}({call.arguments}), "
                 f"finish={response.finish_reason}, usage={response.usage.input_tokens}/"
                 f"{response.usage.output_tokens} ({response.usage.source})"

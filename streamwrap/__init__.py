@@ -69,6 +69,7 @@ if _typing.TYPE_CHECKING:
     from ._providers.openai._responses_wrapper import OpenAIResponsesWrapper
     from ._providers.openai._wrapper import OpenAIChatWrapper
     from ._providers.openai._zhipuai import ZhipuAIChatWrapper
+    from ._providers.vertex._wrapper import VertexGeminiChatWrapper
 else:
 
     def __getattr__(name: str) -> type[ModelWrapper]:
@@ -147,6 +148,7 @@ __all__ = [
     "Usage",
     "UsageRow",
     "UsageSource",
+    "VertexGeminiChatWrapper",
     "ZhipuAIChatWrapper",
     "__version__",
     "default_output",

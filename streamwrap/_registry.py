@@ -20,6 +20,7 @@ _BUILTIN: dict[str, str] = {
     "openai_responses": "streamwrap._providers.openai._responses_wrapper:OpenAIResponsesWrapper",
     "dashscope_chat": "streamwrap._providers.dashscope._wrapper:DashScopeChatWrapper",
     "gemini_chat": "streamwrap._providers.gemini._wrapper:GeminiChatWrapper",
+    "vertex_gemini_chat": "streamwrap._providers.vertex._wrapper:VertexGeminiChatWrapper",
     "anthropic_chat": "streamwrap._providers.anthropic._wrapper:AnthropicChatWrapper",
     "zhipuai_chat": "streamwrap._providers.openai._zhipuai:ZhipuAIChatWrapper",
     "azure_openai_chat": "streamwrap._providers.openai._azure:AzureOpenAIChatWrapper",

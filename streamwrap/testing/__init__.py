@@ -23,6 +23,8 @@ alike.  The dialects, and the base URL to hand each provider's client:
 * Amazon Bedrock, ``POST /model/{modelId}/converse-stream`` and ``/converse`` (binary AWS
   event streams), and ``/invoke-with-response-stream`` and ``/invoke`` (Anthropic's events
   in event stream chunks): :attr:`Emulator.bedrock_endpoint_url`.
+* Gemini on Vertex AI, ``POST /v1/projects/{project}/locations/{location}/publishers/google/models/{model}:streamGenerateContent?alt=sse``
+  (Gemini's chunks; a bearer token or an express-mode ``x-goog-api-key``): :attr:`Emulator.vertex_base_url`.
 
 Faults (:class:`Fault`) and error statuses take each provider's own shape.  Any API key
 is accepted unless one is required with ``Emulator(api_key="...")``: then a missing or

@@ -23,6 +23,7 @@ from ._plan import Plan
 from ._recorded import RecordedRequest
 from ._render import IdSequence
 from ._script import Reply
+from ._vertex_dialect import VERTEX
 
 
 class Dialect(Protocol):
@@ -63,6 +64,7 @@ DIALECTS: tuple[Dialect, ...] = (
     OLLAMA,
     ANTHROPIC,
     BEDROCK,
+    VERTEX,
 )
 """Every dialect, in matching order: the first whose path matches answers. Only Azure's
 deployment paths overlap another (OpenAI's ``.../chat/completions``), so Azure comes first."""

@@ -53,6 +53,9 @@ class Emulator:
     ``/v1/messages``                                           Anthropic (:attr:`anthropic_base_url`)
     ``/model/{modelId}/converse-stream`` (or ``converse``,     Amazon Bedrock
     ``invoke-with-response-stream``, ``invoke``)               (:attr:`bedrock_endpoint_url`)
+    ``/{v1|v1beta1}/projects/{p}/locations/{l}/publishers/``   Gemini on Vertex AI (:attr:`vertex_base_url`)
+    ``google/models/{model}:streamGenerateContent`` (or the
+    express-mode ``/v1/publishers/google/models/...``)
     =========================================================  ==============================
 
     Every request is recorded in :attr:`requests`.
@@ -62,7 +65,9 @@ class Emulator:
     Responses API, and DashScope: HTTP 401 with their error bodies, the key read from
     ``Authorization: Bearer``; Azure OpenAI: its gateway's 401, the key read from
     ``api-key``; Gemini: 400 ``API_KEY_INVALID`` for a wrong ``x-goog-api-key`` or ``?key=``,
-    403 ``PERMISSION_DENIED`` for none; Anthropic: 401 ``authentication_error`` for a
+    403 ``PERMISSION_DENIED`` for none; Vertex AI: the key as a bearer token or
+    ``x-goog-api-key``, else 401 ``UNAUTHENTICATED`` (or 400 ``API_KEY_INVALID`` for a
+    wrong key); Anthropic: 401 ``authentication_error`` for a
     missing or wrong ``x-api-key``; Ollama has no keys and is never checked), before
     anything else, and without taking a scripted reply from the queue.
 
@@ -197,6 +202,15 @@ class Emulator:
 
         E.g. ``boto3.client("bedrock-runtime", endpoint_url=...)``, or ``bedrock_chat``'s
         ``base_url``.
+        """
+        return self.url
+
+    @property
+    def vertex_base_url(self) -> str:
+        """The base URL to hand a Vertex AI client: :attr:`url` (the client adds
+        ``/v1beta1/projects/{project}/locations/{location}/publishers/google/models/...``).
+
+        E.g. ``genai.Client(vertexai=True, project=..., location=..., http_options={"base_url": ...})``.
         """
         return self.url
 

@@ -131,7 +131,9 @@ class GeminiDialect:
         streaming, sse = self._mode(request)
         error_headers = _SSE_ERROR_HEADERS if sse else _JSON_HEADERS
         if reply.status != 200:
-            error = dict(reply.error) if reply.error is not None else _error(reply.status)
+            error = (
+                dict(reply.error) if reply.error is not None else self.default_error(reply.status, request)
+            )
             body_bytes = _dumps({"error": error}, indent=2)
             return fixed_plan(
                 reply.status, body_bytes, reply.headers, reply.first_delay, defaults=error_headers
@@ -140,7 +142,7 @@ class GeminiDialect:
             reply, ids, id=reply.id or ids.response_id(), prompt_words=_prompt_words(body)
         )
         try:
-            renderer = _Renderer(completion)
+            renderer = self.renderer(completion)
         except ValueError as exc:
             return fixed_plan(
                 500, _dumps({"error": _error(500, str(exc))}, indent=2), {}, defaults=error_headers
@@ -148,6 +150,14 @@ class GeminiDialect:
         if sse:
             return renderer.stream(reply)
         return renderer.whole(reply, as_array=streaming)
+
+    def default_error(self, status: int, request: RecordedRequest) -> dict[str, Any]:
+        """The error object of a scripted ``Reply(status=...)`` without its own ``error``."""
+        return _error(status)
+
+    def renderer(self, completion: Completion) -> _Renderer:
+        """What renders ``completion``'s chunks (``ValueError`` if it cannot be sent)."""
+        return _Renderer(completion)
 
     def _mode(self, request: RecordedRequest) -> tuple[bool, bool]:
         """Whether ``request`` streams, and whether as SSE (``alt=sse``)."""
@@ -190,8 +200,19 @@ def _prompt_words(body: Mapping[str, Any]) -> int:
 class _Renderer:
     """Builds one completion's chunks."""
 
-    def __init__(self, completion: Completion) -> None:
+    def __init__(
+        self,
+        completion: Completion,
+        *,
+        usage_fields: dict[str, Any] | None = None,
+        fields: dict[str, Any] | None = None,
+    ) -> None:
         self._completion = completion
+        # With usage_fields, the chunks before the last carry only these in usageMetadata
+        # (not the running count), and the last one the counts and these; fields are more
+        # top-level fields of every chunk.
+        self._usage_fields = usage_fields
+        self._fields = fields or {}
         self._finish = _FINISH_REASONS.get(completion.finish_reason, completion.finish_reason)
         self._thoughts = completion.reasoning_tokens
         self._candidates = completion.completion_tokens - self._thoughts
@@ -223,10 +244,13 @@ class _Renderer:
         if final:
             candidate["finishReason"] = self._finish
         candidate["index"] = 0
+        if self._usage_fields is not None:
+            usage = {**usage, **self._usage_fields} if final else self._usage_fields
         return {
             "candidates": [candidate],
             "usageMetadata": usage,
             "modelVersion": self._completion.model,
+            **self._fields,
             "responseId": self._completion.id,
         }
 

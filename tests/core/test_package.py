@@ -48,7 +48,7 @@ BUILTIN_WRAPPERS = {target.rpartition(":")[2]: model_type for model_type, target
 
 
 def test_every_builtin_wrapper_class_is_exported() -> None:
-    assert len(BUILTIN_WRAPPERS) == len(_BUILTIN) == 11
+    assert len(BUILTIN_WRAPPERS) == len(_BUILTIN) == 12
     for name, model_type in BUILTIN_WRAPPERS.items():
         assert name in streamwrap.__all__
         cls = getattr(streamwrap, name)

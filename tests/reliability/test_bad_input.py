@@ -133,6 +133,8 @@ def test_an_unknown_key_suggests_the_accepted_one(model_type: str, typo: str, me
     ("model_type", "typo", "meant"),
     [
         ("gemini_chat", "api_verison", "api_version"),
+        ("vertex_gemini_chat", "projcet", "project"),
+        ("vertex_gemini_chat", "locaton", "location"),
         ("anthropic_chat", "anthropic_verison", "anthropic_version"),
         ("local_chat", "nctx", "n_ctx"),
         ("local_chat", "chat-format", "chat_format"),
@@ -278,6 +280,7 @@ NATIVE_MESSAGES: list[tuple[str, list[dict[str, Any]]]] = [
     ("gemini_chat", [{"role": "user", "content": [5]}]),
     ("gemini_chat", [{"role": "user", "content": [{"type": "image_url", "image_url": 5}]}]),
     ("gemini_chat", [{"role": "user", "content": [{"type": "audio"}]}]),
+    ("vertex_gemini_chat", [{"role": "user", "content": "q"}, {"role": "tool", "content": "r"}]),
     ("anthropic_chat", [{"role": "assistant", "content": None, "tool_calls": [{"function": "f"}]}]),
     ("anthropic_chat", [{"role": "assistant", "content": None, "tool_calls": "abc"}]),
     (
@@ -474,6 +477,7 @@ async def test_call_arguments_of_the_wrong_type(
         ("gemini_chat", {"tool_choice": "bogus"}),
         ("gemini_chat", {"response_format": "json"}),
         ("gemini_chat", {"generationConfig": 5}),
+        ("vertex_gemini_chat", {"stop": 5}),
         ("anthropic_chat", {"stop": 5}),
         ("anthropic_chat", {"stop": [1, 2]}),
         ("anthropic_chat", {"tool_choice": "bogus"}),
@@ -564,6 +568,7 @@ WIRE: dict[str, tuple[Callable[[Any], bytes], str]] = {
     "litellm_chat": (_openai, "text/event-stream"),
     "dashscope_chat": (_dashscope, "text/event-stream"),
     "gemini_chat": (_gemini, "text/event-stream"),
+    "vertex_gemini_chat": (_gemini, "text/event-stream"),
     "ollama_chat": (_ollama, "application/x-ndjson"),
     "anthropic_chat": (_anthropic, "text/event-stream"),
 }

@@ -13,7 +13,8 @@ The usage rule (``_channel.py``/``_response.py``): after a failure, ``usage`` is
 reading the provider sent before it; where there was none but the stream had opened (the
 request was accepted, so tokens may be billed), a local estimate marked
 ``source="estimated"``; never a silent 0. DashScope and Gemini restate usage on every
-chunk; OpenAI and Ollama only at the end, so a failed stream of theirs is estimated;
+chunk (Vertex AI only on the last: its earlier chunks carry none); OpenAI and Ollama only at
+the end, so a failed stream of theirs is estimated;
 Anthropic reports the input side (and an early output count) at the start. Bedrock frames
 its stream in binary (AWS event streams): its malformed row is a message whose checksum is
 wrong, its truncated row a message cut in half.
@@ -144,6 +145,15 @@ DIALECTS = (
         provider=PROVIDERS["gemini_chat"],
         api_key="AIza-test-secret-key-0123456789",
         usage_after_failure=_restated,
+        stream_error_code=lambda code: code,
+        body_message=lambda body: str(body["error"]["message"]),
+        inband_error=False,
+    ),
+    Dialect(
+        provider=PROVIDERS["vertex_gemini_chat"],
+        api_key="AQ.vertex-test-secret-key-0123456789",
+        # Gemini's stream, but the chunks before the last say only {"trafficType": ...}.
+        usage_after_failure=_at_the_end_only,
         stream_error_code=lambda code: code,
         body_message=lambda body: str(body["error"]["message"]),
         inband_error=False,

@@ -65,6 +65,9 @@ PROVIDERS: Mapping[str, Provider] = {
         Provider("azure_openai_chat", "gpt-4o-mini", "", "azure"),
         Provider("dashscope_chat", "qwen-max", "/api/v1", "dashscope"),
         Provider("gemini_chat", "gemini-2.5-flash", "", "gemini"),
+        # With only a key in the config: Vertex AI's express mode (its emulator path has no
+        # project); Google Cloud credentials are tested in tests/providers/test_vertex.py.
+        Provider("vertex_gemini_chat", "gemini-2.5-flash", "", "vertex"),
         Provider("ollama_chat", "llama3", "", "ollama", needs_key=False),
         Provider("anthropic_chat", "claude-sonnet-4-5", "", "anthropic"),
         Provider("litellm_chat", "openai/emulator-1", "/v1", "openai", extra="litellm"),
@@ -84,6 +87,7 @@ ONE_PER_DIALECT: tuple[Provider, ...] = tuple(
         "openai_responses",
         "dashscope_chat",
         "gemini_chat",
+        "vertex_gemini_chat",
         "ollama_chat",
         "anthropic_chat",
         "bedrock_chat",

@@ -46,6 +46,9 @@ OPENAI_RESPONSES = "openai_responses"  # OpenAI /v1/responses SSE: _providers/op
 BEDROCK = "bedrock"  # Bedrock ConverseStream eventstream: _providers/bedrock/_wire
 # Bedrock InvokeModelWithResponseStream (Anthropic events in eventstream chunks): _providers/bedrock/_invoke
 BEDROCK_INVOKE = "bedrock_invoke"
+# Vertex AI's streamGenerateContent?alt=sse: Gemini's wire (_providers/gemini/_wire), read by
+# vertex_gemini_chat; a wire of its own here because its `expected` blocks have their own shape.
+VERTEX = "vertex"
 
 # provider folder → its wire; a mapping refines it by the recording's name prefix.
 WIRES: Mapping[str, str | Mapping[str, str]] = {
@@ -68,13 +71,11 @@ WIRES: Mapping[str, str | Mapping[str, str]] = {
     "openai_responses": OPENAI_RESPONSES,
     # (error_: a JSON error body before the stream, read by bedrock_chat's wrapper.)
     "bedrock": {"converse_": BEDROCK, "invoke_": BEDROCK_INVOKE, "error_": BEDROCK},
+    "vertex": VERTEX,
 }
 
 # Providers recorded for wrappers that do not exist yet: what they speak.
-NO_WRAPPER: Mapping[str, str] = {
-    # (Gemini's dialect, but with Vertex AI's endpoints and Google Cloud credentials.)
-    "vertex": "Vertex AI",
-}
+NO_WRAPPER: Mapping[str, str] = {}
 
 
 def wire_of(provider: str, name: str) -> str | None:

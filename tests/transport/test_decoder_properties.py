@@ -98,6 +98,8 @@ GEMINI = Wire(
     lambda d: b"data: " + d + b"\r\n\r\n",
     usage_per_event=False,
 )
+# Vertex AI serves Gemini's stream: the same mapper (and framing), reporting provider "vertex".
+VERTEX = replace(GEMINI, name="vertex", make=lambda: GeminiStreamMapper("vertex"))
 OLLAMA = Wire("ollama", lambda: OllamaStreamMapper("ollama"), lambda data: data + b"\n", usage_per_event=True)
 # (The mapper reads an event's kind from its JSON "type"; the SSE event name is decoration.)
 ANTHROPIC = Wire(
@@ -162,6 +164,7 @@ MAPPERS = {
     _recordings.OPENAI_RESPONSES: OPENAI_RESPONSES,
     _recordings.BEDROCK: BEDROCK,
     _recordings.BEDROCK_INVOKE: BEDROCK_INVOKE,
+    _recordings.VERTEX: VERTEX,
 }
 
 
@@ -346,6 +349,7 @@ def test_every_recording_folder_is_in_the_provider_table(recordings: Path) -> No
         "openai_responses",
         "bedrock",
         "bedrock_invoke",
+        "vertex",
     }
     # Every streamed recording of a provider with a wrapper is decoded here.
     streamed = [r for r in everything if r.status == 200 and r.provider not in _recordings.NO_WRAPPER]
@@ -387,6 +391,21 @@ def expected_parse(recording: Recording) -> dict[str, Any]:
             "calls": [(c["name"], c["args"]) for c in e["function_calls"]],
             "usage_raw": e["usage"]["raw_last_usageMetadata"],
             "finish_raw": e["finish_reason"],
+            "model": e["model_version"],
+        }
+    if wire is VERTEX:
+        return {
+            "text": e["text"],
+            "reasoning": e["thought_text"],
+            "calls": [(c["name"], c["args"]) for c in e["function_calls"]],
+            "tool_calls": tuple(
+                (f"call_{e['response_id']}_{n}", c["name"], c["arguments"], n)
+                for n, c in enumerate(e["tool_calls"])
+            ),
+            # (The early readings, {"trafficType": ...} only, are replaced by the last.)
+            "usage_raw": e["usage"],
+            "finish_raw": e["finish_reason"],
+            "provider_id": e["response_id"],
             "model": e["model_version"],
         }
     if wire is ANTHROPIC:

@@ -56,6 +56,16 @@ from ..._usage import Usage
 __all__ = ["GeminiStreamMapper", "response_deltas", "usage_from_gemini"]
 
 _WHITESPACE = b" \t\r\n"
+# The token counts of a usageMetadata object.
+_COUNTS = frozenset(
+    (
+        "promptTokenCount",
+        "candidatesTokenCount",
+        "thoughtsTokenCount",
+        "totalTokenCount",
+        "cachedContentTokenCount",
+    )
+)
 
 
 def usage_from_gemini(raw: Mapping[str, Any]) -> Usage:
@@ -191,7 +201,10 @@ class GeminiStreamMapper(WireMapper[ServerSentEvent]):
             if type(usage) is not dict:
                 # (Checked here: it is read later, in after_read, outside the shape check.)
                 raise TypeError(f"usageMetadata must be an object, got {type(usage).__name__}")
-            self._usage = usage
+            # Vertex AI's early events say only {"trafficType": ...}: no reading at all, so
+            # not one (a failed stream then gets an estimate, not a reading of Nones).
+            if not _COUNTS.isdisjoint(usage):
+                self._usage = usage
         candidates = obj.get("candidates")
         if candidates:
             candidate = candidates[0]

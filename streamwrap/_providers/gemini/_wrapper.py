@@ -21,7 +21,8 @@ to the SDK's default (``v1`` in google-genai 3.x, or ``$GOOGLE_GENAI_API_VERSION
 URL is the same with any ``base_url``. Set ``api_version: ""`` when ``base_url`` already
 ends with the version. The key comes from ``api_key``, else ``$GOOGLE_API_KEY``, else
 ``$GEMINI_API_KEY`` (google-genai's order); the base URL from ``base_url``, else
-``$GOOGLE_GEMINI_BASE_URL``. Vertex AI (OAuth, project URLs) is not covered.
+``$GOOGLE_GEMINI_BASE_URL``. Gemini on Vertex AI (Google Cloud credentials, project URLs)
+is ``vertex_gemini_chat`` (``_providers/vertex``), which reuses this module's request builder.
 
 Messages are OpenAI-style and converted: ``system``/``developer`` → ``systemInstruction``;
 ``user`` → role ``user``; ``assistant`` → role ``model`` (text parts, and ``tool_calls`` as
@@ -63,7 +64,7 @@ from ..._transport._httpx_client import make_httpx_client, post_json
 from ..._wrapper import ChatRequest, ModelWrapper, Upstream
 from ._wire import GeminiStreamMapper, response_deltas
 
-__all__ = ["GeminiChatWrapper", "build_request_body"]
+__all__ = ["GeminiChatWrapper", "build_request_body", "refine_http_error"]
 
 DEFAULT_BASE_URL = "https://generativelanguage.googleapis.com"
 DEFAULT_API_VERSION = "v1beta"
@@ -182,10 +183,10 @@ class GeminiChatWrapper(ModelWrapper):
                 complete=lambda obj: response_deltas(obj, self.provider),
             )
         except ProviderHTTPError as exc:
-            raise _refine_http_error(exc) from None
+            raise refine_http_error(exc) from None
 
 
-def _refine_http_error(exc: ProviderHTTPError) -> ProviderHTTPError:
+def refine_http_error(exc: ProviderHTTPError) -> ProviderHTTPError:
     """Gemini answers a wrong API key with HTTP 400 (``reason: API_KEY_INVALID``), not 401:
     raise it as the :class:`AuthenticationError` that callers catch for every provider."""
     if exc.status_code != 400 or type(exc) is not ProviderHTTPError:
