@@ -72,6 +72,17 @@ USAGE_SHAPES: dict[str, tuple[dict[str, Any], Decimal]] = {
         },
         _CACHED_AND_REASONING,
     ),
+    # Vertex AI reports as the Gemini API does.
+    "vertex_gemini_chat": (
+        {
+            "promptTokenCount": 1000,
+            "candidatesTokenCount": 400,
+            "thoughtsTokenCount": 100,
+            "cachedContentTokenCount": 200,
+            "totalTokenCount": 1500,
+        },
+        _CACHED_AND_REASONING,
+    ),
     # Anthropic counts the uncached input apart from the cache's reads and writes.
     "anthropic_chat": (
         {

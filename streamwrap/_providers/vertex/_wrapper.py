@@ -93,6 +93,8 @@ class VertexGeminiChatWrapper(ModelWrapper):
     model_type: ClassVar[str] = "vertex_gemini_chat"
     provider: ClassVar[str] = "vertex"
     extra: ClassVar[str] = "vertex"
+    # (genai-prices lists Vertex AI's Gemini prices under Google's, which match the API's.)
+    price_provider_id: ClassVar[str | None] = "google"
     # Application Default Credentials stand in for a key; the express-mode key variables are
     # read below, after the project ones (google-genai's precedence).
     api_key_optional: ClassVar[bool] = True
