@@ -15,13 +15,16 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from ._delta import Delta, Finish, Metadata, ReasoningDelta, TextDelta, ToolCallDelta, UsageReport
 from ._errors import StreamError
 from ._tools import ToolCallAssembler
 from ._usage import Usage
 from ._waiters import Latch, fire
+
+if TYPE_CHECKING:
+    from ._telemetry import CallTelemetry
 
 __all__ = ["Channel", "State"]
 
@@ -68,6 +71,9 @@ class Channel:
         # Set by the runtime once the producer task exists; used to cancel it.
         self.cancel_upstream: Callable[[], None] | None = None
         self.cancel_requested = False
+        # The call's OpenTelemetry span and measurements; None (the usual case) when the
+        # application has configured no OpenTelemetry SDK (see _telemetry).
+        self.telemetry: CallTelemetry | None = None
 
     # -- producer side (runtime thread) -------------------------------------------------
 
@@ -99,6 +105,9 @@ class Channel:
             self.last_content_at = now = time.monotonic()
             if self.first_token_at is None:
                 self.first_token_at = now
+            telemetry = self.telemetry
+            if telemetry is not None:  # telemetry: when content arrived
+                telemetry.content(now)
         loop = self.loop
         with self._lock:
             self.items.extend(batch)
@@ -161,7 +170,18 @@ class Channel:
             self._estimate_usage()
         self._transition("cancelled")
 
+    def add_attempt(self, attempt: dict[str, Any]) -> None:
+        """Record one HTTP attempt (an entry of ``response.attempts``)."""
+        self.attempts.append(attempt)
+        if self.telemetry is not None:  # telemetry: one event per attempt
+            self.telemetry.attempt(attempt)
+
     def _transition(self, state: State) -> None:
+        if state in _TERMINAL and self.telemetry is not None and self.state not in _TERMINAL:
+            # telemetry: the span ends (and the metrics are recorded) before any consumer
+            # can see that the response has ended. (Terminal states are entered on the
+            # producer's thread only, so this cannot run twice at once.)
+            self.telemetry.end(self, state)
         with self._lock:
             if self.state in _TERMINAL:
                 return

@@ -33,6 +33,7 @@ from ._response import ModelResponse, _wait_state_async
 from ._runtime import runtime
 from ._secret import Secret
 from ._sinks import Sink
+from ._telemetry import start_call
 from ._tools import normalize_tools
 from ._transport._upstream import Upstream
 from ._url_redaction import mask_http_logs, redact_urls
@@ -83,6 +84,10 @@ class ModelWrapper:
     api_key_optional: ClassVar[bool] = False
     #: extra config keys a wrapper accepts: key -> (types, description)
     config_keys: ClassVar[Mapping[str, tuple[tuple[type, ...], str]]] = {}
+    #: the ``gen_ai.provider.name`` of its OpenTelemetry spans and metrics: the GenAI
+    #: semantic conventions' well-known value where there is one (``openai``,
+    #: ``anthropic``, ``gcp.gemini``, ``azure.ai.openai``, ...); empty: :attr:`provider`
+    gen_ai_provider_name: ClassVar[str] = ""
 
     def __init__(
         self,
@@ -236,13 +241,30 @@ class ModelWrapper:
             callback = as_sink(response_callback, what="response_callback")
         ch = Channel(provider=self.provider, streaming=request.stream, input_chars=input_chars)
         response = ModelResponse(ch, model_name=self.model_name)
+        # The caller's context goes with the producer (tracing, the default output sink).
+        context = contextvars.copy_context()
+        # telemetry: the call's span starts now, as a child of the caller's current span,
+        # and is the current span of the producer's context (None: no OpenTelemetry SDK).
+        ch.telemetry = start_call(
+            provider_name=self.gen_ai_provider_name or self.provider,
+            server_url=self._server_url(),
+            model=request.model_name,
+            params=request.params,
+            streaming=request.stream,
+            messages=request.messages,
+            response_id=response.id,
+            context=context,
+        )
 
         def on_task(cancel: Any) -> None:
             ch.cancel_upstream = cancel
             if ch.cancel_requested:
+                # Cancelled before the producer's first step: its body never runs, so it
+                # is ended here (else the response, and its span, would stay pending).
+                ch.cancelled()
                 cancel()
 
-        runtime.spawn(lambda: self._pump(request, ch), contextvars.copy_context(), on_task)
+        runtime.spawn(lambda: self._pump(request, ch), context, on_task)
         observe(response, callback, on_loop=on_loop)
         return response
 
@@ -329,7 +351,7 @@ class ModelWrapper:
                 upstream = await self._open(request)
             except (ProviderConnectionError, ProviderHTTPError) as exc:
                 status = getattr(exc, "status_code", None)
-                ch.attempts.append(
+                ch.add_attempt(
                     {
                         "attempt": attempt,
                         "status": status,
@@ -342,7 +364,7 @@ class ModelWrapper:
                     raise
                 await asyncio.sleep(_backoff(attempt, getattr(exc, "retry_after", None)))
                 continue
-            ch.attempts.append(
+            ch.add_attempt(
                 {
                     "attempt": attempt,
                     "status": 200,
@@ -351,6 +373,11 @@ class ModelWrapper:
                 }
             )
             return upstream
+
+    def _server_url(self) -> str | None:
+        """The URL the requests go to, for telemetry's ``server.address``: ``base_url`` by
+        default; a wrapper with a default endpoint of its own returns that."""
+        return self.base_url
 
     def _unexpected_error(self, exc: Exception, *, opened: bool) -> StreamwrapError:
         """Wrap an error the adapter did not translate, so callers only see our types."""

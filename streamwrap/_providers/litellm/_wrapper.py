@@ -45,6 +45,7 @@ class LiteLLMChatWrapper(ModelWrapper):
 
     model_type: ClassVar[str] = "litellm_chat"
     provider: ClassVar[str] = "litellm"
+    gen_ai_provider_name: ClassVar[str] = "litellm"
     extra: ClassVar[str] = "litellm"
     # LiteLLM finds each provider's key in that provider's environment variable itself.
     api_key_optional: ClassVar[bool] = True

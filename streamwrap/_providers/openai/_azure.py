@@ -59,6 +59,7 @@ class AzureOpenAIChatWrapper(OpenAIChatWrapper):
 
     model_type: ClassVar[str] = "azure_openai_chat"
     provider: ClassVar[str] = "azure_openai"
+    gen_ai_provider_name: ClassVar[str] = "azure.ai.openai"
     extra: ClassVar[str] = "azure"
     api_key_env: ClassVar[tuple[str, ...]] = ("AZURE_OPENAI_API_KEY",)
     base_url_env: ClassVar[tuple[str, ...]] = ("AZURE_OPENAI_ENDPOINT",)
