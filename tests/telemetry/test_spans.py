@@ -326,3 +326,18 @@ async def test_each_provider_names_itself(
     assert attrs["gen_ai.provider.name"] == (type(model).gen_ai_provider_name or model.provider)
     assert attrs["server.address"] == "127.0.0.1"
     assert attrs["gen_ai.response.finish_reasons"] == ("stop",)
+
+
+async def test_calls_cancelled_at_once_end_their_spans(emu: Emulator, model: Any, otel: Telemetry) -> None:
+    # Cancelled while the call waits for its status: the producer may not have taken its
+    # first step yet (then its body never runs), or be sending the request. Either way the
+    # response ends as cancelled, and its span with it.
+    calls = 10
+    emu.script(*(Reply(text=TEXT, first_delay=0.2) for _ in range(calls)))
+    for _ in range(calls):
+        with anyio.move_on_after(0):
+            await model("hi")
+    with anyio.fail_after(10):
+        while len(otel.chat_spans()) < calls:
+            await anyio.sleep(0.01)
+    assert {attributes(s)["gen_ai.response.finish_reasons"] for s in otel.chat_spans()} == {("cancelled",)}
