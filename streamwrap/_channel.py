@@ -179,14 +179,16 @@ class Channel:
     def _transition(self, state: State) -> None:
         if state in _TERMINAL and self.telemetry is not None and self.state not in _TERMINAL:
             # telemetry: the span ends (and the metrics are recorded) before any consumer
-            # can see that the response has ended. (Terminal states are entered on the
-            # producer's thread only, so this cannot run twice at once.)
+            # can see that the response has ended, at the end time the response reports.
+            # (Terminal states are entered on the producer's thread only, so this cannot
+            # run twice at once.)
+            self.ended_at = time.monotonic()
             self.telemetry.end(self, state)
         with self._lock:
             if self.state in _TERMINAL:
                 return
             self.state = state
-            if state in _TERMINAL:
+            if state in _TERMINAL and self.ended_at is None:
                 self.ended_at = time.monotonic()
             waiters = self._waiters + self._state_waiters
             self._waiters, self._state_waiters = [], []

@@ -86,6 +86,7 @@ class EndedCall(Protocol):
     reasoning_parts: list[str]
     sent_at: float | None
     first_token_at: float | None
+    ended_at: float | None
 
     @property
     def tools(self) -> Any: ...
@@ -297,7 +298,7 @@ class CallTelemetry:
                 self._span.end()
 
     def _end(self, ch: EndedCall, state: str) -> None:
-        now = time.monotonic()
+        now = time.monotonic() if ch.ended_at is None else ch.ended_at
         error = ch.error if state == "failed" else None
         error_type = None if error is None else _error_type(error)
         usage = ch.usage if ch.usage is not None and ch.usage.source == "provider" else None
