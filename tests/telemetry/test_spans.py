@@ -17,7 +17,7 @@ from opentelemetry import trace
 from opentelemetry.trace import SpanKind, StatusCode
 
 import streamwrap
-from streamwrap.testing import Emulator, Fault, Reply
+from streamwrap.testing import Emulator, Fault, Reply, ToolCallSpec
 from tests.support import providers
 
 from .conftest import Telemetry
@@ -341,3 +341,43 @@ async def test_calls_cancelled_at_once_end_their_spans(emu: Emulator, model: Any
         while len(otel.chat_spans()) < calls:
             await anyio.sleep(0.01)
     assert {attributes(s)["gen_ai.response.finish_reasons"] for s in otel.chat_spans()} == {("cancelled",)}
+
+
+async def test_captured_content_has_tool_calls_and_results_as_parts(
+    emu: Emulator, model: Any, otel: Telemetry, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT", "true")
+    emu.script(Reply(tool_calls=[ToolCallSpec(name="weather", arguments='{"city": "Oslo"}', id="call_2")]))
+    prompt = [
+        {"role": "user", "content": "weather?"},
+        {
+            "role": "assistant",
+            "content": None,
+            "tool_calls": [
+                {"id": "call_1", "type": "function", "function": {"name": "where", "arguments": "{}"}}
+            ],
+        },
+        {"role": "tool", "tool_call_id": "call_1", "content": "Oslo"},
+    ]
+    tools = [{"type": "function", "function": {"name": "weather", "parameters": {"type": "object"}}}]
+    response = await model(prompt, tools=tools)
+    await response.aread()
+    attrs = attributes(otel.one_chat_span())
+    assert json.loads(attrs["gen_ai.input.messages"]) == [
+        {"role": "user", "parts": [{"type": "text", "content": "weather?"}]},
+        {
+            "role": "assistant",
+            "parts": [{"type": "tool_call", "id": "call_1", "name": "where", "arguments": "{}"}],
+        },
+        {"role": "tool", "parts": [{"type": "tool_call_response", "id": "call_1", "response": "Oslo"}]},
+    ]
+    assert json.loads(attrs["gen_ai.output.messages"]) == [
+        {
+            "role": "assistant",
+            "parts": [
+                {"type": "tool_call", "id": "call_2", "name": "weather", "arguments": '{"city": "Oslo"}'}
+            ],
+            "finish_reason": "tool_calls",
+        }
+    ]
+    assert attrs["gen_ai.response.finish_reasons"] == ("tool_calls",)
