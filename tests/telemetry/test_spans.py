@@ -6,6 +6,7 @@ spans as soon as the response says it has ended: the span ends before that is vi
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import json
 from functools import partial
@@ -381,3 +382,57 @@ async def test_captured_content_has_tool_calls_and_results_as_parts(
         }
     ]
     assert attrs["gen_ai.response.finish_reasons"] == ("tool_calls",)
+
+
+async def test_many_concurrent_calls_each_end_exactly_one_span(emu: Emulator, otel: Telemetry) -> None:
+    # Every way of ending at once, 60 calls in flight: one span each, none left open, and
+    # each says how its response ended.
+    model = make_model(emu, first_token_timeout=5.0)
+    kinds = ["ok", "drop", "error_event", "http_429", "break", "drop_response"] * 10
+    replies = {
+        "ok": Reply(text=TEXT, delay=0.005),
+        "drop": Reply(text=TEXT, fault=Fault.drop_after(3)),
+        "error_event": Reply(text=TEXT, fault=Fault.error_event_after(2)),
+        "http_429": Reply(status=429),
+        "break": Reply(text=TEXT, fault=Fault.stall_after(2, 30.0)),
+        "drop_response": Reply(text=TEXT, fault=Fault.stall_after(2, 30.0)),
+    }
+    outcomes: list[str] = []
+    # The emulator answers in request order: the calls are made one after another (each
+    # returns once its status is known), then all consumed at once.
+    emu.script(*(replies[k] for k in kinds))
+    started: list[tuple[str, Any]] = []
+    for i, kind in enumerate(kinds):
+        try:
+            response = await model(f"call {i}")
+        except streamwrap.RateLimitError:
+            outcomes.append("error")
+            continue
+        if kind == "drop_response":
+            outcomes.append("cancelled")  # unread, dropped when `response` is rebound
+        else:
+            started.append((kind, response))
+    del response
+
+    async def consume(kind: str, response: Any) -> None:
+        if kind == "break":
+            async for _ in response.stream:
+                break
+            await response.await_done()
+        else:
+            with contextlib.suppress(streamwrap.StreamError):
+                await response.aread()
+        outcomes.append(response.finish_reason)
+
+    async with anyio.create_task_group() as tg:
+        for kind, response in started:
+            tg.start_soon(consume, kind, response)
+    started.clear()
+    gc.collect()
+    with anyio.fail_after(20):
+        while len(otel.chat_spans()) < len(kinds):
+            await anyio.sleep(0.01)
+    spans = otel.chat_spans()
+    assert len(spans) == len(kinds)
+    assert len({s.context.span_id for s in spans}) == len(kinds)
+    assert sorted(attributes(s)["gen_ai.response.finish_reasons"][0] for s in spans) == sorted(outcomes)
