@@ -13,7 +13,7 @@ import pytest
 from opentelemetry import trace
 from opentelemetry.instrumentation.httpx import HTTPX2ClientInstrumentor, HTTPXClientInstrumentor
 
-from streamwrap.testing import Emulator, Reply
+from streamwrap.testing import Emulator, Fault, Reply
 from tests.support import providers
 
 from .conftest import Telemetry
@@ -67,7 +67,10 @@ async def test_retries_are_child_spans_of_the_call_with_httpx(
 
 async def test_the_client_metrics(emu: Emulator, otel: Telemetry) -> None:
     model = make_model(emu)
-    emu.script(Reply(text=TEXT, usage=(11, 8), model="emulator-7", delay=0.01), Reply(status=500))
+    # A pause after four chunks: the stream arrives in two network reads at least, however
+    # busy the machine (a per-chunk gap needs two).
+    stream = Reply(text=TEXT, usage=(11, 8), model="emulator-7", fault=Fault.stall_after(4, 0.3))
+    emu.script(stream, Reply(status=500))
     response = await model("hi")
     await response.aread()
     with pytest.raises(Exception):  # noqa: B017 (any error: the metric is what is checked)
@@ -132,7 +135,7 @@ def test_streamwrap_never_imports_opentelemetry() -> None:
         """
         import sys
         import streamwrap
-        from streamwrap.testing import Emulator, Reply
+        from streamwrap.testing import Emulator, Fault, Reply
 
         with Emulator() as emu:
             emu.script(Reply(text="ok"))

@@ -187,9 +187,10 @@ async def test_a_timeout_fails_the_span(own_emu: Emulator, otel: Telemetry) -> N
     model = make_model(own_emu, first_token_timeout=0.3)
     await model.aprepare()  # (the budget is the provider's: no cold start in it)
     own_emu.script(Reply(text=TEXT, first_delay=5.0))
-    response = await model("hi")
     with pytest.raises(streamwrap.StreamTimeoutError):
-        await response.aread()
+        # (Raised by the iteration, or by the call itself on a machine so busy that the
+        # budget ran out before the response's headers were read.)
+        await (await model("hi")).aread()
     span = otel.one_chat_span()
     assert attributes(span)["error.type"] == "streamwrap.StreamTimeoutError"
     assert span.status.status_code is StatusCode.ERROR
