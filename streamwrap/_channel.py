@@ -15,13 +15,16 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from ._delta import Delta, Finish, Metadata, ReasoningDelta, TextDelta, ToolCallDelta, UsageReport
 from ._errors import StreamError
 from ._tools import ToolCallAssembler
 from ._usage import Usage
 from ._waiters import Latch, fire
+
+if TYPE_CHECKING:
+    from ._telemetry import CallTelemetry
 
 __all__ = ["Channel", "State"]
 
@@ -72,6 +75,9 @@ class Channel:
         # see it ended (usage_summary() counts the call there: a block that waited for its
         # calls must find them counted). Set at the call only when somebody listens.
         self.end_hooks: list[Callable[[State], None]] = []
+        # The call's OpenTelemetry span and measurements; None (the usual case) when the
+        # application has configured no OpenTelemetry SDK (see _telemetry).
+        self.telemetry: CallTelemetry | None = None
 
     # -- producer side (runtime thread) -------------------------------------------------
 
@@ -103,6 +109,9 @@ class Channel:
             self.last_content_at = now = time.monotonic()
             if self.first_token_at is None:
                 self.first_token_at = now
+            telemetry = self.telemetry
+            if telemetry is not None:  # telemetry: when content arrived
+                telemetry.content(now)
         loop = self.loop
         with self._lock:
             self.items.extend(batch)
@@ -165,7 +174,20 @@ class Channel:
             self._estimate_usage()
         self._transition("cancelled")
 
+    def add_attempt(self, attempt: dict[str, Any]) -> None:
+        """Record one HTTP attempt (an entry of ``response.attempts``)."""
+        self.attempts.append(attempt)
+        if self.telemetry is not None:  # telemetry: one event per attempt
+            self.telemetry.attempt(attempt)
+
     def _transition(self, state: State) -> None:
+        if state in _TERMINAL and self.telemetry is not None and self.state not in _TERMINAL:
+            # telemetry: the span ends (and the metrics are recorded) before any consumer
+            # can see that the response has ended, at the end time the response reports.
+            # (Terminal states are entered on the producer's thread only, so this cannot
+            # run twice at once.)
+            self.ended_at = time.monotonic()
+            self.telemetry.end(self, state)
         if self.end_hooks and state in _TERMINAL and self.state not in _TERMINAL:
             # (Only the producer ends a channel: no other thread runs these.)
             hooks, self.end_hooks = self.end_hooks, []
@@ -175,7 +197,7 @@ class Channel:
             if self.state in _TERMINAL:
                 return
             self.state = state
-            if state in _TERMINAL:
+            if state in _TERMINAL and self.ended_at is None:
                 self.ended_at = time.monotonic()
             waiters = self._waiters + self._state_waiters
             self._waiters, self._state_waiters = [], []

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-__all__ = ["FinishReason", "normalize_finish_reason"]
+__all__ = ["FinishReason", "final_finish_reason", "normalize_finish_reason"]
 
 FinishReason = Literal["stop", "length", "tool_calls", "content_filter", "error", "cancelled"]
 
@@ -63,3 +63,19 @@ def normalize_finish_reason(raw: str | None) -> FinishReason | None:
     if key in ("", "null", "none"):
         return None
     return _TABLE.get(key, "stop")
+
+
+def final_finish_reason(state: str, raw: str | None, has_tool_calls: bool) -> FinishReason:
+    """The finish reason of a response that ended in ``state`` (``done``, ``failed`` or
+    ``cancelled``), with the provider's ``raw`` one and whether it made tool calls: what
+    ``response.finish_reason`` says, and what its telemetry records."""
+    if state == "failed":
+        return "error"
+    if state == "cancelled":
+        return "cancelled"
+    reason = normalize_finish_reason(raw)
+    if has_tool_calls and reason in (None, "stop"):
+        # Gemini and Ollama say "stop" when the model stopped to call tools; OpenAI says
+        # "tool_calls". One answer whichever provider: finish_reason_raw keeps theirs.
+        return "tool_calls"
+    return reason or "stop"

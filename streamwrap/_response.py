@@ -15,7 +15,7 @@ from ._cost import Cost, PriceRef, Pricing
 from ._delta import Delta, ReasoningDelta, TextDelta, ToolCallDelta
 from ._errors import StreamwrapError
 from ._events import EndEvent, EndStatus, ReasoningEvent, ResponseEvent, StartEvent, TextEvent, ToolCallEvent
-from ._finish import FinishReason, normalize_finish_reason
+from ._finish import FinishReason, final_finish_reason
 from ._runtime import runtime
 from ._tools import ToolCall
 from ._usage import Usage
@@ -539,16 +539,7 @@ class ModelResponse:
 
 
 def _finish_reason(ch: Channel) -> FinishReason:
-    if ch.state == "failed":
-        return "error"
-    if ch.state == "cancelled":
-        return "cancelled"
-    reason = normalize_finish_reason(ch.finish_raw)
-    if ch.tools and reason in (None, "stop"):
-        # Gemini and Ollama say "stop" when the model stopped to call tools; OpenAI says
-        # "tool_calls". One answer whichever provider: finish_reason_raw keeps theirs.
-        return "tool_calls"
-    return reason or "stop"
+    return final_finish_reason(ch.state, ch.finish_raw, bool(ch.tools))
 
 
 def _cancel_if_alive(channel: weakref.ref[Channel]) -> None:

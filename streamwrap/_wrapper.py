@@ -34,6 +34,7 @@ from ._response import ModelResponse, _wait_state_async
 from ._runtime import runtime
 from ._secret import Secret
 from ._sinks import Sink
+from ._telemetry import start_call
 from ._tools import normalize_tools
 from ._transport._upstream import Upstream
 from ._url_redaction import mask_http_logs, redact_urls
@@ -93,6 +94,10 @@ class ModelWrapper:
     #: matched against the table's API URLs instead, and the ``price_provider`` config key
     #: overrides both.
     price_provider_id: ClassVar[str | None] = None
+    #: the ``gen_ai.provider.name`` of its OpenTelemetry spans and metrics: the GenAI
+    #: semantic conventions' well-known value where there is one (``openai``,
+    #: ``anthropic``, ``gcp.gemini``, ``azure.ai.openai``, ...); empty: :attr:`provider`
+    gen_ai_provider_name: ClassVar[str] = ""
 
     def __init__(
         self,
@@ -254,13 +259,30 @@ class ModelWrapper:
         pricing = Pricing(self._prices(), self.model_name)
         response = ModelResponse(ch, model_name=self.model_name, pricing=pricing)
         track(ch, self.model_name, pricing)
+        # The caller's context goes with the producer (tracing, the default output sink).
+        context = contextvars.copy_context()
+        # telemetry: the call's span starts now, as a child of the caller's current span,
+        # and is the current span of the producer's context (None: no OpenTelemetry SDK).
+        ch.telemetry = start_call(
+            provider_name=self.gen_ai_provider_name or self.provider,
+            server_url=self._server_url(),
+            model=request.model_name,
+            params=request.params,
+            streaming=request.stream,
+            messages=request.messages,
+            response_id=response.id,
+            context=context,
+        )
 
         def on_task(cancel: Any) -> None:
             ch.cancel_upstream = cancel
             if ch.cancel_requested:
+                # Cancelled before the producer's first step: its body never runs, so it
+                # is ended here (else the response, and its span, would stay pending).
+                ch.cancelled()
                 cancel()
 
-        runtime.spawn(lambda: self._pump(request, ch), contextvars.copy_context(), on_task)
+        runtime.spawn(lambda: self._pump(request, ch), context, on_task)
         observe(response, callback, on_loop=on_loop)
         return response
 
@@ -365,7 +387,7 @@ class ModelWrapper:
                 upstream = await self._open(request)
             except (ProviderConnectionError, ProviderHTTPError) as exc:
                 status = getattr(exc, "status_code", None)
-                ch.attempts.append(
+                ch.add_attempt(
                     {
                         "attempt": attempt,
                         "status": status,
@@ -378,7 +400,7 @@ class ModelWrapper:
                     raise
                 await asyncio.sleep(_backoff(attempt, getattr(exc, "retry_after", None)))
                 continue
-            ch.attempts.append(
+            ch.add_attempt(
                 {
                     "attempt": attempt,
                     "status": 200,
@@ -387,6 +409,11 @@ class ModelWrapper:
                 }
             )
             return upstream
+
+    def _server_url(self) -> str | None:
+        """The URL the requests go to, for telemetry's ``server.address``: ``base_url`` by
+        default; a wrapper with a default endpoint of its own returns that."""
+        return self.base_url
 
     def _unexpected_error(self, exc: Exception, *, opened: bool) -> StreamwrapError:
         """Wrap an error the adapter did not translate, so callers only see our types."""

@@ -85,6 +85,7 @@ class AnthropicChatWrapper(ModelWrapper):
     model_type: ClassVar[str] = "anthropic_chat"
     provider: ClassVar[str] = "anthropic"
     price_provider_id: ClassVar[str | None] = "anthropic"
+    gen_ai_provider_name: ClassVar[str] = "anthropic"
     extra: ClassVar[str] = "anthropic"
     api_key_env: ClassVar[tuple[str, ...]] = ("ANTHROPIC_API_KEY",)
     base_url_env: ClassVar[tuple[str, ...]] = ("ANTHROPIC_BASE_URL",)
@@ -113,6 +114,9 @@ class AnthropicChatWrapper(ModelWrapper):
             key_header="x-api-key",
             key_prefix="",
         )
+
+    def _server_url(self) -> str:
+        return self.base_url or DEFAULT_BASE_URL
 
     def _url(self) -> str:
         return f"{(self.base_url or DEFAULT_BASE_URL).rstrip('/')}/v1/messages"

@@ -111,6 +111,7 @@ class BedrockChatWrapper(ModelWrapper):
     provider: ClassVar[str] = "bedrock"
     extra: ClassVar[str] = "bedrock"
     price_provider_id: ClassVar[str | None] = "aws"
+    gen_ai_provider_name: ClassVar[str] = "aws.bedrock"
     api_key_env: ClassVar[tuple[str, ...]] = ("AWS_BEARER_TOKEN_BEDROCK",)
     base_url_env: ClassVar[tuple[str, ...]] = ("AWS_ENDPOINT_URL_BEDROCK_RUNTIME",)
     # Without a key, requests are signed with AWS credentials.
@@ -158,6 +159,13 @@ class BedrockChatWrapper(ModelWrapper):
                 config_name=self.config_name,
             )
         return self.region
+
+    def _server_url(self) -> str | None:
+        # (For telemetry's server.address, at the call: a region still to be read from the
+        # profile is not looked up here, on the caller's thread; the span then has none.)
+        if self.base_url:
+            return self.base_url
+        return f"https://bedrock-runtime.{self.region}.amazonaws.com" if self.region else None
 
     async def _url(self, stream: bool) -> str:
         # A model id may hold ':' and an ARN '/': one path segment, encoded as boto3 does.

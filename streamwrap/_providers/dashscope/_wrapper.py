@@ -48,6 +48,7 @@ class DashScopeChatWrapper(ModelWrapper):
 
     model_type: ClassVar[str] = "dashscope_chat"
     provider: ClassVar[str] = "dashscope"
+    gen_ai_provider_name: ClassVar[str] = "dashscope"
     extra: ClassVar[str] = "dashscope"
     api_key_env: ClassVar[tuple[str, ...]] = ("DASHSCOPE_API_KEY",)
     # The SDK's own variable for the HTTP base URL (dashscope.common.env).
@@ -65,6 +66,9 @@ class DashScopeChatWrapper(ModelWrapper):
             client_args=self.client_args,
             secret=self._api_key,  # sent as "authorization: Bearer <key>"
         )
+
+    def _server_url(self) -> str:
+        return self.base_url or DEFAULT_BASE_URL
 
     def _url(self) -> str:
         return (self.base_url or DEFAULT_BASE_URL).rstrip("/") + _GENERATION_PATH

@@ -121,6 +121,7 @@ class GeminiChatWrapper(ModelWrapper):
     provider: ClassVar[str] = "gemini"
     #: genai-prices' id for Gemini's prices (response.cost)
     price_provider_id: ClassVar[str | None] = "google"
+    gen_ai_provider_name: ClassVar[str] = "gcp.gemini"
     extra: ClassVar[str] = "gemini"
     # google-genai's order: GOOGLE_API_KEY wins when both are set.
     api_key_env: ClassVar[tuple[str, ...]] = ("GOOGLE_API_KEY", "GEMINI_API_KEY")
@@ -159,6 +160,9 @@ class GeminiChatWrapper(ModelWrapper):
             key_header="x-goog-api-key",
             key_prefix="",
         )
+
+    def _server_url(self) -> str:
+        return self.base_url or DEFAULT_BASE_URL
 
     def _url(self, stream: bool) -> str:
         """The endpoint of one call (``models/`` is added unless the name has a collection)."""

@@ -47,6 +47,7 @@ class LiteLLMChatWrapper(ModelWrapper):
     provider: ClassVar[str] = "litellm"
     #: genai-prices reads the provider from a LiteLLM model name ('openai/gpt-4o-mini')
     price_provider_id: ClassVar[str | None] = "litellm"
+    gen_ai_provider_name: ClassVar[str] = "litellm"
     extra: ClassVar[str] = "litellm"
     # LiteLLM finds each provider's key in that provider's environment variable itself.
     api_key_optional: ClassVar[bool] = True

@@ -158,6 +158,7 @@ class LocalChatWrapper(ModelWrapper):
 
     model_type: ClassVar[str] = "local_chat"
     provider: ClassVar[str] = "local"
+    gen_ai_provider_name: ClassVar[str] = "llama_cpp"
     extra: ClassVar[str] = "local"
     api_key_optional: ClassVar[bool] = True
     config_keys: ClassVar[Mapping[str, tuple[tuple[type, ...], str]]] = {

@@ -226,6 +226,7 @@ class OllamaChatWrapper(ModelWrapper):
 
     model_type: ClassVar[str] = "ollama_chat"
     provider: ClassVar[str] = "ollama"
+    gen_ai_provider_name: ClassVar[str] = "ollama"
     extra: ClassVar[str] = "ollama"
     api_key_env: ClassVar[tuple[str, ...]] = ("OLLAMA_API_KEY",)
     base_url_env: ClassVar[tuple[str, ...]] = ("OLLAMA_HOST",)
@@ -239,6 +240,9 @@ class OllamaChatWrapper(ModelWrapper):
             client_args=self.client_args,
             secret=self._api_key,  # sent as "authorization: Bearer <key>"
         )
+
+    def _server_url(self) -> str:
+        return self._endpoint()
 
     def _endpoint(self) -> str:
         return parse_ollama_host(self.base_url) + "/api/chat"

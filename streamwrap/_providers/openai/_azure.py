@@ -63,6 +63,7 @@ class AzureOpenAIChatWrapper(OpenAIChatWrapper):
     provider: ClassVar[str] = "azure_openai"
     #: genai-prices' Azure prices (falling back to OpenAI's for OpenAI's models)
     price_provider_id: ClassVar[str | None] = "azure"
+    gen_ai_provider_name: ClassVar[str] = "azure.ai.openai"
     extra: ClassVar[str] = "azure"
     api_key_env: ClassVar[tuple[str, ...]] = ("AZURE_OPENAI_API_KEY",)
     base_url_env: ClassVar[tuple[str, ...]] = ("AZURE_OPENAI_ENDPOINT",)

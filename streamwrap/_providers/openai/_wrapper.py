@@ -65,6 +65,7 @@ class OpenAIChatWrapper(ModelWrapper):
     model_type: ClassVar[str] = "openai_chat"
     provider: ClassVar[str] = "openai"
     price_provider_id: ClassVar[str | None] = "openai"
+    gen_ai_provider_name: ClassVar[str] = "openai"
     extra: ClassVar[str] = "openai"
     api_key_env: ClassVar[tuple[str, ...]] = ("OPENAI_API_KEY",)
     base_url_env: ClassVar[tuple[str, ...]] = ("OPENAI_BASE_URL",)
@@ -106,6 +107,9 @@ class OpenAIChatWrapper(ModelWrapper):
 
     def _endpoint(self) -> str:
         return self.base_url or self.default_base_url
+
+    def _server_url(self) -> str:
+        return self._endpoint()
 
     def _prepare_here(self) -> None:
         super()._prepare_here()

@@ -34,6 +34,7 @@ class ZhipuAIChatWrapper(OpenAIChatWrapper):
     model_type: ClassVar[str] = "zhipuai_chat"
     provider: ClassVar[str] = "zhipuai"
     price_provider_id: ClassVar[str | None] = "zhipuai"
+    gen_ai_provider_name: ClassVar[str] = "zhipuai"
     extra: ClassVar[str] = "zhipuai"
     api_key_env: ClassVar[tuple[str, ...]] = ("ZHIPUAI_API_KEY", "ZAI_API_KEY")
     base_url_env: ClassVar[tuple[str, ...]] = ("ZHIPUAI_BASE_URL", "ZAI_BASE_URL")

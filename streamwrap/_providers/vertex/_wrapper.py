@@ -95,6 +95,7 @@ class VertexGeminiChatWrapper(ModelWrapper):
     extra: ClassVar[str] = "vertex"
     # (genai-prices lists Vertex AI's Gemini prices under Google's, which match the API's.)
     price_provider_id: ClassVar[str | None] = "google"
+    gen_ai_provider_name: ClassVar[str] = "gcp.vertex_ai"
     # Application Default Credentials stand in for a key; the express-mode key variables are
     # read below, after the project ones (google-genai's precedence).
     api_key_optional: ClassVar[bool] = True
@@ -192,18 +193,28 @@ class VertexGeminiChatWrapper(ModelWrapper):
             config_name=self.config_name,
         )
 
+    def _root(self, with_project: bool) -> str:
+        """``https://{host}`` of the calls (or ``base_url``); without a project (express
+        mode) every location is served by the global host."""
+        location = self.location
+        if self.base_url:
+            return self.base_url.rstrip("/")
+        if location == DEFAULT_LOCATION or not with_project:
+            return f"https://{_GLOBAL_HOST}"
+        if location in _MULTI_REGIONS:
+            return f"https://aiplatform.{location}.rep.googleapis.com"
+        return f"https://{location}-aiplatform.googleapis.com"
+
+    def _server_url(self) -> str:
+        # (For telemetry's server.address, at the call: with credentials there is a
+        # project, configured or named by them when they load.)
+        return self._root(self.project is not None or self._auth is not None)
+
     def _url(self, stream: bool) -> str:
         """The endpoint of one call."""
         project = self._project()
         location = self.location
-        if self.base_url:
-            root = self.base_url.rstrip("/")
-        elif location == DEFAULT_LOCATION or project is None:
-            root = f"https://{_GLOBAL_HOST}"
-        elif location in _MULTI_REGIONS:
-            root = f"https://aiplatform.{location}.rep.googleapis.com"
-        else:
-            root = f"https://{location}-aiplatform.googleapis.com"
+        root = self._root(project is not None)
         model = self.model_name.strip()
         if not model.startswith(("projects/", "publishers/", "models/")):
             publisher, slash, name = model.partition("/")
