@@ -341,6 +341,38 @@ def bedrock_sdk(url: str, expected: str) -> Contender:
     return Contender("sdk", "boto3 converse_stream", consume, aclose)
 
 
+def bedrock_async_sdk(url: str, expected: str) -> Contender:
+    # aiobotocore: botocore on an event loop, the async SDK an asyncio application uses.
+    from aiobotocore.session import get_session
+
+    messages = [{"role": "user", "content": [{"text": MESSAGES[0]["content"]}]}]
+    state: dict[str, Any] = {}
+
+    async def consume() -> None:
+        if "client" not in state:
+            state["cm"] = get_session().create_client(
+                "bedrock-runtime",
+                endpoint_url=url,
+                region_name="us-east-1",
+                aws_access_key_id="AKIDBENCH",
+                aws_secret_access_key="bench",
+            )
+            state["client"] = await state["cm"].__aenter__()
+        parts: list[str] = []
+        response = await state["client"].converse_stream(modelId=MODEL, messages=messages)
+        async for event in response["stream"]:
+            delta = event.get("contentBlockDelta")
+            if delta is not None and "text" in delta["delta"]:
+                parts.append(delta["delta"]["text"])
+        check("".join(parts), expected, "aiobotocore")
+
+    async def aclose() -> None:
+        if "cm" in state:
+            await state["cm"].__aexit__(None, None, None)
+
+    return Contender("sdk", "aiobotocore converse_stream", consume, aclose)
+
+
 def openai_responses_sdk(url: str, expected: str) -> Contender:
     import openai
 
@@ -492,6 +524,19 @@ PROVIDERS = {
         lambda url: url,
         make_floor=bedrock_floor,
     ),
+    # The same, against the async SDK (needs aiobotocore, which pins its own botocore: run
+    # it in an environment of its own, see benchmarks/README.md).
+    "bedrock_async": Provider(
+        "bedrock_chat",
+        "aiobotocore",
+        f"/model/{MODEL}/converse-stream",
+        lambda: {"messages": [{"role": "user", "content": [{"text": "hi"}]}]},
+        {"authorization": "Bearer bench"},
+        lambda line: None,  # (binary frames: see make_floor)
+        bedrock_async_sdk,
+        lambda url: url,
+        make_floor=bedrock_floor,
+    ),
 }
 
 
@@ -545,9 +590,24 @@ def render(results: list[dict[str, Any]], chunks: int) -> str:
     return "\n".join(lines)
 
 
+def _installed(dist: str) -> bool:
+    try:
+        importlib.metadata.version(dist)
+    except importlib.metadata.PackageNotFoundError:
+        return False
+    return True
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--providers", default=",".join(PROVIDERS), help="comma-separated (default: all)")
+    installed = [
+        name for name, spec in PROVIDERS.items() if importlib.util.find_spec(spec.sdk_dist) is not None
+    ]
+    parser.add_argument(
+        "--providers",
+        default=",".join(installed),
+        help="comma-separated (default: every one whose SDK is installed: %(default)s)",
+    )
     parser.add_argument("--chunks", type=int, default=20_000, help="chunks per stream (default: %(default)s)")
     parser.add_argument("--rounds", type=int, default=5, help="measured rounds (default: %(default)s)")
     parser.add_argument("--chunk-text", default="tok ", help="text of each chunk (default: %(default)r)")
