@@ -123,7 +123,10 @@ def sse_response(
 
     Either way, every event's ``id`` is ``<response id>:<n>`` with n = 0, 1, 2, ... , and
     ``: keep-alive`` comments are sent when nothing else was for ``heartbeat`` seconds
-    (None: never). The ``x-streamwrap-response-id`` header names the response.
+    (None: never). The ``x-streamwrap-response-id`` header names the response. Events
+    that are ready together (one read of the provider's stream often carries several
+    chunks) are written as one piece, one ASGI ``send``; a piece goes out as soon as the
+    next event would have to be waited for, so none is held back.
 
     ``response`` is a :class:`~streamwrap.ModelResponse`, or the call itself, un-awaited
     (``sse_response(model(messages))``): the headers then wait for the provider's answer,
