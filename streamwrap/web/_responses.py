@@ -419,9 +419,10 @@ class _ResponseStream(StreamingResponse):
         events = response.events(cancel_on_exit=self._on_disconnect == "cancel")
         encode = self._body.encode
         # The events that are ready together (one read of the upstream often carries
-        # several chunks) go out as one piece: one ASGI send, one socket write, where a
-        # write per event was most of a reply's cost under load. A piece is handed over
-        # as soon as the next event would have to be waited for, so nothing is held back.
+        # several chunks; a reply that is complete before its body starts, all of them)
+        # go out as one piece: one ASGI send and one socket write instead of one per
+        # event. A piece is handed over as soon as the next event would have to be
+        # waited for, so nothing is held back.
         pending: list[bytes] = []
         size = 0
         seen = 0  # content events read: the response has as many once they are all in
