@@ -34,6 +34,7 @@ import socket
 import statistics
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -200,6 +201,9 @@ def cpu_seconds(pid: int) -> float:
 
 
 class Child:
+    """A child process that says when it is ready (and, for a server, its URL), then
+    answers one JSON line on stdout per command line on stdin."""
+
     def __init__(
         self, cmd: list[str], env: dict[str, str] | None = None, *, ready_on_stderr: str = ""
     ) -> None:
@@ -229,8 +233,6 @@ class Child:
                 break
         if ready_on_stderr:
             # Keep draining stderr (the request log is off, but warnings may come).
-            import threading
-
             threading.Thread(target=lambda: [None for _ in stream], daemon=True).start()
 
     def ask(self, line: str) -> dict[str, Any]:
