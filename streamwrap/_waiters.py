@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import sys
 import threading
+import weakref
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -111,18 +112,67 @@ def async_waiter() -> tuple[Callable[[], None], Callable[[], Awaitable[None]]]:
     if loop is None:
         return _trio_waiter()
     future = loop.create_future()
+    wakeups = _wakeups.get(loop) or _wakeups_of(loop)
 
     def resolve() -> None:
         if not future.done():
             future.set_result(None)
 
     def wake() -> None:
-        loop.call_soon_threadsafe(resolve)
+        wakeups.add(resolve)
 
     async def wait() -> None:
         await future
 
     return wake, wait
+
+
+class _LoopWakeups:
+    """The wake-ups due on one asyncio loop from other threads, run by one callback.
+
+    ``call_soon_threadsafe`` writes to the loop's self-pipe every time it is called: with
+    many responses streaming into one loop (a web server's), that was a system call on
+    each side per chunk of each response. The first wake-up schedules the callback; those
+    that come before it has run join it, in order.
+    """
+
+    __slots__ = ("__weakref__", "_due", "_lock", "_loop")
+
+    def __init__(self, loop: Any) -> None:
+        self._loop = loop
+        self._lock = threading.Lock()
+        self._due: list[Callable[[], None]] = []
+
+    def add(self, resolve: Callable[[], None]) -> None:
+        with self._lock:
+            self._due.append(resolve)
+            if len(self._due) > 1:
+                return  # the callback is scheduled and has not taken the list yet
+        try:
+            self._loop.call_soon_threadsafe(self._run)
+        except RuntimeError:
+            # The loop has closed (see fire()): nobody is left to wake.
+            with self._lock:
+                self._due.clear()
+            raise
+
+    def _run(self) -> None:
+        with self._lock:
+            due, self._due = self._due, []
+        for resolve in due:
+            resolve()
+
+
+_wakeups: weakref.WeakKeyDictionary[Any, _LoopWakeups] = weakref.WeakKeyDictionary()
+_wakeups_lock = threading.Lock()
+
+
+def _wakeups_of(loop: Any) -> _LoopWakeups:
+    with _wakeups_lock:
+        wakeups = _wakeups.get(loop)
+        if wakeups is None:
+            wakeups = _wakeups[loop] = _LoopWakeups(loop)
+        return wakeups
 
 
 def _trio_waiter() -> tuple[Callable[[], None], Callable[[], Awaitable[None]]]:

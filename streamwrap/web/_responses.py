@@ -32,9 +32,11 @@ from streamwrap import (
     InputError,
     MissingDependencyError,
     ModelResponse,
+    ReasoningEvent,
     ResponseEvent,
     StreamwrapError,
     TextEvent,
+    ToolCallEvent,
 )
 
 from ._frames import EventEncoder, error_code, error_frame
@@ -53,6 +55,11 @@ SSEProtocol = Literal["ui-message", "events"]
 _PROTOCOLS = ("ui-message", "events")
 _HEARTBEAT = b": keep-alive\n\n"
 _DONE = b"data: [DONE]\n\n"
+# The events that stand for one content delta each (``response.chunk_count`` counts them).
+_CONTENT_EVENTS = frozenset((TextEvent, ReasoningEvent, ToolCallEvent))
+# Ready events are written together up to this many bytes; a longer run is written in
+# pieces of about this size, so that the server's flow control still applies.
+_MAX_PIECE = 64 * 1024
 _SSE_HEADERS = {"cache-control": "no-cache", "x-accel-buffering": "no"}
 
 ResponseSource = ModelResponse | Awaitable[ModelResponse]
@@ -116,7 +123,10 @@ def sse_response(
 
     Either way, every event's ``id`` is ``<response id>:<n>`` with n = 0, 1, 2, ... , and
     ``: keep-alive`` comments are sent when nothing else was for ``heartbeat`` seconds
-    (None: never). The ``x-streamwrap-response-id`` header names the response.
+    (None: never). The ``x-streamwrap-response-id`` header names the response. Events
+    that are ready together (one read of the provider's stream often carries several
+    chunks) are written as one piece, one ASGI ``send``; a piece goes out as soon as the
+    next event would have to be waited for, so none is held back.
 
     ``response`` is a :class:`~streamwrap.ModelResponse`, or the call itself, un-awaited
     (``sse_response(model(messages))``): the headers then wait for the provider's answer,
@@ -187,6 +197,14 @@ def text_response(
         heartbeat=None,
         headers={"cache-control": "no-cache", "x-accel-buffering": "no", **_check_headers(headers)},
     )
+
+
+def _next_is_ready(response: ModelResponse, seen: int) -> bool:
+    """Whether ``response.events()`` has its next event at hand, after ``seen`` content
+    events: the response has received more content deltas than that (each becomes one
+    event), or it has ended (the rest, the end event included, is all there). A
+    non-streaming response becomes events only when it ends."""
+    return response.done or (response.streaming and seen < response.chunk_count)
 
 
 def _check_source(response: object) -> ResponseSource:
@@ -399,11 +417,29 @@ class _ResponseStream(StreamingResponse):
             yield self._refusal[2]
             return
         events = response.events(cancel_on_exit=self._on_disconnect == "cancel")
+        encode = self._body.encode
+        # The events that are ready together (one read of the upstream often carries
+        # several chunks; a reply that is complete before its body starts, all of them)
+        # go out as one piece: one ASGI send and one socket write instead of one per
+        # event. A piece is handed over as soon as the next event would have to be
+        # waited for, so nothing is held back.
+        pending: list[bytes] = []
+        size = 0
+        seen = 0  # content events read: the response has as many once they are all in
         async with aclosing(events):  # (closing it cancels the response, if cancel_on_exit)
             async for event in events:
-                data = self._body.encode(event)
+                if event.__class__ in _CONTENT_EVENTS:
+                    seen += 1
+                data = encode(event)
                 if data:
-                    yield data
+                    pending.append(data)
+                    size += len(data)
+                if pending and (size >= _MAX_PIECE or not _next_is_ready(response, seen)):
+                    yield pending[0] if len(pending) == 1 else b"".join(pending)
+                    pending.clear()
+                    size = 0
+            if pending:
+                yield b"".join(pending)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -456,14 +492,21 @@ class _ResponseStream(StreamingResponse):
         self._last_sent = anyio.current_time()
 
         async def write(data: bytes) -> bool:
-            async with lock:
-                try:
-                    await send({"type": "http.response.body", "body": data, "more_body": True})
-                except OSError:
-                    self._gone = True
-                    return False
-                self._last_sent = anyio.current_time()
-                return True
+            # Taken without a checkpoint when free (the rule; ``async with lock`` would
+            # yield to the event loop on every write): only a heartbeat can hold it.
+            if lock.locked():
+                await lock.acquire()
+            else:
+                lock.acquire_nowait()
+            try:
+                await send({"type": "http.response.body", "body": data, "more_body": True})
+            except OSError:
+                self._gone = True
+                return False
+            finally:
+                lock.release()
+            self._last_sent = anyio.current_time()
+            return True
 
         async with anyio.create_task_group() as tg:
             if self._heartbeat is not None:

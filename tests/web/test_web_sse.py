@@ -16,6 +16,7 @@ from decimal import Decimal
 from functools import partial
 from typing import Any
 
+import anyio
 import pytest
 
 pytest.importorskip("starlette")
@@ -825,3 +826,86 @@ def test_only_responses_and_calls_are_accepted() -> None:
         sse_response("hello")  # type: ignore[arg-type]
     with pytest.raises(streamwrap.InputError, match="ModelResponse"):
         text_response(None)  # type: ignore[arg-type]
+
+
+# -- events that are ready together go out together -------------------------------------------
+
+
+async def run_asgi(app: Any) -> list[dict[str, Any]]:
+    """Run an ASGI response to its end with a client that never leaves; the messages sent."""
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        await anyio.sleep_forever()
+        raise AssertionError("unreachable")
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    scope = {"type": "http", "asgi": {"version": "3.0", "spec_version": "2.4"}, "method": "POST"}
+    await app(scope, receive, send)
+    return sent
+
+
+def reserialize(events: list[SSEEvent]) -> str:
+    """The SSE text of parsed events, written as sse_response writes each one."""
+    out = []
+    for e in events:
+        head = "".join(f"{name}: {value}\n" for name, value in (("id", e.id), ("event", e.event)) if value)
+        out.append(head + "".join(f"data: {d}\n" for d in e.data) + "\n")
+    return "".join(out)
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("protocol", ["ui-message", "events"])
+async def test_ready_events_are_written_together_each_once_in_order(
+    emu: Emulator, protocol: str, anyio_backend: str
+) -> None:
+    # The whole reply is in before the body starts, so every event is ready at once: they
+    # go out in a few large writes instead of one per event, byte for byte the same SSE.
+    tokens = [f"t{i} " for i in range(3000)]
+    emu.script(Reply(text=tokens))
+    response = await make_model(emu)("hi")
+    await response.await_done()
+    sent = await run_asgi(sse_response(response, protocol=protocol, heartbeat=None))  # type: ignore[arg-type]
+    assert sent[0]["type"] == "http.response.start"
+    bodies = [m["body"] for m in sent[1:]]
+    assert sent[-1] == {"type": "http.response.body", "body": b"", "more_body": False}
+    body = b"".join(bodies).decode()
+    events, comments = parse_sse(body)
+    assert comments == []
+    assert reserialize(events) == body  # the SSE framing of every event is intact
+    # Every event once, in order: the ids count up from 0 without a gap.
+    numbered = [e for e in events if e.id is not None]
+    assert [e.id for e in numbered] == [f"{response.id}:{n}" for n in range(len(numbered))]
+    if protocol == "ui-message":
+        stream = check_ui_stream(body, response.id)
+        assert stream.types().count("text-delta") == 3000
+        assert stream.text == "".join(tokens)
+    else:
+        frames = check_events_stream(body)
+        assert text_of(frames) == "".join(tokens)
+    # Written together: a handful of writes of several events each, not one per event.
+    assert len(bodies) - 1 < len(events) / 100
+    assert all(len(b) < 200 * 1024 for b in bodies)  # and still in bounded pieces
+
+
+def test_a_lone_event_is_written_at_once(server: Server, own_emu: Emulator, scenario: Scenario) -> None:
+    # The model pauses after its third chunk: the third delta must reach the client during
+    # the pause, not be held back to go out with whatever comes next.
+    scenario.model = make_model(own_emu)
+    scenario.options = {"heartbeat": None}
+    own_emu.script(Reply(text=WORDS[:4], fault=Fault.stall_after(3, seconds=5)))
+    with httpx.Client(base_url=server.url, timeout=20) as http:
+        with http.stream("POST", "/chat", json={"prompt": "hi"}) as reply:
+            seen = []
+            for line in reply.iter_lines():
+                if '"text-delta"' in line:
+                    seen.append(json.loads(line.removeprefix("data: "))["delta"])
+                    if len(seen) == 3:
+                        break
+            response = scenario.responses[0]
+            assert seen == WORDS[:3]
+            assert not response.done, "the third delta came only after the model's pause"
+            assert response.partial_text == "".join(WORDS[:3])
+    finished(response)
