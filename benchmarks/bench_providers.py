@@ -314,6 +314,23 @@ def anthropic_sdk(url: str, expected: str) -> Contender:
     return Contender("sdk", "anthropic messages.create(stream=True)", consume, client.close)
 
 
+def anthropic_helper_sdk(url: str, expected: str) -> Contender:
+    import anthropic
+
+    client = anthropic.AsyncAnthropic(api_key="bench", base_url=url, max_retries=0)
+
+    async def consume() -> None:
+        # messages.stream(), the SDK's accumulating helper (what its docs show first): like
+        # streamwrap's .stream it keeps the whole text so far at every event.
+        parts: list[str] = []
+        async with client.messages.stream(model=MODEL, max_tokens=64, messages=MESSAGES) as stream:
+            async for text in stream.text_stream:
+                parts.append(text)
+        check("".join(parts), expected, "anthropic SDK messages.stream()")
+
+    return Contender("sdk", "anthropic messages.stream()", consume, client.close)
+
+
 def bedrock_sdk(url: str, expected: str) -> Contender:
     import boto3
 
@@ -501,6 +518,17 @@ PROVIDERS = {
         {"x-api-key": "bench", "anthropic-version": "2023-06-01"},
         _anthropic_text,
         anthropic_sdk,
+        lambda url: url,
+    ),
+    # The same, against the SDK's accumulating helper.
+    "anthropic_helper": Provider(
+        "anthropic_chat",
+        "anthropic",
+        "/v1/messages",
+        lambda: {"model": MODEL, "max_tokens": 64, "messages": MESSAGES, "stream": True},
+        {"x-api-key": "bench", "anthropic-version": "2023-06-01"},
+        _anthropic_text,
+        anthropic_helper_sdk,
         lambda url: url,
     ),
     "openai_responses": Provider(
