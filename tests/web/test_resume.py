@@ -74,6 +74,7 @@ class Reader:
         self.events: list[tuple[str | None, str]] = []
         self.status: int | None = None
         self.headers: httpx.Headers | None = None
+        self.broken: Exception | None = None
         self.enough = threading.Event()
         self.done = threading.Event()
         self._thread = threading.Thread(
@@ -102,14 +103,17 @@ class Reader:
                         if stop_after is not None and len(self.events) >= stop_after:
                             self.enough.set()
                             return  # the client leaves mid-reply
+        except httpx.TransportError as exc:
+            self.broken = exc  # the server went away mid-stream (a killed worker)
         finally:
             self.enough.set()
             self.done.set()
 
     def wait_for(self, count: int) -> None:
-        """Until the client has ``count`` events (the stream still open)."""
-        while len(self.events) < count:
-            assert not self.done.wait(0.01), self.events
+        """Until the client has ``count`` events."""
+        while len(self.events) < count and not self.done.wait(0.01):
+            pass
+        assert len(self.events) >= count, (self.status, self.events)
 
     def wait(self) -> Reader:
         assert self.done.wait(30), "the stream did not end"
