@@ -192,3 +192,47 @@ def test_redis_unreachable_mid_reply(emu: Emulator, workers: list[Worker], redis
     ).wait()
     assert second.text + rest.text == "back"
     assert rest.chunks[-1]["type"] == "finish"
+
+
+def test_serve_with_workers_shares_replies_through_redis(emu: Emulator, redis_server: RedisServer) -> None:
+    from tests.web.test_serve import Serving
+
+    words = [f"w{i} " for i in range(40)]
+    emu.script(Reply(text=words, delay=0.02))
+    serving = Serving(
+        [
+            "--base-url",
+            emu.openai_base_url,
+            "--model-name",
+            "m",
+            "--port",
+            "0",
+            "--redis",
+            redis_server.url,
+            "--workers",
+            "3",
+            "--quiet",
+        ],
+        env={"OPENAI_API_KEY": "x"},
+    )
+    try:
+        url = serving.wait_for(r"serving at (http://\S+)/")[1]
+        children = Path(f"/proc/{serving.process.pid}/task/{serving.process.pid}/children")
+        pids = children.read_text().split()
+        assert len(pids) == 3, pids
+        # Each connection goes to whichever worker accepts it: a reply read in pieces
+        # over several connections is still exact.
+        chain = [post_chat(At(url), stop_after=3).wait()]
+        chat = chain[0].headers["x-streamwrap-chat-id"] if chain[0].headers else ""
+        while chain[-1].events[-1][1] != "[DONE]":
+            chain.append(
+                resume(At(url), chat=chat, last_event_id=chain[-1].last_event_id, stop_after=5).wait()
+            )
+        assert "".join(r.text for r in chain) == "".join(words)
+        seqs = [s for r in chain for s in r.seqs]
+        assert seqs == list(range(len(seqs)))
+    finally:
+        code = serving.interrupt()
+    assert code == 0, serving.stderr
+    for pid in pids:
+        assert not Path(f"/proc/{pid}").exists() or "zombie" in Path(f"/proc/{pid}/status").read_text()
