@@ -47,7 +47,7 @@ logger = logging.getLogger("streamwrap.web")
 # UUID or 32 hex digits. Short or patterned ids (a counter, "chat-1") could be guessed, and
 # the chat id is what a resume or a stop names.
 _CHAT_ID = re.compile(r"^[A-Za-z0-9_-]{22,128}$")
-_MIN_DISTINCT = 10
+_MIN_DISTINCT = 8
 _LAST_EVENT_ID = re.compile(r"^(swr-[0-9a-f]{32}):([0-9]{1,9})$")
 _HEARTBEAT = b": keep-alive\n\n"
 _DONE = b"data: [DONE]\n\n"
