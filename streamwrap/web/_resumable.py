@@ -83,7 +83,10 @@ class Replies:
     def __init__(self, store: StreamStore, *, heartbeat: float | None) -> None:
         self.store = store
         # The readers of this process read its own replies from memory.
-        self.local = store if isinstance(store, MemoryStreamStore) else MemoryStreamStore(ttl=store.ttl)
+        # (Briefly after their end: a later reader finds them in the shared store.)
+        self.local = (
+            store if isinstance(store, MemoryStreamStore) else MemoryStreamStore(ttl=min(store.ttl, 30.0))
+        )
         self.heartbeat = heartbeat
         self._generating: dict[str, ModelResponse] = {}
         self._tasks: set[asyncio.Task[Any]] = set()

@@ -13,6 +13,7 @@ lost), and carries stop requests to the generating process.
 from __future__ import annotations
 
 import abc
+import collections
 import math
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -140,7 +141,6 @@ class _Reply:
     changed: anyio.Event = field(default_factory=anyio.Event)
     ended: bool = False
     stop_requested: bool = False
-    expiry: float | None = None
 
 
 class MemoryStreamStore(StreamStore):
@@ -158,13 +158,13 @@ class MemoryStreamStore(StreamStore):
         self._replies: dict[str, _Reply] = {}
         self._chats: dict[str, str] = {}
         self._handlers: list[StopHandler] = []
+        # Ended replies in the order they expire (one ttl for all): expiring is O(1) a reply.
+        self._ended: collections.deque[tuple[float, str]] = collections.deque()
 
     def _expire(self) -> None:
         now = anyio.current_time()
-        for rid in [
-            rid for rid, reply in self._replies.items() if reply.expiry is not None and reply.expiry <= now
-        ]:
-            del self._replies[rid]
+        while self._ended and self._ended[0][0] <= now:
+            self._replies.pop(self._ended.popleft()[1], None)
 
     async def start(self, chat_id: str, response_id: str) -> None:
         self._expire()
@@ -186,9 +186,9 @@ class MemoryStreamStore(StreamStore):
 
     async def end(self, chat_id: str, response_id: str) -> None:
         reply = self._replies.get(response_id)
-        if reply is not None:
+        if reply is not None and not reply.ended:
             reply.ended = True
-            reply.expiry = anyio.current_time() + self.ttl
+            self._ended.append((anyio.current_time() + self.ttl, response_id))
             reply.changed.set()
         if self._chats.get(chat_id) == response_id:
             del self._chats[chat_id]
