@@ -66,6 +66,17 @@ def _entry(fields: dict[Any, Any]) -> StoreEntry:
     return StoreEntry(int(fields[b"s"]), fields[b"d"], fields.get(b"f") == b"1")
 
 
+def _added(result: object) -> bool:
+    """Whether an XADD of the pipeline left its entry in the stream. None: NOMKSTREAM found
+    no stream (Redis lost it). An id at or below the stream's last one: the entry is there
+    already, as the entry id is the seq and each reply has one writer, so this is redis-py
+    retrying a pipeline that had reached Redis before the connection failed: the ids make
+    the appends idempotent."""
+    if isinstance(result, ResponseError):
+        return "equal or smaller" in str(result)
+    return result is not None
+
+
 class RedisStreamStore(StreamStore):
     """Replies on Redis, shared by every worker that uses the same Redis and ``prefix``.
 
@@ -187,9 +198,8 @@ class RedisStreamStore(StreamStore):
             for _, entries, future in batch:
                 mine = results[at : at + len(entries)]
                 at += len(entries) + (entries[0].seq == 0)
-                # None: NOMKSTREAM found no stream; an error: an id at or below the stream's last.
                 if not future.done():
-                    future.set_result(not any(r is None or isinstance(r, ResponseError) for r in mine))
+                    future.set_result(all(_added(r) for r in mine))
 
     def _add(self, pipe: Any, response_id: str, entries: list[StoreEntry]) -> None:
         key = self._key("reply", response_id)

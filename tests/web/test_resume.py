@@ -311,3 +311,36 @@ def test_a_redis_restart_that_loses_the_reply_is_never_wrong_text(
     else:
         assert got.status == 204
     assert httpx.get(f"{b.url}/api/chat/{CHAT}/stream").status_code == 204
+
+
+def test_a_reply_trimmed_by_maxlen_is_reported_not_passed_off_as_whole(
+    emu: Emulator, serve: Callable[..., Server], redis_server: RedisServer
+) -> None:
+    long = [f"t{i} " for i in range(400)]
+    emu.script(Reply(text=long))
+    a = serve(redis_store(redis_server, maxlen=100))
+    b = serve(redis_store(redis_server, maxlen=100))
+    first = post_chat(a, stop_after=2).wait()
+    rid = first.last_event_id.rsplit(":", 1)[0]
+    # From the start, on a worker that reads Redis: its beginning was trimmed.
+    got = resume(b, last_event_id=f"{rid}:0").wait()
+    assert got.status == 200
+    assert got.chunks[-1]["type"] == "error"
+    assert "chunk 1 is missing" in got.chunks[-1]["errorText"]
+    assert got.text == ""
+
+
+def test_bad_store_options_are_refused(model: streamwrap.ModelWrapper) -> None:
+    pytest.importorskip("redis")
+    from streamwrap.web import RedisStreamStore
+
+    with pytest.raises(streamwrap.InputError, match="store must be a StreamStore"):
+        chat_app(model, store="redis://localhost")  # type: ignore[arg-type]
+    with pytest.raises(streamwrap.InputError, match="redis:// or rediss://"):
+        RedisStreamStore("http://localhost:6379")
+    with pytest.raises(streamwrap.InputError, match="prefix"):
+        RedisStreamStore("redis://localhost", prefix="a b")
+    with pytest.raises(streamwrap.InputError, match="ttl"):
+        MemoryStreamStore(ttl=0)
+    with pytest.raises(streamwrap.InputError, match="maxlen"):
+        RedisStreamStore("redis://localhost", maxlen=5)
