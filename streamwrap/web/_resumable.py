@@ -181,6 +181,16 @@ class Replies:
                         if shared:
                             pending.extend(entries)
                             more.set()
+                except Exception:
+                    # A fault of the server's own (a failed response ends with its own error
+                    # chunk): the readers must still get an end.
+                    logger.exception("reply %s failed in the server", rid)
+                    error = {"type": "error", "errorText": "the server failed while sending the reply"}
+                    entries = [StoreEntry(n, orjson.dumps(error), final=True)]
+                    await self.local.append(rid, entries)
+                    if shared:
+                        pending.extend(entries)
+                        more.set()
                 finally:
                     await events.aclose()
                 done = True
