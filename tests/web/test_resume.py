@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -322,6 +323,12 @@ def test_a_reply_trimmed_by_maxlen_is_reported_not_passed_off_as_whole(
     b = serve(redis_store(redis_server, maxlen=100))
     first = post_chat(a, stop_after=2).wait()
     rid = first.last_event_id.rsplit(":", 1)[0]
+    import redis
+
+    client = redis.Redis.from_url(redis_server.url)
+    while client.exists(f"streamwrap:lease:{rid}"):  # until the reply has ended in Redis
+        time.sleep(0.01)
+    client.close()
     # From the start, on a worker that reads Redis: its beginning was trimmed.
     got = resume(b, last_event_id=f"{rid}:0").wait()
     assert got.status == 200
