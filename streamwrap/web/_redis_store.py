@@ -18,7 +18,7 @@ read nor stop these replies):
   request. The channel reaches the generator at once; the key is its fallback, read with
   each renewal of the lease (a pub/sub message to a worker that is reconnecting is lost).
 
-Every key expires: those of a reply ``ttl`` after it ended, or ``ttl + lease`` after its
+Every key expires: those of a reply ``ttl`` after it ended, or ``ttl + 3 * lease`` after its
 generator last renewed its lease (a killed generator leaves nothing behind for long).
 """
 
@@ -131,10 +131,12 @@ class RedisStreamStore(StreamStore):
                 f"redis must be a redis:// URL or a redis.asyncio.Redis client; got {type(redis).__name__}"
             )
         self._ms = int(self.lease * 1000)
-        self._keep_ms = int((self.ttl + self.lease) * 1000)
+        # Kept this long past the last renewal: a generator killed mid-reply leaves nothing for
+        # long, and a renewal that comes late under load loses nothing.
+        self._keep_ms = int((self.ttl + 3 * self.lease) * 1000)
         self._down = False
         # Appends waiting for the next pipeline, and the task that sends them.
-        self._queued: list[tuple[str, list[StoreEntry], asyncio.Future[bool]]] = []
+        self._queued: list[tuple[str, list[StoreEntry] | None, asyncio.Future[bool]]] = []
         self._flusher: asyncio.Task[None] | None = None
 
     # -- keys ---------------------------------------------------------------------------------
@@ -171,8 +173,16 @@ class RedisStreamStore(StreamStore):
         self._ok()
 
     async def append(self, response_id: str, entries: list[StoreEntry]) -> bool:
-        # The appends of every reply of this process that arrive while a pipeline is out go
-        # together in the next one: one round trip, and one write, for all of them.
+        return await self._queue(response_id, entries)
+
+    async def renew(self, response_id: str) -> bool:
+        return await self._queue(response_id, None)
+
+    async def _queue(self, response_id: str, entries: list[StoreEntry] | None) -> bool:
+        # The appends and lease renewals of every reply of this process that arrive while a
+        # pipeline is out go together in the next one: one round trip, one write and one
+        # connection for all of them (a pipeline of its own per reply ran out of connections
+        # at 1,000 concurrent replies, and starved the renewals).
         future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
         self._queued.append((response_id, entries, future))
         if self._flusher is None or self._flusher.done():
@@ -184,8 +194,7 @@ class RedisStreamStore(StreamStore):
             batch, self._queued = self._queued, []
             try:
                 async with self._redis.pipeline(transaction=False) as pipe:
-                    for response_id, entries, _ in batch:
-                        self._add(pipe, response_id, entries)
+                    counts = [self._add(pipe, rid, entries) for rid, entries, _ in batch]
                     results = await pipe.execute(raise_on_error=False)
             except (RedisError, OSError) as exc:
                 error = self._failed(exc)
@@ -195,14 +204,34 @@ class RedisStreamStore(StreamStore):
                 continue
             self._ok()
             at = 0
-            for _, entries, future in batch:
-                mine = results[at : at + len(entries)]
-                at += len(entries) + (entries[0].seq == 0)
-                if not future.done():
-                    future.set_result(all(_added(r) for r in mine))
+            for (rid, entries, future), count in zip(batch, counts, strict=True):
+                mine = results[at : at + count]
+                at += count
+                if entries is None:  # a renewal: whether a stop was requested
+                    outcome = bool(mine[-1]) if not isinstance(mine[-1], Exception) else False
+                else:
+                    refused = [r for r in mine[: len(entries)] if not _added(r)]
+                    if refused:
+                        logger.warning(
+                            "Redis refused chunks %d-%d of %s: %s",
+                            entries[0].seq,
+                            entries[-1].seq,
+                            rid,
+                            "the stream is gone" if refused[0] is None else refused[0],
+                        )
+                    outcome = not refused
+                if not future.done():  # (a writer cancelled meanwhile no longer waits)
+                    future.set_result(outcome)
 
-    def _add(self, pipe: Any, response_id: str, entries: list[StoreEntry]) -> None:
+    def _add(self, pipe: Any, response_id: str, entries: list[StoreEntry] | None) -> int:
+        """Queue one append (or, for None, one renewal) on ``pipe``; the number of commands."""
         key = self._key("reply", response_id)
+        if entries is None:
+            pipe.set(self._key("lease", response_id), b"1", px=self._ms)
+            pipe.pexpire(key, self._keep_ms)
+            pipe.pexpire(self._key("owner", response_id), self._keep_ms)
+            pipe.exists(self._key("stop", response_id))
+            return 4
         for entry in entries:
             fields: dict[str, bytes | int] = {"s": entry.seq, "d": entry.data}
             if entry.final:
@@ -219,19 +248,8 @@ class RedisStreamStore(StreamStore):
             )
         if entries[0].seq == 0:
             pipe.pexpire(key, self._keep_ms)
-
-    async def renew(self, response_id: str) -> bool:
-        try:
-            async with self._redis.pipeline(transaction=False) as pipe:
-                pipe.set(self._key("lease", response_id), b"1", px=self._ms)
-                pipe.pexpire(self._key("reply", response_id), self._keep_ms)
-                pipe.pexpire(self._key("owner", response_id), self._keep_ms)
-                pipe.exists(self._key("stop", response_id))
-                results = await pipe.execute()
-        except (RedisError, OSError) as exc:
-            raise self._failed(exc) from exc
-        self._ok()
-        return bool(results[-1])
+            return len(entries) + 1
+        return len(entries)
 
     async def end(self, chat_id: str, response_id: str) -> None:
         ttl_ms = int(self.ttl * 1000)
