@@ -17,6 +17,7 @@ a gap ends the stream with an error, never with wrong text.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import re
 import secrets
@@ -50,6 +51,8 @@ _CHAT_ID = re.compile(r"^[A-Za-z0-9_-]{22,128}$")
 _MIN_DISTINCT = 8
 _LAST_EVENT_ID = re.compile(r"^(swr-[0-9a-f]{32}):([0-9]{1,9})$")
 _HEARTBEAT = b": keep-alive\n\n"
+# How soon a generator tries the store again after it could not reach it.
+_RETRY_SECONDS = 0.5
 _DONE = b"data: [DONE]\n\n"
 _HEADERS = {"cache-control": "no-cache", "x-accel-buffering": "no", "x-vercel-ai-ui-message-stream": "v1"}
 
@@ -138,26 +141,29 @@ class Replies:
                     more = anyio.Event()
                     batch = pending[:]
                     del pending[:]
-                    if batch and not await self.store.append(rid, batch):
-                        logger.warning("the stream store lost reply %s: it can no longer be resumed", rid)
-                        shared = False
-                    elif done and not pending:
-                        await self.store.end(chat_id, rid)
-                        return
-            except StoreUnavailable:
-                shared = False  # (logged by the store, once)
+                    try:
+                        if batch and not await self.store.append(rid, batch):
+                            logger.warning("the stream store lost reply %s: it can no longer be resumed", rid)
+                            shared = False
+                        elif done and not pending:
+                            await self.store.end(chat_id, rid)
+                            return
+                    except StoreUnavailable:
+                        # (Logged by the store, once.) Again in a moment, with what came
+                        # meanwhile: the entry ids make a repeated append harmless. A
+                        # store that comes back empty refuses the rest (lost, above).
+                        pending[:0] = batch
+                        more.set()
+                        await anyio.sleep(_RETRY_SECONDS)
             finally:
                 written.set()
 
         async def renew() -> None:
-            nonlocal shared
-            try:
-                while shared:
-                    await anyio.sleep(self.store.lease / 3)
+            while shared:
+                await anyio.sleep(self.store.lease / 3)
+                with contextlib.suppress(StoreUnavailable):  # (logged by the store, once)
                     if await self.store.renew(rid):
                         self._on_stop(rid)
-            except StoreUnavailable:
-                shared = False
 
         written = anyio.Event()
         try:
