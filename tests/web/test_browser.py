@@ -582,6 +582,11 @@ def test_a_reload_mid_reply_picks_the_reply_up_and_shows_it_once(
     page.reload()
     # The conversation is back, and the reply goes on where it is, whole.
     sync_api.expect(page.get_by_test_id("user").last).to_have_text("YouTell me a long story")
+    # (The page is "ready" at once after the reload, until it has checked its token and
+    # found the reply: wait for the reply's end.)
+    sync_api.expect(page.get_by_test_id("assistant").last).to_have_attribute(
+        "data-status", "finished", timeout=15_000
+    )
     wait_until_ready(page)
     final = state(page)
     assert final["text"] == "".join(slow)
