@@ -115,15 +115,9 @@ class Replies:
             self._listener = asyncio.get_running_loop().create_task(self.store.listen(self._on_stop))
         rid = response.id
         await self.local.start(chat_id, rid)
-        shared = False
-        if self.store is not self.local:
-            try:
-                await self.store.start(chat_id, rid)
-                shared = True
-            except StoreUnavailable:
-                pass  # (logged by the store, once) this reply is served to its own client only
         self._generating[rid] = response
-        self._spawn(self._generate(chat_id, response, shared))
+        # (The shared store learns of the reply from its writer, off the response's path.)
+        self._spawn(self._generate(chat_id, response, self.store is not self.local))
 
     async def _generate(self, chat_id: str, response: ModelResponse, shared: bool) -> None:
         rid = response.id
@@ -135,6 +129,7 @@ class Replies:
         async def write() -> None:
             # Whatever piled up while the last write was out goes as one pipeline.
             nonlocal shared, more
+            started = False
             try:
                 while shared:
                     await more.wait()
@@ -142,6 +137,9 @@ class Replies:
                     batch = pending[:]
                     del pending[:]
                     try:
+                        if not started:
+                            await self.store.start(chat_id, rid)
+                            started = True
                         if batch and not await self.store.append(rid, batch):
                             logger.warning("the stream store lost reply %s: it can no longer be resumed", rid)
                             shared = False
