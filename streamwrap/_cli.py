@@ -5,6 +5,7 @@ local model ahead of time."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib.util
 import ipaddress
 import logging
@@ -91,6 +92,18 @@ def _parser() -> argparse.ArgumentParser:
         default=[],
         metavar="HOST",
         help="a hostname this server may be reached by without a token (IP addresses and localhost always may)",
+    )
+    serve.add_argument(
+        "--redis",
+        metavar="URL",
+        help="keep replies in this Redis (redis:// or rediss://), shared by every worker and server "
+        "that uses it (default: in this process's memory); needs streamwrap[redis]",
+    )
+    serve.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="worker processes sharing the listening socket (default: 1; more need --redis)",
     )
     serve.add_argument("--title", default="streamwrap", help="the chat page's title")
     serve.add_argument("--open", action="store_true", help="open the chat page in a browser")
@@ -212,6 +225,16 @@ def _serve(args: argparse.Namespace, stderr: TextIO) -> int:
         raise ConfigError("--token must not be empty.", key="token")
     if not 0 <= args.port <= 65535:
         raise ConfigError(f"--port must be 0-65535, got {args.port}.", key="port")
+    if not 1 <= args.workers <= 64:
+        raise ConfigError(f"--workers must be 1-64, got {args.workers}.", key="workers")
+    if args.workers > 1 and args.redis is None:
+        raise ConfigError(
+            "--workers above 1 needs --redis URL: a reply must be readable from every worker "
+            "(a reload or a reconnect may reach any of them).",
+            key="workers",
+        )
+    if args.workers > 1 and not hasattr(os, "fork"):
+        raise ConfigError("--workers above 1 needs a system with fork().", key="workers")
     # The dependencies first: picking a model may load one, which is slow to learn nothing.
     try:
         import uvicorn
@@ -233,12 +256,29 @@ def _serve(args: argparse.Namespace, stderr: TextIO) -> int:
         )
 
     _check_origins(args.allow_origin, token)
+    if args.redis is not None:
+        from .web import RedisStreamStore  # (here: a missing redis-py is reported before the model loads)
+
+        RedisStreamStore(args.redis)  # checks the URL
     model, origin = _pick_model(args, stderr)
-    # Before listening: the first request must not wait for the SDK's import.
-    model.prepare()
-    app = chat_app(
-        model, token=token, allowed_origins=args.allow_origin, allowed_hosts=args.allow_host, title=args.title
-    )
+
+    def make_app() -> Any:
+        from .web import MemoryStreamStore, RedisStreamStore
+
+        # Each worker its own store: a Redis client and its connections belong to one process.
+        store = MemoryStreamStore() if args.redis is None else RedisStreamStore(args.redis)
+        return chat_app(
+            model,
+            token=token,
+            allowed_origins=args.allow_origin,
+            allowed_hosts=args.allow_host,
+            title=args.title,
+            store=store,
+        )
+
+    if args.workers == 1:
+        # Before listening: the first request must not wait for the SDK's import.
+        model.prepare()
     loopback = _is_loopback(args.host)
     if not loopback and token is None:
         print(
@@ -261,6 +301,8 @@ def _serve(args: argparse.Namespace, stderr: TextIO) -> int:
 
     def started() -> None:
         print(f"streamwrap: {model.model_type} {model.model_name} ({origin})", file=stderr)
+        if args.workers > 1:
+            print(f"streamwrap: {args.workers} workers, replies in Redis", file=stderr)
         print(f"streamwrap: serving at {url}  (Ctrl-C stops)", file=stderr, flush=True)
         if args.open:
             import webbrowser
@@ -269,9 +311,11 @@ def _serve(args: argparse.Namespace, stderr: TextIO) -> int:
             threading.Thread(target=webbrowser.open, args=(url,), daemon=True).start()
 
     class Server(uvicorn.Server):
+        announce = True  # (the workers of --workers N do not: their parent does, once)
+
         async def startup(self, sockets: list[socket.socket] | None = None) -> None:
             await super().startup(sockets=sockets)
-            if self.started:
+            if self.started and self.announce:
                 started()
 
         def handle_exit(self, sig: int, frame: Any) -> None:
@@ -280,7 +324,7 @@ def _serve(args: argparse.Namespace, stderr: TextIO) -> int:
             super().handle_exit(sig, frame)
 
     config = uvicorn.Config(
-        app,
+        make_app(),
         log_level="warning" if args.quiet else "info",
         lifespan="off",  # chat_app has no startup work; skips three lines of log
         # The access log would write every ?token= URL (the page, the websocket) to the terminal.
@@ -294,6 +338,11 @@ def _serve(args: argparse.Namespace, stderr: TextIO) -> int:
         for name in ("uvicorn.error", "uvicorn.access"):
             logging.getLogger(name).addFilter(_RedactToken())
     logging.getLogger("uvicorn.error").addFilter(QuietCutOff())
+    if args.workers > 1:
+        _run_workers(args.workers, lambda: _serve_worker(Server, config, sock, make_app), started)
+        sock.close()
+        stopped(stderr, "streamwrap: stopped")
+        return 0
     try:
         Server(config).run(sockets=[sock])
     except KeyboardInterrupt:
@@ -302,6 +351,75 @@ def _serve(args: argparse.Namespace, stderr: TextIO) -> int:
         sock.close()
     stopped(stderr, "streamwrap: stopped")
     return 0
+
+
+def _serve_worker(server_class: Any, config: Any, sock: socket.socket, make_app: Any) -> None:
+    """One worker process of ``serve --workers N``: its own app, store and model client,
+    on the listening socket it inherited (the kernel hands each connection to one of the
+    workers blocked in accept())."""
+    config.app = make_app()
+    server = server_class(config)
+    server.announce = False
+    try:
+        server.run(sockets=[sock])
+    except KeyboardInterrupt:
+        pass
+
+
+def _run_workers(count: int, work: Any, started: Any) -> None:
+    """Fork ``count`` workers that run ``work()``; replace one that dies (killed, crashed)
+    until Ctrl-C or SIGTERM, which every worker gets too (Ctrl-C reaches the process group;
+    SIGTERM is passed on)."""
+    import signal
+    import time
+
+    def fork() -> int:
+        pid = os.fork()
+        if pid == 0:  # the worker: Python's own signal handling, until uvicorn sets its own
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            code = 0
+            try:
+                work()
+            except Exception:  # reported, then the worker exits
+                logging.getLogger("streamwrap").exception("a worker failed")
+                code = 1
+            finally:
+                sys.stderr.flush()
+                os._exit(code)  # (never back into the parent's code)
+        return pid
+
+    stopping = False
+
+    def stop(signum: int, frame: Any) -> None:
+        nonlocal stopping
+        stopping = True
+        for pid in workers:
+            # SIGTERM, which uvicorn handles as it does Ctrl-C: a worker that also got the
+            # terminal's Ctrl-C then stops without waiting for its open streams.
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
+
+    workers: list[int] = []
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        workers.extend(fork() for _ in range(count))
+        started()
+        while workers:
+            try:
+                pid, _ = os.waitpid(-1, 0)
+            except ChildProcessError:
+                break
+            except InterruptedError:  # pragma: no cover - PEP 475 retries
+                continue
+            if pid in workers:
+                workers.remove(pid)
+                if not stopping:
+                    time.sleep(0.1)  # (a worker failing at once must not spin)
+                    workers.append(fork())
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def _check_origins(origins: list[str], token: str | None) -> None:

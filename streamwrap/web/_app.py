@@ -20,7 +20,7 @@ from typing import Any
 import orjson
 
 # Only the public API: web is a client of streamwrap like any application.
-from streamwrap import MissingDependencyError, ModelWrapper
+from streamwrap import InputError, MissingDependencyError, ModelResponse, ModelWrapper, StreamwrapError
 
 try:
     from starlette.applications import Starlette
@@ -35,6 +35,8 @@ from ._chat_session import CHAT_ROLES, websocket_chat
 from ._guard import EVENTS_PROTOCOL, LOCKED, error_response, guard_middleware
 from ._options import check_heartbeat
 from ._responses import sse_response, text_response
+from ._resumable import Replies, check_chat_id, new_chat_id, parse_last_event_id
+from ._store import StoreUnavailable, StreamStore
 
 __all__ = ["chat_app"]
 
@@ -68,6 +70,7 @@ def chat_app(
     allowed_hosts: Sequence[str] = (),
     heartbeat: float | None = 15.0,
     title: str = "streamwrap",
+    store: StreamStore | None = None,
 ) -> Starlette:
     """A Starlette app that chats with ``model`` in the browser and over HTTP.
 
@@ -86,9 +89,11 @@ def chat_app(
       as plain text, for curl. Here a refused request is an HTTP error, ``error: ...`` as
       the body: 429 (with ``Retry-After``) for a provider's rate limit, else 502. A reply
       that fails or is cancelled midway is cut off (no clean end), never passed off as whole.
-    * ``GET /api/chat/{id}/stream``: 204 No Content, "nothing to resume" (what
-      ``useChat({resume: true})`` asks when a page loads; a reply is not kept after its
-      request ends, so there is never a stream to resume).
+    * ``GET /api/chat/{id}/stream``: without a ``store``, 204 No Content, "nothing to
+      resume" (what ``useChat({resume: true})`` asks when a page loads; a reply is not kept
+      after its request ends, so there is never a stream to resume). With one, see below.
+    * ``POST /api/chat/{id}/stop``: without a ``store``, 204 (a reply stops when its
+      client closes the connection). With one, see below.
     * ``WS /ws``: :func:`websocket_chat`.
     * ``GET /healthz``: ``{"ok": true, "model": ..., "model_type": ...}``.
 
@@ -122,15 +127,44 @@ def chat_app(
     The Host header must be ``host[:port]`` (RFC 3986; an IPv6 literal in brackets), else
     400. Without a token, the host must be an IP address, ``localhost``, a host of
     ``allowed_origins`` or one of ``allowed_hosts``: this defeats DNS rebinding, where a
-    hostile page's own hostname resolves to this server.
+    hostile page's own hostname resolves to this server. The resume and stop routes pass
+    the same checks as the chat route.
+
+    ``store``: a :class:`~streamwrap.web.StreamStore` (:class:`~streamwrap.web.MemoryStreamStore`
+    for one process, :class:`~streamwrap.web.RedisStreamStore` for several) makes replies
+    outlive their connection (under asyncio):
+
+    * ``POST /api/chat`` generates the reply in a task of its own and streams it from the
+      store: a client that leaves does not stop it. The body's ``id`` names the chat (as
+      ``useChat`` sends it); it must be an id nobody could guess, 22 to 128 characters of
+      ``A-Z a-z 0-9 _ -`` (a UUID, or 128 random bits in base64url), else 400
+      ``guessable_id``. Without one, the server makes one (128 random bits). Either way the
+      ``x-streamwrap-chat-id`` header names it.
+    * ``GET /api/chat/{chat_id}/stream`` (``useChat({resume: true})``): the chat's reply in
+      progress, from its start, or from just after the ``Last-Event-ID`` header's
+      ``<response id>:<n>`` (the reply may have ended since, within the store's ``ttl``),
+      then live, as the same UI message stream; 204 when there is nothing to resume. Any
+      number of readers may follow one reply. No chunk is sent twice or skipped: should
+      the store have lost part of the reply (a Redis restart), or its generator have died
+      (no lease renewed for ``lease`` seconds), the stream ends with an ``error`` chunk
+      that says so. 503 ``store_unavailable`` when the store cannot be reached.
+    * ``POST /api/chat/{chat_id}/stop`` (a JSON body, ``{}``): stops the chat's reply in
+      progress, in whichever process generates it: the upstream request is cancelled, the
+      text so far is kept, and every reader gets the ``abort`` chunk. 202 ``{"stopped":
+      <response id>}``, or 204 when nothing is in progress.
+
+    The app does not close ``store``.
     """
     middleware = guard_middleware(token=token, allowed_origins=allowed_origins, allowed_hosts=allowed_hosts)
-    endpoints = _Endpoints(model, heartbeat=check_heartbeat(heartbeat), title=title)
+    if store is not None and not isinstance(store, StreamStore):
+        raise InputError(f"store must be a StreamStore, or None; got {type(store).__name__}")
+    endpoints = _Endpoints(model, heartbeat=check_heartbeat(heartbeat), title=title, store=store)
     routes = [
         Route("/", endpoints.page, methods=["GET", "HEAD"]),
         Route("/api/chat", endpoints.chat, methods=["POST"]),
         Route("/api/chat/text", endpoints.chat_text, methods=["GET", "POST"]),
         Route("/api/chat/{chat_id}/stream", endpoints.resume, methods=["GET"]),
+        Route("/api/chat/{chat_id}/stop", endpoints.stop, methods=["POST"]),
         Route("/healthz", endpoints.healthz, methods=["GET"]),
         WebSocketRoute("/ws", endpoints.websocket),
     ]
@@ -253,13 +287,33 @@ def _message_text(message: dict[str, Any], where: str) -> str:
     return "".join(texts)
 
 
+def _chat_id(value: object) -> str:
+    chat_id = check_chat_id(value)
+    if chat_id is None:
+        raise _Problem(
+            400,
+            "guessable_id",
+            "the chat id could be guessed: use 22 to 128 characters of A-Z a-z 0-9 _ - "
+            "(128 random bits in base64url, or a UUID), or send none and use the x-streamwrap-chat-id "
+            "the server answers with",
+        )
+    return chat_id
+
+
+async def _raise(error: StreamwrapError) -> ModelResponse:
+    raise error
+
+
 # -- routes -----------------------------------------------------------------------------------
 
 
 class _Endpoints:
-    def __init__(self, model: ModelWrapper, *, heartbeat: float | None, title: str) -> None:
+    def __init__(
+        self, model: ModelWrapper, *, heartbeat: float | None, title: str, store: StreamStore | None
+    ) -> None:
         self.model = model
         self.heartbeat = heartbeat
+        self.replies = None if store is None else Replies(store, heartbeat=heartbeat)
         model_line = (
             f"{getattr(model, 'model_type', '') or type(model).__name__} · {getattr(model, 'model_name', '')}"
         )
@@ -273,7 +327,11 @@ class _Endpoints:
         # The SDK's import and its client at startup, not in the first request, which would
         # wait for them (a second or more), and hold up every other reply meanwhile.
         await self.model.aprepare()
-        yield
+        try:
+            yield
+        finally:
+            if self.replies is not None:
+                await self.replies.aclose()
 
     async def page(self, request: Request) -> Response:
         host = request.headers.get("host", "")
@@ -301,7 +359,10 @@ class _Endpoints:
         return Response(self.html, headers=headers, media_type="text/html; charset=utf-8")
 
     async def chat(self, request: Request) -> Response:
-        messages = _chat_messages(await _read_json(request))
+        body = await _read_json(request)
+        messages = _chat_messages(body)
+        if self.replies is not None:
+            return await self._resumable_chat(body, messages)
         # The call goes in un-awaited: the response then also notices a client that leaves
         # while the provider is slow to answer, and reports a refusal (401, 429, ...) inside
         # the stream, where useChat shows it.
@@ -318,10 +379,64 @@ class _Endpoints:
         # A refusal is an HTTP status here (text has no way to say it): 429 stays 429, else 502.
         return text_response(self.model(messages, stream=True))
 
+    async def _resumable_chat(self, body: dict[str, Any], messages: list[dict[str, str]]) -> Response:
+        assert self.replies is not None
+        given = body.get("id")
+        chat_id = new_chat_id() if given is None else _chat_id(given)
+        try:
+            response = await self.model(messages, stream=True)
+        except StreamwrapError as exc:
+            # Refused before any reply began: reported in the stream as without a store.
+            return sse_response(
+                _raise(exc), heartbeat=self.heartbeat, headers={"x-streamwrap-chat-id": chat_id}
+            )
+        await self.replies.begin(chat_id, response)
+        return self.replies.response(chat_id, response.id, -1, self.replies.local)
+
     async def resume(self, request: Request) -> Response:
         # The AI SDK's transport reads 204 as "no active stream" (any other non-2xx status
-        # is an error that useChat shows). Replies end with their request: nothing to resume.
-        return Response(status_code=204)
+        # is an error that useChat shows). Without a store, replies end with their request.
+        if self.replies is None:
+            return Response(status_code=204)
+        chat_id = _chat_id(request.path_params["chat_id"])
+        last_event_id = request.headers.get("last-event-id")
+        try:
+            if last_event_id:
+                position = parse_last_event_id(last_event_id)
+                if position is None:
+                    raise _Problem(
+                        400,
+                        "bad_request",
+                        "Last-Event-ID must be '<response id>:<n>', as the stream's id lines",
+                    )
+                response_id, after = position
+                if await self.replies.store.chat_of(response_id) != chat_id:
+                    return Response(status_code=204)  # expired, lost, or another chat's
+            else:
+                active = await self.replies.store.active(chat_id)
+                if active is None:
+                    return Response(status_code=204)
+                response_id, after = active, -1
+            source = await self.replies.source(response_id)
+        except StoreUnavailable as exc:
+            raise _Problem(503, "store_unavailable", f"{exc}: replies cannot be resumed now") from None
+        return self.replies.response(chat_id, response_id, after, source)
+
+    async def stop(self, request: Request) -> Response:
+        if self.replies is None:
+            return Response(status_code=204)
+        chat_id = _chat_id(request.path_params["chat_id"])
+        await _read_json(request)  # (JSON only: the CSRF defence of every POST here)
+        try:
+            response_id = await self.replies.store.active(chat_id)
+            if response_id is None:
+                return Response(status_code=204)
+            await self.replies.stop(response_id)
+        except StoreUnavailable as exc:
+            raise _Problem(
+                503, "store_unavailable", f"{exc}: the reply cannot be stopped from here"
+            ) from None
+        return JSONResponse({"stopped": response_id}, status_code=202)
 
     async def healthz(self, request: Request) -> Response:
         return JSONResponse(

@@ -75,7 +75,12 @@ def guard_middleware(
                 allow_origins=list(origins),
                 allow_methods=["GET", "POST"],
                 allow_headers=["authorization", "content-type"],
-                expose_headers=["x-vercel-ai-ui-message-stream", "x-streamwrap-upstream-status"],
+                expose_headers=[
+                    "x-vercel-ai-ui-message-stream",
+                    "x-streamwrap-upstream-status",
+                    "x-streamwrap-chat-id",
+                    "x-streamwrap-response-id",
+                ],
             )
         )
     middleware.append(Middleware(Guard, token=token, allowed_origins=origins, allowed_hosts=allowed_hosts))

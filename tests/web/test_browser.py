@@ -55,7 +55,7 @@ if CHROMIUM is None:
 import streamwrap  # noqa: E402
 from streamwrap import EndEvent  # noqa: E402
 from streamwrap.testing import Emulator, Fault, Reply, ToolCallSpec  # noqa: E402
-from streamwrap.web import chat_app  # noqa: E402
+from streamwrap.web import MemoryStreamStore, StreamStore, chat_app  # noqa: E402
 from tests.support.server import Server  # noqa: E402
 
 TOKEN = "browser-t0ken"
@@ -93,7 +93,12 @@ def ends() -> list[EndEvent]:
 
 
 def start_server(
-    emu: Emulator, ends: list[EndEvent], *, price_provider: str | None = None, **options: Any
+    emu: Emulator,
+    ends: list[EndEvent],
+    *,
+    price_provider: str | None = None,
+    store: StreamStore | None = None,
+    **options: Any,
 ) -> Server:
     def record(event: Any) -> None:
         if isinstance(event, EndEvent):
@@ -110,7 +115,9 @@ def start_server(
             "price_provider": price_provider,
         }
     )
-    return Server(chat_app(model, token=TOKEN, heartbeat=1.0, title="streamwrap test"), **options)
+    return Server(
+        chat_app(model, token=TOKEN, heartbeat=1.0, title="streamwrap test", store=store), **options
+    )
 
 
 @pytest.fixture
@@ -588,3 +595,70 @@ def test_scrolling_up_mid_reply_is_not_undone(emu: Emulator, small_page: Any, tr
     wait_until_ready(small_page)
     assert in_view(small_page, "info"), (distance_from_bottom(small_page), settled_scroll_top(small_page))
     assert small_page.problems == []
+
+
+# -- resumable replies (a server with a stream store, as `streamwrap serve` has) ------------------
+
+
+@pytest.fixture
+def resumable_page(browser: Any, emu: Emulator, ends: list[EndEvent]) -> Iterator[Any]:
+    running = start_server(emu, ends, store=MemoryStreamStore())
+    opened = open_page(browser, running)
+    yield opened
+    opened.context.close()
+    running.stop()
+
+
+def test_a_reload_mid_reply_picks_the_reply_up_and_shows_it_once(
+    emu: Emulator, resumable_page: Any, ends: list[EndEvent]
+) -> None:
+    page = resumable_page
+    slow = [f"slow{i:02d} " for i in range(60)]
+    emu.script(Reply(text=slow, delay=0.04), Reply(text=["next ", "one"]))
+    send(page, "sse", "Tell me a long story")
+    sync_api.expect(page.get_by_test_id("assistant-text").last).to_contain_text("slow03", timeout=10_000)
+    page.reload()
+    # The conversation is back, and the reply goes on where it is, whole.
+    sync_api.expect(page.get_by_test_id("user").last).to_have_text("YouTell me a long story")
+    # (The page is "ready" at once after the reload, until it has checked its token and
+    # found the reply: wait for the reply's end.)
+    sync_api.expect(page.get_by_test_id("assistant").last).to_have_attribute(
+        "data-status", "finished", timeout=15_000
+    )
+    wait_until_ready(page)
+    final = state(page)
+    assert final["text"] == "".join(slow)
+    assert page.evaluate("(answer) => document.body.innerText.split(answer).length - 1", "".join(slow)) == 1
+    assert page.get_by_test_id("assistant").count() == 1
+    assert len(emu.requests) == 1  # resumed, not asked again
+    assert ends[-1].status == "finished"
+    # The next message carries the resumed answer.
+    send(page, "sse", "And then?")
+    wait_until_ready(page)
+    assert state(page)["text"] == "next one"
+    assert emu.requests[-1].json["messages"][1] == {"role": "assistant", "content": "".join(slow)}
+    screenshot(page, "resumed")
+    # (The reload itself is answered 401, the locked page, as a reload is: the tab then
+    # sends its token, which it kept, with every request.)
+    assert [p for p in page.problems if "401" not in p] == []
+
+
+def test_stop_on_a_resumable_reply_asks_the_server(
+    emu: Emulator, resumable_page: Any, ends: list[EndEvent]
+) -> None:
+    page = resumable_page
+    slow = [f"slow{i:02d} " for i in range(100)]
+    emu.script(Reply(text=slow, delay=0.05))
+    send(page, "sse", "Go on and on")
+    sync_api.expect(page.get_by_test_id("assistant-text").last).to_contain_text("slow02", timeout=10_000)
+    page.get_by_test_id("stop").click()
+    wait_until_ready(page)
+    stopped = state(page)
+    assert stopped["info"].startswith("stopped"), stopped
+    deadline = time.monotonic() + 10
+    while not ends:
+        assert time.monotonic() < deadline, "the response never ended on the server"
+        time.sleep(0.05)
+    assert ends[-1].status == "cancelled"
+    assert ends[-1].text == stopped["text"]  # every chunk the server had reached the page
+    assert page.problems == []
