@@ -465,7 +465,10 @@ def _listen(host: str, port: int) -> socket.socket:
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind(address)
-        sock.listen(128)  # connections made before uvicorn accepts wait in the backlog
+        # Connections made before a worker accepts wait in the backlog: uvicorn's own
+        # default (2048; the kernel caps it at somaxconn), not 128, which a burst of a few
+        # hundred connecting clients overflows into SYN retries (a second's stall each).
+        sock.listen(2048)
     except OSError:
         sock.close()
         raise
