@@ -32,7 +32,7 @@ from ._upstream import BodyMapper, BodyUpstream, RedactingUpstream, StaticUpstre
 if TYPE_CHECKING:
     import httpx
 
-__all__ = ["make_httpx_client", "post_json"]
+__all__ = ["body_chunks", "make_httpx_client", "post_json", "whole_body"]
 
 
 def make_httpx_client(
@@ -131,7 +131,7 @@ async def post_json(
         )
     error: StreamwrapError
     try:
-        return StaticUpstream(await _whole_body(response, url, provider, complete))
+        return StaticUpstream(await whole_body(response, url, provider, complete))
     except StreamwrapError as exc:
         error = exc
     raise redact_error(error, secret)
@@ -156,7 +156,7 @@ async def _status_error(response: Any, provider: str, secret: Secret | None) -> 
     )
 
 
-async def _whole_body(
+async def whole_body(
     response: Any, url: str, provider: str, complete: Callable[[Any], list[Delta]]
 ) -> list[Delta]:
     """The deltas of a whole (non-streaming) JSON body."""

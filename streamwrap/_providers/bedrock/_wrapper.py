@@ -78,12 +78,11 @@ from ..._errors import (
     ProviderConnectionError,
     ProviderHTTPError,
     ProviderStreamError,
-    StreamProtocolError,
     StreamwrapError,
 )
 from ..._secret import Secret, redact_error
 from ..._transport._http_error import http_error
-from ..._transport._httpx_client import make_httpx_client
+from ..._transport._httpx_client import body_chunks, make_httpx_client, whole_body
 from ..._transport._upstream import BodyMapper, BodyUpstream, RedactingUpstream, StaticUpstream, Upstream
 from ..._wrapper import ChatRequest, ModelWrapper
 from ._auth import SigV4Signer, default_region
@@ -219,7 +218,7 @@ class BedrockChatWrapper(ModelWrapper):
         response_id = response.headers.get("x-amzn-requestid")
         if request.stream:
             upstream: Upstream = BodyUpstream(
-                response.aiter_bytes(), self._mapper(response_id)(), response.aclose, self.provider
+                body_chunks(response), self._mapper(response_id)(), response.aclose, self.provider
             )
             # One layer per secret (usually one: the API key, or the secret access key).
             for secret in secrets or (None,):
@@ -227,9 +226,7 @@ class BedrockChatWrapper(ModelWrapper):
             return await _FirstBatch.read(upstream, self.provider)
         error: StreamwrapError
         try:
-            return StaticUpstream(
-                await _whole_body(response, url, self.provider, self._complete(response_id))
-            )
+            return StaticUpstream(await whole_body(response, url, self.provider, self._complete(response_id)))
         except StreamwrapError as exc:
             error = exc
         raise _redacted(error, secrets)
@@ -356,26 +353,3 @@ async def _status_error(response: Any, provider: str) -> ProviderHTTPError:
         body=error.body,
         retry_after=error.retry_after,
     )
-
-
-async def _whole_body(
-    response: Any, url: str, provider: str, complete: Callable[[Any], list[Delta]]
-) -> list[Delta]:
-    """The deltas of a whole (non-streaming) JSON body."""
-    import httpx
-
-    try:
-        content = await response.aread()
-    except httpx.TransportError as exc:
-        raise ProviderConnectionError(
-            f"connection lost reading {url}: {type(exc).__name__}: {exc}", provider=provider
-        ) from None
-    finally:
-        await response.aclose()
-    try:
-        obj = orjson.loads(content)
-    except orjson.JSONDecodeError:
-        raise StreamProtocolError(
-            f"the response body is not JSON: {content[:120]!r}", provider=provider
-        ) from None
-    return complete(obj)
