@@ -62,12 +62,21 @@ class SSEDecoder(LineBuffer):
             buf = buf.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
         lines = buf.split(b"\n")
         self._tail = lines.pop() + hold
+        return self._lines(lines)
+
+    def close(self) -> list[ServerSentEvent]:
+        """End of body: completes a last event whose terminating blank line never came."""
+        tail, self._tail = self._tail, b""
+        lines = tail.replace(b"\r\n", b"\n").replace(b"\r", b"\n").split(b"\n") if tail else []
+        lines.append(b"")
+        return self._lines(lines)
+
+    def _lines(self, lines: list[bytes]) -> list[ServerSentEvent]:
         out: list[ServerSentEvent] = []
         # The three lines of a typical event (``event:``, ``data:``, blank) are handled
-        # here, inline: a method call per line was a third of the decoder's time.
-        # Everything else goes through _line, which is the reference for each field.
-        # (Slices compared, not startswith(): its argument parsing cost more than the
-        # comparison. A one-byte slice is a cached object.)
+        # here, inline: a method call per line was a third of the decoder's time; the
+        # other fields go through _line. (Slices compared, not startswith(): its argument
+        # parsing cost more than the comparison. A one-byte slice is a cached object.)
         for line in lines:
             if line[:5] == b"data:":
                 value = line[5:]
@@ -97,41 +106,18 @@ class SSEDecoder(LineBuffer):
                     value = value[1:]
                 self._event = value.decode("utf-8", "replace")
             else:
-                self._line(line, out)
+                self._line(line)
         return out
 
-    def close(self) -> list[ServerSentEvent]:
-        """End of body: completes a last event whose terminating blank line never came."""
-        out: list[ServerSentEvent] = []
-        tail, self._tail = self._tail, b""
-        if tail:
-            tail = tail.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
-            for line in tail.split(b"\n"):
-                self._line(line, out)
-        self._line(b"", out)
-        return out
-
-    def _line(self, line: bytes, out: list[ServerSentEvent]) -> None:
-        if line.startswith(b"data:"):
-            # The hot path: one ``data: {...}`` line per event.
-            value = line[5:]
-            self._data.append(value[1:] if value.startswith(b" ") else value)
-            return
-        if not line:
-            if self._data:
-                data = self._data[0] if len(self._data) == 1 else b"\n".join(self._data)
-                out.append(ServerSentEvent(data, self._event, self._id, self._retry))
-                self.events += 1
-                self._data = []
-            self._event = None
-            return
+    def _line(self, line: bytes) -> None:
+        """A line that is not ``data:``, ``event:`` or blank: a comment, or another field."""
         if line[0] == 0x3A:  # ':' starts a comment
             self.comments += 1
             return
         field, sep, value = line.partition(b":")
         if sep and value.startswith(b" "):
             value = value[1:]
-        if field == b"event":
+        if field == b"event":  # ("event" with no colon: an empty name)
             self._event = value.decode("utf-8", "replace")
         elif field == b"id":
             if b"\0" not in value:
