@@ -16,7 +16,7 @@ import sys
 import threading
 import urllib.parse
 from collections.abc import Sequence
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from ._config import get_model, load_model, load_model_configs
 from ._errors import ConfigError, MissingDependencyError, StreamwrapError
@@ -38,6 +38,9 @@ from ._runtime import runtime
 from ._sinks import ConsoleSink
 from ._version import __version__
 from ._wrapper import ModelWrapper
+
+if TYPE_CHECKING:
+    from .web import StreamStore
 
 __all__ = ["main"]
 
@@ -263,10 +266,18 @@ def _serve(args: argparse.Namespace, stderr: TextIO) -> int:
     model, origin = _pick_model(args, stderr)
 
     def make_app() -> Any:
-        from .web import MemoryStreamStore, RedisStreamStore
-
         # Each worker its own store: a Redis client and its connections belong to one process.
-        store = MemoryStreamStore() if args.redis is None else RedisStreamStore(args.redis)
+        # (RedisStreamStore is imported only when asked for: it needs redis-py, an extra that
+        # plain `serve` does not.)
+        store: StreamStore
+        if args.redis is None:
+            from .web import MemoryStreamStore
+
+            store = MemoryStreamStore()
+        else:
+            from .web import RedisStreamStore
+
+            store = RedisStreamStore(args.redis)
         return chat_app(
             model,
             token=token,
