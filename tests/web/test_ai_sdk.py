@@ -1,6 +1,7 @@
 """The real Vercel AI SDK client against ``chat_app``: its chat engine (``AbstractChat``, what
 ``useChat`` runs) and ``DefaultChatTransport``, from the ``ai`` npm package itself, in node,
-talking to a real server on 127.0.0.1 whose model answers from the emulator.
+talking to a real server on 127.0.0.1 whose model answers from the emulator; and
+``useChat({resume: true})`` after a cut connection, on another worker sharing a real Redis.
 
 The versions are pinned (the oldest v5, the latest 5.x, the first 6.x, which still used
 strict schemas, and the latest release when this was written), installed once from the npm
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import shutil
 import subprocess
 import tempfile
@@ -26,12 +28,15 @@ pytest.importorskip("uvicorn")
 import streamwrap
 from streamwrap.testing import Emulator, Fault, Reply, ToolCallSpec
 from streamwrap.web import chat_app
+from tests.support.providers import make_model
+from tests.support.redis_server import RedisServer, redis_server_or_skip
 from tests.support.server import Server
 
 # Bump these to check newer releases (and say so in the README's compatibility line).
 AI_VERSIONS = ["5.0.0", "5.0.277", "6.0.0", "7.0.173"]
 CACHE = Path(os.environ.get("STREAMWRAP_NPM_CACHE", Path.home() / ".cache" / "streamwrap" / "npm-ai"))
 DRIVER = Path(__file__).resolve().parent / "ai_sdk" / "chat.mjs"
+RESUME_DRIVER = DRIVER.with_name("resume.mjs")
 
 
 # Why an install failed, once: the next test skips at once (npm's own retries take a minute).
@@ -174,3 +179,60 @@ def test_the_ai_sdk_chat_shows_failures_as_the_servers_error(
     (call,) = tool["tools"]
     assert call["id"] == "call_f" and call["state"] == "output-error"
     assert "before the tool call was complete" in call["errorText"]
+
+
+# -- useChat({resume: true}) on another worker, through Redis -----------------------------------
+
+
+@pytest.fixture
+def redis_server() -> Iterator[RedisServer]:
+    server = redis_server_or_skip()
+    yield server
+    server.close()
+
+
+@pytest.fixture
+def two_workers(emu: Emulator, redis_server: RedisServer) -> Iterator[tuple[Server, Server]]:
+    """Two servers with their own model and store objects that share one Redis, as two
+    processes of `streamwrap serve --redis URL --workers 2` do."""
+    from streamwrap.web import RedisStreamStore
+
+    workers = [
+        Server(chat_app(make_model(emu), store=RedisStreamStore(redis_server.url, lease=1.0), heartbeat=None))
+        for _ in range(2)
+    ]
+    yield workers[0], workers[1]
+    for worker in workers:
+        worker.stop()
+
+
+@pytest.mark.parametrize("version", AI_VERSIONS)
+def test_the_ai_sdk_resumes_a_reply_on_another_worker_once_and_whole(
+    emu: Emulator, two_workers: tuple[Server, Server], version: str
+) -> None:
+    prefix = _install(version)
+    words = [f"word{i:02d} " for i in range(40)]
+    emu.script(Reply(text=words, delay=0.03))
+    chat_id = secrets.token_urlsafe(16)  # what the page would make: 128 random bits
+    first, second = two_workers
+    apis = [first.url + "/api/chat", second.url + "/api/chat"]
+    result = subprocess.run(
+        ["node", str(RESUME_DRIVER), str(prefix), *apis, chat_id, "Tell me a story", "20"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    out = json.loads(result.stdout)
+    assert out["version"] == version
+    whole = "".join(words)
+    # The connection was cut mid-reply...
+    assert 20 <= len(out["seen"]) < len(whole) and whole.startswith(out["seen"]), out
+    # ... the other worker gave the whole reply, once, after the stored user message ...
+    resumed = out["resumed"]
+    assert resumed["status"] == "ready" and resumed["error"] is None and resumed["errors"] == [], resumed
+    assert out["roles"] == ["user", "assistant"]
+    assert resumed["text"] == whole
+    assert resumed["metadata"]["finishReason"] == "stop"
+    # ... from the one generation, which the cut did not stop.
+    assert len(emu.requests) == 1
