@@ -56,6 +56,8 @@ import streamwrap  # noqa: E402
 from streamwrap import EndEvent  # noqa: E402
 from streamwrap.testing import Emulator, Fault, Reply, ToolCallSpec  # noqa: E402
 from streamwrap.web import MemoryStreamStore, StreamStore, chat_app  # noqa: E402
+from tests.support.redis_server import RedisServer, redis_server_or_skip  # noqa: E402
+from tests.support.router import path_router  # noqa: E402
 from tests.support.server import Server  # noqa: E402
 
 TOKEN = "browser-t0ken"
@@ -600,13 +602,36 @@ def test_scrolling_up_mid_reply_is_not_undone(emu: Emulator, small_page: Any, tr
 # -- resumable replies (a server with a stream store, as `streamwrap serve` has) ------------------
 
 
-@pytest.fixture
-def resumable_page(browser: Any, emu: Emulator, ends: list[EndEvent]) -> Iterator[Any]:
-    running = start_server(emu, ends, store=MemoryStreamStore())
-    opened = open_page(browser, running)
+def _follows_a_reply(path: str) -> bool:
+    return path.endswith(("/stream", "/stop"))
+
+
+@pytest.fixture(params=["memory", "redis", "redis, two workers"])
+def resumable_page(
+    request: pytest.FixtureRequest, browser: Any, emu: Emulator, ends: list[EndEvent]
+) -> Iterator[Any]:
+    """The page of a server with a stream store: in memory; in Redis; or two workers sharing
+    a Redis behind one front, which sends resumes and stops to the worker that does not
+    generate (as a load balancer may, after a reload)."""
+    redis_server: RedisServer | None = None
+    servers: list[Server] = []
+    if request.param == "memory":
+        servers.append(start_server(emu, ends, store=MemoryStreamStore()))
+    else:
+        from streamwrap.web import RedisStreamStore
+
+        redis_server = redis_server_or_skip()
+        for _ in range(1 if request.param == "redis" else 2):
+            servers.append(start_server(emu, ends, store=RedisStreamStore(redis_server.url, lease=1.0)))
+    if len(servers) == 2:
+        servers.append(Server(path_router(servers[0].url, servers[1].url, _follows_a_reply)))
+    opened = open_page(browser, servers[-1])
     yield opened
     opened.context.close()
-    running.stop()
+    for server in reversed(servers):
+        server.stop()
+    if redis_server is not None:
+        redis_server.close()
 
 
 def test_a_reload_mid_reply_picks_the_reply_up_and_shows_it_once(
