@@ -6,14 +6,22 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 
 from ._delta import ToolCallDelta
 from ._errors import InputError, StreamwrapError
 
-__all__ = ["ToolArgumentsError", "ToolCall", "ToolCallAssembler", "normalize_tools", "sent_call_arguments"]
+__all__ = [
+    "SentCall",
+    "ToolArgumentsError",
+    "ToolCall",
+    "ToolCallAssembler",
+    "normalize_tools",
+    "sent_call",
+    "sent_call_arguments",
+]
 
 
 class ToolArgumentsError(StreamwrapError, ValueError):
@@ -204,4 +212,43 @@ def sent_call_arguments(arguments: Any, name: str, i: int) -> Any:
             return value
     raise InputError(
         f"messages[{i}]: arguments of tool call {name!r} must be a JSON object, got {arguments!r}"
+    )
+
+
+class SentCall(NamedTuple):
+    """A tool call of an assistant turn sent back, read from either form it may take."""
+
+    id: str | None
+    name: str
+    arguments: Any  #: the JSON object (see sent_call_arguments)
+    extra: Mapping[str, Any] | None
+
+
+def sent_call(call: Any, i: int) -> SentCall:
+    """A tool call in ``messages[i]``: an OpenAI-style dict (``{"id", "function": {"name",
+    "arguments"}, "extra"}``) or a :class:`ToolCall` (``response.tool_calls``)."""
+    if isinstance(call, Mapping):
+        fn = call.get("function") or {}
+        if not isinstance(fn, Mapping):
+            raise InputError(
+                f"messages[{i}]: a tool call's 'function' must be a dict, got {type(fn).__name__}"
+            )
+        call_id, name, arguments, extra = (
+            call.get("id"),
+            fn.get("name"),
+            fn.get("arguments"),
+            call.get("extra"),
+        )
+    else:
+        call_id = getattr(call, "id", None)
+        name = getattr(call, "name", None)
+        arguments = getattr(call, "arguments", None)
+        extra = getattr(call, "extra", None)
+    if not isinstance(name, str) or not name:
+        raise InputError(f"messages[{i}]: a tool call has no function name")
+    return SentCall(
+        call_id if isinstance(call_id, str) and call_id else None,
+        name,
+        sent_call_arguments(arguments, name, i),
+        extra if isinstance(extra, Mapping) else None,
     )

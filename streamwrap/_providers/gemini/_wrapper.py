@@ -57,9 +57,10 @@ from typing import Any, ClassVar
 
 import orjson
 
+from ..._block_request import ContentBlocks, append_turn, stop_sequences
 from ..._errors import AuthenticationError, ConfigError, InputError, ProviderHTTPError
 from ..._secret import Secret
-from ..._tools import sent_call_arguments
+from ..._tools import sent_call
 from ..._transport._httpx_client import make_httpx_client, post_json
 from ..._wrapper import ChatRequest, ModelWrapper, Upstream
 from ._wire import GeminiStreamMapper, response_deltas
@@ -258,21 +259,13 @@ def _params(params: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any], 
         elif key == "response_format":
             generation.update(_response_format(value))
         elif key == "stop":
-            generation["stopSequences"] = _stop_sequences(value)
+            generation["stopSequences"] = stop_sequences(value)
         else:
             generation[_GENERATION_NAMES.get(key) or _camel(key)] = value
     if tool_choice is not None and "toolConfig" not in top:
         top["toolConfig"] = {"functionCallingConfig": _tool_choice(tool_choice)}
     generation.update(raw_generation)
     return generation, top, extra_body
-
-
-def _stop_sequences(value: Any) -> list[str]:
-    if isinstance(value, str):
-        return [value]
-    if isinstance(value, (list, tuple)) and all(isinstance(s, str) for s in value):
-        return list(value)
-    raise InputError(f"'stop' must be a string or a list of strings, got {value!r}")
 
 
 def _mapping(value: Any, key: str) -> Mapping[str, Any]:
@@ -324,17 +317,17 @@ def _contents(messages: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], lis
         role = message["role"]
         content = message.get("content")
         if role in ("system", "developer"):
-            system.extend(_parts(content, i))
+            system.extend(_PARTS.blocks(content, i, role))
         elif role == "user":
-            _append(contents, "user", _parts(content, i))
+            append_turn(contents, "user", _PARTS.blocks(content, i, role), "parts")
         elif role == "assistant":
-            parts = _parts(content, i) if content else []
+            parts = _PARTS.blocks(content, i, role) if content else []
             for call in message.get("tool_calls") or ():
                 part, call_id, name = _call_part(call, i)
                 if call_id:
                     call_names[call_id] = name
                 parts.append(part)
-            _append(contents, "model", parts)
+            append_turn(contents, "model", parts, "parts")
         else:  # "tool", or the legacy "function" (which names itself and has no id)
             result_id = message.get("tool_call_id")
             # The matching call names the function; a message's own "name" is the fallback
@@ -349,95 +342,52 @@ def _contents(messages: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], lis
             response: dict[str, Any] = {"name": result_name, "response": _result_object(content)}
             if isinstance(result_id, str) and result_id:
                 response["id"] = result_id
-            _append(contents, "user", [{"functionResponse": response}])
+            append_turn(contents, "user", [{"functionResponse": response}], "parts")
     return system, contents
 
 
-def _append(contents: list[dict[str, Any]], role: str, parts: list[dict[str, Any]]) -> None:
-    if not parts:
-        return  # Gemini rejects a turn without parts
-    if contents and contents[-1]["role"] == role:
-        # One turn per role change: parallel tool results must share one turn.
-        contents[-1]["parts"].extend(parts)
-    else:
-        contents.append({"role": role, "parts": parts})
+class _Parts(ContentBlocks):
+    """Gemini's parts (the walk is shared: see ``streamwrap._block_request``)."""
+
+    model_type = "gemini_chat"
+    hint = "(use 'text', 'image_url' with a data: URL, or a Gemini part such as {'inlineData': ...})"
+
+    def text(self, text: str, part: Mapping[str, Any] | None) -> dict[str, Any]:
+        return {"text": text}
+
+    def image(self, image: Any, i: int, j: int) -> dict[str, Any]:
+        url = image.get("url") if isinstance(image, Mapping) else image
+        if isinstance(url, str) and url.startswith("data:") and ";base64," in url:
+            mime, _, data = url[5:].partition(";base64,")
+            return {"inlineData": {"mimeType": mime, "data": data}}
+        raise InputError(
+            f"messages[{i}].content[{j}]: gemini_chat needs images inline, as a 'data:<mime>;base64,...' URL "
+            "(or a Gemini {'fileData': {'fileUri', 'mimeType'}} part)"
+        )
+
+    def is_native(self, part: Mapping[str, Any]) -> bool:
+        return part.get("type") is None and not _NATIVE_PART_KEYS.isdisjoint(part)
 
 
-def _parts(content: Any, i: int) -> list[dict[str, Any]]:
-    if content is None:
-        return []
-    if isinstance(content, str):
-        return [{"text": content}] if content else []
-    parts: list[dict[str, Any]] = []
-    for j, item in enumerate(content):
-        if isinstance(item, str):
-            if item:
-                parts.append({"text": item})
-            continue
-        if not isinstance(item, Mapping):
-            raise InputError(
-                f"messages[{i}].content[{j}] must be a dict or a string, got {type(item).__name__}"
-            )
-        kind = item.get("type")
-        if kind == "text":
-            if item.get("text"):
-                parts.append({"text": str(item["text"])})
-        elif kind == "image_url":
-            parts.append(_image_part(item.get("image_url"), i, j))
-        elif kind is None and _NATIVE_PART_KEYS & set(item):
-            parts.append(dict(item))  # already a Gemini part
-        else:
-            raise InputError(
-                f"messages[{i}].content[{j}]: content part type {kind!r} is not supported by gemini_chat "
-                "(use 'text', 'image_url' with a data: URL, or a Gemini part such as {'inlineData': ...})"
-            )
-    return parts
-
-
-def _image_part(image: Any, i: int, j: int) -> dict[str, Any]:
-    url = image.get("url") if isinstance(image, Mapping) else image
-    if isinstance(url, str) and url.startswith("data:") and ";base64," in url:
-        mime, _, data = url[5:].partition(";base64,")
-        return {"inlineData": {"mimeType": mime, "data": data}}
-    raise InputError(
-        f"messages[{i}].content[{j}]: gemini_chat needs images inline, as a 'data:<mime>;base64,...' URL "
-        "(or a Gemini {'fileData': {'fileUri', 'mimeType'}} part)"
-    )
+_PARTS = _Parts()
 
 
 def _call_part(call: Any, i: int) -> tuple[dict[str, Any], str | None, str]:
     """A ``functionCall`` part from an OpenAI-style tool call dict or a :class:`ToolCall`."""
-    if isinstance(call, Mapping):
-        fn = call.get("function") or {}
-        if not isinstance(fn, Mapping):
-            raise InputError(
-                f"messages[{i}]: a tool call's 'function' must be a dict, got {type(fn).__name__}"
-            )
-        call_id, name, arguments = call.get("id"), fn.get("name"), fn.get("arguments")
-        extra = call.get("extra")
-        signature = extra.get("thought_signature") if isinstance(extra, Mapping) else None
-        if signature is None:
-            # Gemini's OpenAI-compatible API carries it as extra_content.google.thought_signature.
-            extra_content = call.get("extra_content")
-            google = extra_content.get("google") if isinstance(extra_content, Mapping) else None
-            signature = google.get("thought_signature") if isinstance(google, Mapping) else None
-    else:
-        call_id, name, arguments = (
-            getattr(call, "id", None),
-            getattr(call, "name", None),
-            getattr(call, "arguments", None),
-        )
-        extra = getattr(call, "extra", None)
-        signature = extra.get("thought_signature") if isinstance(extra, Mapping) else None
-    if not isinstance(name, str) or not name:
-        raise InputError(f"messages[{i}]: a tool call has no function name")
-    function: dict[str, Any] = {"name": name, "args": sent_call_arguments(arguments, name, i)}
-    if isinstance(call_id, str) and call_id:
-        function["id"] = call_id
+    sent = sent_call(call, i)
+    signature = sent.extra.get("thought_signature") if sent.extra is not None else None
+    if signature is None and isinstance(call, Mapping):
+        # Gemini's OpenAI-compatible API carries it as extra_content.google.thought_signature.
+        extra_content = call.get("extra_content")
+        google = extra_content.get("google") if isinstance(extra_content, Mapping) else None
+        signature = google.get("thought_signature") if isinstance(google, Mapping) else None
+    function: dict[str, Any] = {"name": sent.name, "args": sent.arguments}
+    if sent.id is not None:
+        function["id"] = sent.id
     part: dict[str, Any] = {"functionCall": function}
     if signature:
         part["thoughtSignature"] = signature
-    return part, call_id if isinstance(call_id, str) else None, name
+    return part, sent.id, sent.name
 
 
 def _result_object(content: Any) -> dict[str, Any]:
