@@ -25,9 +25,10 @@ generator last renewed its lease (a killed generator leaves nothing behind for l
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import anyio
@@ -57,6 +58,10 @@ return 0
 
 def _str(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
+
+
+def _seq_of(entry_id: str) -> int:
+    return int(entry_id.partition("-")[2])  # (entry ids are 0-<seq + 1>)
 
 
 def _entry(fields: dict[Any, Any]) -> StoreEntry:
@@ -138,6 +143,7 @@ class RedisStreamStore(StreamStore):
         # Appends waiting for the next pipeline, and the task that sends them.
         self._queued: list[tuple[str, list[StoreEntry] | None, asyncio.Future[bool]]] = []
         self._flusher: asyncio.Task[None] | None = None
+        self._tails = _Tails(self._redis)
 
     # -- keys ---------------------------------------------------------------------------------
 
@@ -301,32 +307,39 @@ class RedisStreamStore(StreamStore):
         last = f"0-{after + 1}"
         # Wake up at least twice per lease: to see a lost generator in time, and to let the
         # reader send heartbeats.
-        block = max(50, min(self._ms // 2, 5000))
+        wait = max(0.05, min(self.lease / 2, 5.0))
         quiet = False
-        while True:
-            try:
-                got = await self._redis.xread({key: last}, count=1000, block=None if quiet else block)
-                if not got:
-                    if not quiet and await self._redis.exists(lease):
-                        yield None
+        with self._tails.follow(key, last) as tail:
+            while True:
+                seen = tail.version
+                try:
+                    # Without BLOCK: the wait is the process's one XREAD BLOCK (see _Tails).
+                    got = await self._redis.xread({key: last}, count=1000)
+                    if not got:
+                        if quiet:
+                            # No lease, and nothing came in after it went: ended, or lost.
+                            tail_entry = await self._redis.xrevrange(key, count=1)
+                            if tail_entry and _entry(tail_entry[0][1]).final:
+                                return  # (the final entry was read before, by this reader)
+                            raise GeneratorLost(f"the generator of {response_id} stopped without ending it")
+                        if await tail.changed_since(seen, wait):
+                            continue
+                        if await self._redis.exists(lease):
+                            yield None
+                            continue
+                        quiet = True  # one more look, for entries added meanwhile
                         continue
-                    if quiet:
-                        # No lease, and nothing came in after it went: ended, or lost.
-                        tail = await self._redis.xrevrange(key, count=1)
-                        if tail and _entry(tail[0][1]).final:
-                            return  # (the final entry was read before, by this reader's client)
-                        raise GeneratorLost(f"the generator of {response_id} stopped without ending it")
-                    quiet = True  # one more look without blocking, for entries added meanwhile
-                    continue
-            except (RedisError, OSError) as exc:
-                raise self._failed(exc) from exc
-            quiet = False
-            for entry_id, fields in got[0][1]:
-                last = _str(entry_id)
-                entry = _entry(fields)
-                yield entry
-                if entry.final:
-                    return
+                except (RedisError, OSError) as exc:
+                    raise self._failed(exc) from exc
+                quiet = False
+                entries = got[0][1]
+                tail.advance(_str(entries[-1][0]))
+                for entry_id, fields in entries:
+                    last = _str(entry_id)
+                    entry = _entry(fields)
+                    yield entry
+                    if entry.final:
+                        return
 
     async def request_stop(self, response_id: str) -> None:
         try:
@@ -338,5 +351,88 @@ class RedisStreamStore(StreamStore):
             raise self._failed(exc) from exc
 
     async def aclose(self) -> None:
+        await self._tails.aclose()
         if self._owns_client:
             await self._redis.aclose()
+
+
+class _Tail:
+    """The readers of one reply that wait at its end, in one process."""
+
+    __slots__ = ("changed", "last", "readers", "version")
+
+    def __init__(self, last: str) -> None:
+        self.last = last  # the newest entry id the process's XREAD BLOCK has seen
+        self.version = 0  # bumped when entries after ``last`` came
+        self.changed = asyncio.Event()
+        self.readers = 0
+
+    def advance(self, last: str) -> None:
+        """A reader has read up to ``last``: the XREAD BLOCK need not fetch those again."""
+        if _seq_of(last) > _seq_of(self.last):
+            self.last = last
+
+    async def changed_since(self, version: int, timeout: float) -> bool:
+        """Whether entries came after ``version`` was read, waiting up to ``timeout`` s."""
+        if self.version == version:
+            with anyio.move_on_after(timeout):
+                await self.changed.wait()
+        return self.version != version
+
+
+class _Tails:
+    """One ``XREAD BLOCK`` per process over every reply its readers wait on.
+
+    A reader reads what is there without blocking, then waits here for news of its reply;
+    one task blocks on Redis for all of them and bumps a reply's version when entries come.
+    A connection per waiting reader (``XREAD BLOCK`` holds its connection) would cap the
+    readers of a process at the pool's size. A reply joins the next round of the XREAD:
+    its first wait may take up to ``_BLOCK_MS`` longer; the rounds that follow include it.
+    """
+
+    _BLOCK_MS = 100
+
+    def __init__(self, redis: Any) -> None:
+        self._redis = redis
+        self._tails: dict[str, _Tail] = {}
+        self._task: asyncio.Task[None] | None = None
+
+    @contextlib.contextmanager
+    def follow(self, key: str, last: str) -> Iterator[_Tail]:
+        """The tail of the reply at ``key`` (a reader at ``last``), for as long as it reads."""
+        tail = self._tails.get(key)
+        if tail is None:
+            tail = self._tails[key] = _Tail(last)
+        tail.readers += 1
+        if self._task is None or self._task.done():
+            self._task = asyncio.get_running_loop().create_task(self._watch())
+        try:
+            yield tail
+        finally:
+            tail.readers -= 1
+            if not tail.readers and self._tails.get(key) is tail:
+                del self._tails[key]
+
+    async def _watch(self) -> None:
+        while self._tails:
+            streams = {key: tail.last for key, tail in self._tails.items()}
+            try:
+                got = await self._redis.xread(streams, count=1000, block=self._BLOCK_MS)
+            except (RedisError, OSError):
+                # The readers' own commands report it (each wait ends within its timeout).
+                await asyncio.sleep(self._BLOCK_MS / 1000)
+                continue
+            for key, entries in got or ():
+                tail = self._tails.get(_str(key))
+                if tail is not None and entries:
+                    tail.last = _str(entries[-1][0])
+                    tail.version += 1
+                    tail.changed.set()
+                    tail.changed = asyncio.Event()
+
+    async def aclose(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None

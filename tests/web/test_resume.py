@@ -224,6 +224,25 @@ def test_a_reply_resumes_on_another_worker_and_fans_out(
     assert late.seqs == list(range(middle + 1, seqs[-1] + 1))
 
 
+def test_many_readers_of_a_worker_share_its_few_redis_connections(
+    emu: Emulator, serve: Callable[..., Server], redis_server: RedisServer
+) -> None:
+    # Readers waiting for the next chunks share one XREAD BLOCK per process: 40 of them
+    # follow a reply of another worker through a store of 4 connections (one blocked XREAD
+    # per reader would hold all 4, and the others would wait past the pool's timeout).
+    emu.script(slow_reply(0.1))  # 4 s: every reader asks while the reply goes on
+    generator = serve(redis_store(redis_server))
+    followers = serve(redis_store(redis_server, max_connections=4))
+    first = post_chat(generator, stop_after=2).wait()
+    readers = [resume(followers) for _ in range(40)]
+    for reader in readers:
+        reader.wait()
+        assert reader.status == 200 and reader.broken is None
+        assert reader.text == TEXT
+        assert reader.seqs == list(range(len(reader.seqs)))
+    assert first.status == 200 and len(emu.requests) == 1
+
+
 def test_stop_from_another_worker_cancels_the_reply_and_every_reader_gets_the_abort(
     own_emu: Emulator, serve: Callable[..., Server], redis_server: RedisServer
 ) -> None:
