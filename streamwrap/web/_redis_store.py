@@ -60,10 +60,6 @@ def _str(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
 
-def _seq_of(entry_id: str) -> int:
-    return int(entry_id.partition("-")[2])  # (entry ids are 0-<seq + 1>)
-
-
 def _entry(fields: dict[Any, Any]) -> StoreEntry:
     # (bytes keys and values, or str ones from a client made with decode_responses=True)
     if b"s" not in fields:
@@ -310,12 +306,22 @@ class RedisStreamStore(StreamStore):
         wait = max(0.05, min(self.lease / 2, 5.0))
         quiet = False
         with self._tails.follow(key, last) as tail:
+            handed = False  # whether `last` is the end of a batch the XREAD BLOCK handed out
             while True:
                 seen = tail.version
+                entries = tail.batch_after(last)
                 try:
-                    # Without BLOCK: the wait is the process's one XREAD BLOCK (see _Tails).
-                    got = await self._redis.xread({key: last}, count=1000)
-                    if not got:
+                    if entries is None:
+                        if handed:
+                            # The XREAD BLOCK reads on from where its batch ended: what comes
+                            # next bumps the version, no need to look.
+                            entries = []
+                        else:
+                            # Without BLOCK: the wait is the process's one XREAD BLOCK.
+                            got = await self._redis.xread({key: last}, count=1000)
+                            entries = got[0][1] if got else []
+                    handed = False
+                    if not entries:
                         if quiet:
                             # No lease, and nothing came in after it went: ended, or lost.
                             tail_entry = await self._redis.xrevrange(key, count=1)
@@ -332,8 +338,7 @@ class RedisStreamStore(StreamStore):
                 except (RedisError, OSError) as exc:
                     raise self._failed(exc) from exc
                 quiet = False
-                entries = got[0][1]
-                tail.advance(_str(entries[-1][0]))
+                handed = entries is tail.batch
                 for entry_id, fields in entries:
                     last = _str(entry_id)
                     entry = _entry(fields)
@@ -359,18 +364,28 @@ class RedisStreamStore(StreamStore):
 class _Tail:
     """The readers of one reply that wait at its end, in one process."""
 
-    __slots__ = ("changed", "last", "readers", "version")
+    __slots__ = ("batch", "batch_from", "changed", "last", "readers", "version")
 
     def __init__(self, last: str) -> None:
         self.last = last  # the newest entry id the process's XREAD BLOCK has seen
         self.version = 0  # bumped when entries after ``last`` came
         self.changed = asyncio.Event()
         self.readers = 0
+        # The entries the last XREAD BLOCK returned, and the id they follow: a reader that
+        # was there takes them as they are, without reading them again.
+        self.batch: list[Any] = []
+        self.batch_from = ""
 
-    def advance(self, last: str) -> None:
-        """A reader has read up to ``last``: the XREAD BLOCK need not fetch those again."""
-        if _seq_of(last) > _seq_of(self.last):
-            self.last = last
+    def batch_after(self, last: str) -> list[Any] | None:
+        """The entries right after ``last``, if the XREAD BLOCK just read them."""
+        return self.batch if self.batch_from == last and self.batch else None
+
+    def news(self, entries: list[Any]) -> None:
+        self.batch_from, self.batch = self.last, entries
+        self.last = _str(entries[-1][0])
+        self.version += 1
+        self.changed.set()
+        self.changed = asyncio.Event()
 
     async def changed_since(self, version: int, timeout: float) -> bool:
         """Whether entries came after ``version`` was read, waiting up to ``timeout`` s."""
@@ -425,10 +440,7 @@ class _Tails:
             for key, entries in got or ():
                 tail = self._tails.get(_str(key))
                 if tail is not None and entries:
-                    tail.last = _str(entries[-1][0])
-                    tail.version += 1
-                    tail.changed.set()
-                    tail.changed = asyncio.Event()
+                    tail.news(entries)
 
     async def aclose(self) -> None:
         if self._task is not None:

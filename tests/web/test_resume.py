@@ -345,7 +345,13 @@ def test_a_reply_trimmed_by_maxlen_is_reported_not_passed_off_as_whole(
     import redis
 
     client = redis.Redis.from_url(redis_server.url)
-    while client.exists(f"streamwrap:lease:{rid}"):  # until the reply has ended in Redis
+    deadline = time.monotonic() + 10
+    # Until the reply has ended in Redis: its last entry is the final one. (Its lease key
+    # may not be there yet when the client leaves: waiting for it to go is not enough.)
+    while not (
+        (tail := client.xrevrange(f"streamwrap:reply:{rid}", count=1)) and tail[0][1].get(b"f") == b"1"
+    ):
+        assert time.monotonic() < deadline, "the reply did not end"
         time.sleep(0.01)
     client.close()
     # From the start, on a worker that reads Redis: its beginning was trimmed.
