@@ -29,7 +29,7 @@ import streamwrap
 from streamwrap.testing import Emulator, Fault, Reply, ToolCallSpec
 from streamwrap.web import chat_app
 from tests.support.providers import make_model
-from tests.support.redis_server import RedisServer, redis_server_or_skip
+from tests.support.redis_server import RedisServer
 from tests.support.server import Server
 
 # Bump these to check newer releases (and say so in the README's compatibility line).
@@ -109,17 +109,20 @@ def server(emulator: Emulator) -> Iterator[Server]:
     s.stop()
 
 
-def run_chat(version: str, server: Server, prompts: list[str]) -> list[dict[str, Any]]:
+def run_driver(driver: Path, version: str, *args: str) -> dict[str, Any]:
+    """What a node driver printed, run with ``ai@version`` and ``args``."""
     prefix = _install(version)
     result = subprocess.run(
-        ["node", str(DRIVER), str(prefix), server.url + "/api/chat", *prompts],
-        capture_output=True,
-        text=True,
-        timeout=60,
+        ["node", str(driver), str(prefix), *args], capture_output=True, text=True, timeout=60
     )
     assert result.returncode == 0, result.stderr
-    out = json.loads(result.stdout)
+    out: dict[str, Any] = json.loads(result.stdout)
     assert out["version"] == version
+    return out
+
+
+def run_chat(version: str, server: Server, prompts: list[str]) -> list[dict[str, Any]]:
+    out = run_driver(DRIVER, version, server.url + "/api/chat", *prompts)
     results: list[dict[str, Any]] = out["results"]
     for reply in results:
         # useChat({resume: true}) on a page load: nothing to resume, and no error shown. (ai
@@ -185,13 +188,6 @@ def test_the_ai_sdk_chat_shows_failures_as_the_servers_error(
 
 
 @pytest.fixture
-def redis_server() -> Iterator[RedisServer]:
-    server = redis_server_or_skip()
-    yield server
-    server.close()
-
-
-@pytest.fixture
 def two_workers(emu: Emulator, redis_server: RedisServer) -> Iterator[tuple[Server, Server]]:
     """Two servers with their own model and store objects that share one Redis, as two
     processes of `streamwrap serve --redis URL --workers 2` do."""
@@ -210,21 +206,12 @@ def two_workers(emu: Emulator, redis_server: RedisServer) -> Iterator[tuple[Serv
 def test_the_ai_sdk_resumes_a_reply_on_another_worker_once_and_whole(
     emu: Emulator, two_workers: tuple[Server, Server], version: str
 ) -> None:
-    prefix = _install(version)
     words = [f"word{i:02d} " for i in range(40)]
     emu.script(Reply(text=words, delay=0.03))
     chat_id = secrets.token_urlsafe(16)  # what the page would make: 128 random bits
     first, second = two_workers
     apis = [first.url + "/api/chat", second.url + "/api/chat"]
-    result = subprocess.run(
-        ["node", str(RESUME_DRIVER), str(prefix), *apis, chat_id, "Tell me a story", "20"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert result.returncode == 0, result.stderr
-    out = json.loads(result.stdout)
-    assert out["version"] == version
+    out = run_driver(RESUME_DRIVER, version, *apis, chat_id, "Tell me a story", "20")
     whole = "".join(words)
     # The connection was cut mid-reply...
     assert 20 <= len(out["seen"]) < len(whole) and whole.startswith(out["seen"]), out

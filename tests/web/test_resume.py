@@ -21,7 +21,7 @@ import streamwrap
 from streamwrap.testing import Emulator, Reply
 from streamwrap.web import MemoryStreamStore, StreamStore, chat_app
 from tests.support.providers import make_model
-from tests.support.redis_server import RedisServer, redis_server_or_skip
+from tests.support.redis_server import RedisServer
 from tests.support.server import Server
 
 CHAT = "Zq3xV9mK2pL8rT5wY1nB7c"  # 22 characters, 128+ bits as a random one would have
@@ -29,13 +29,6 @@ OTHER_CHAT = "aB3dE5fG7hJ9kL1mN3pQ5r"
 WORDS = [f"w{i} " for i in range(40)]
 TEXT = "".join(WORDS)
 JSON = {"content-type": "application/json"}
-
-
-@pytest.fixture
-def redis_server() -> Iterator[RedisServer]:
-    server = redis_server_or_skip()
-    yield server
-    server.close()
 
 
 @pytest.fixture

@@ -18,7 +18,7 @@ import httpx
 import pytest
 
 from streamwrap.testing import Emulator, Reply
-from tests.support.redis_server import RedisServer, redis_server_or_skip
+from tests.support.redis_server import RedisServer
 from tests.web.test_resume import Reader, post_chat, resume
 
 pytest.importorskip("starlette")
@@ -70,13 +70,6 @@ class At:
 
     def __init__(self, url: str) -> None:
         self.url = url
-
-
-@pytest.fixture
-def redis_server() -> Iterator[RedisServer]:
-    server = redis_server_or_skip()
-    yield server
-    server.close()
 
 
 @pytest.fixture
