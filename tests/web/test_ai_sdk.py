@@ -207,7 +207,7 @@ def test_the_ai_sdk_resumes_a_reply_on_another_worker_once_and_whole(
     emu: Emulator, two_workers: tuple[Server, Server], version: str
 ) -> None:
     words = [f"word{i:02d} " for i in range(40)]
-    emu.script(Reply(text=words, delay=0.03))
+    emu.script(Reply(text=words, delay=0.08))  # 3.2 s: the resume comes before the end
     chat_id = secrets.token_urlsafe(16)  # what the page would make: 128 random bits
     first, second = two_workers
     apis = [first.url + "/api/chat", second.url + "/api/chat"]
