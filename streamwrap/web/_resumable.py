@@ -53,6 +53,9 @@ _LAST_EVENT_ID = re.compile(r"^(swr-[0-9a-f]{32}):([0-9]{1,9})$")
 _HEARTBEAT = b": keep-alive\n\n"
 # How soon a generator tries the store again after it could not reach it.
 _RETRY_SECONDS = 0.5
+# How long a reply's first chunk waits for the shared store to know the reply (see
+# _generate): a store that does not answer must not hold a reply back for long.
+_ANNOUNCE_SECONDS = 1.0
 _DONE = b"data: [DONE]\n\n"
 _HEADERS = {"cache-control": "no-cache", "x-accel-buffering": "no", "x-vercel-ai-ui-message-stream": "v1"}
 
@@ -131,6 +134,15 @@ class Replies:
             nonlocal shared, more
             started = False
             try:
+                try:
+                    # At once, while the model is still thinking: a client that gets its
+                    # first chunk and reconnects to another worker must find the reply.
+                    await self.store.start(chat_id, rid)
+                    started = True
+                except StoreUnavailable:
+                    pass  # (logged by the store, once) tried again with the first write
+                finally:
+                    announced.set()
                 while shared:
                     await more.wait()
                     more = anyio.Event()
@@ -164,6 +176,7 @@ class Replies:
                         self._on_stop(rid)
 
         written = anyio.Event()
+        announced = anyio.Event()  # the shared store knows the reply, or could not be reached
         try:
             async with anyio.create_task_group() as tg:
                 if shared:
@@ -176,6 +189,9 @@ class Replies:
                         chunks = encoder.encode(event)
                         if not chunks:
                             continue
+                        if shared and not n:
+                            with anyio.move_on_after(_ANNOUNCE_SECONDS):
+                                await announced.wait()
                         last = len(chunks) - 1
                         entries = []
                         for i, chunk in enumerate(chunks):

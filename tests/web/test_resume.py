@@ -23,6 +23,7 @@ from streamwrap.web import MemoryStreamStore, StreamStore, chat_app
 from tests.support.providers import make_model
 from tests.support.redis_server import RedisServer
 from tests.support.server import Server
+from tests.support.slow_link import SlowLink
 
 CHAT = "Zq3xV9mK2pL8rT5wY1nB7c"  # 22 characters, 128+ bits as a random one would have
 OTHER_CHAT = "aB3dE5fG7hJ9kL1mN3pQ5r"
@@ -215,6 +216,28 @@ def test_a_reply_resumes_on_another_worker_and_fans_out(
     middle = first.seqs[3]
     late = resume(a, last_event_id=f"{first.last_event_id.rsplit(':', 1)[0]}:{middle}").wait()
     assert late.seqs == list(range(middle + 1, seqs[-1] + 1))
+
+
+def test_a_client_that_leaves_at_its_first_chunk_finds_the_reply_on_another_worker(
+    emu: Emulator, serve: Callable[..., Server], redis_server: RedisServer
+) -> None:
+    # The shared store learns of a reply before its first chunk goes out: a reconnect to
+    # another worker right after it does not find "nothing active" (204), even when the
+    # generating worker's link to Redis is slow (100 ms each way here).
+    from streamwrap.web import RedisStreamStore
+
+    link = SlowLink("127.0.0.1", redis_server.port, 0.1)
+    try:
+        a = serve(RedisStreamStore(f"redis://127.0.0.1:{link.port}/0", lease=1.0))
+        b = serve(redis_store(redis_server))
+        emu.script(slow_reply())
+        first = post_chat(a, stop_after=1).wait()
+        rest = resume(b, last_event_id=first.last_event_id).wait()
+        assert rest.status == 200, rest.status
+        text, seqs = whole([first, rest])
+        assert text == TEXT and seqs == list(range(len(seqs)))
+    finally:
+        link.close()
 
 
 def test_many_readers_of_a_worker_share_its_few_redis_connections(
