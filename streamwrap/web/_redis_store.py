@@ -29,7 +29,7 @@ import contextlib
 import logging
 import re
 from collections.abc import AsyncIterator, Iterator
-from typing import Any
+from typing import Any, NamedTuple
 
 import anyio
 
@@ -76,6 +76,15 @@ def _added(result: object) -> bool:
     if isinstance(result, ResponseError):
         return "equal or smaller" in str(result)
     return result is not None
+
+
+class _Write(NamedTuple):
+    """One write of a reply, for the shared pipeline."""
+
+    kind: str  # "start", "append", "renew" or "end"
+    response_id: str
+    chat_id: str = ""
+    entries: list[StoreEntry] | None = None
 
 
 class RedisStreamStore(StreamStore):
@@ -137,7 +146,7 @@ class RedisStreamStore(StreamStore):
         self._keep_ms = int((self.ttl + 3 * self.lease) * 1000)
         self._down = False
         # Appends waiting for the next pipeline, and the task that sends them.
-        self._queued: list[tuple[str, list[StoreEntry] | None, asyncio.Future[bool]]] = []
+        self._queued: list[tuple[_Write, asyncio.Future[bool]]] = []
         self._flusher: asyncio.Task[None] | None = None
         self._tails = _Tails(self._redis)
 
@@ -164,29 +173,25 @@ class RedisStreamStore(StreamStore):
     # -- the generating side ----------------------------------------------------------------
 
     async def start(self, chat_id: str, response_id: str) -> None:
-        try:
-            async with self._redis.pipeline(transaction=True) as pipe:
-                pipe.set(self._key("owner", response_id), chat_id, px=self._keep_ms)
-                pipe.set(self._key("chat", chat_id), response_id, px=self._keep_ms)
-                pipe.set(self._key("lease", response_id), b"1", px=self._ms)
-                await pipe.execute()
-        except (RedisError, OSError) as exc:
-            raise self._failed(exc) from exc
-        self._ok()
+        await self._queue(_Write("start", response_id, chat_id))
 
     async def append(self, response_id: str, entries: list[StoreEntry]) -> bool:
-        return await self._queue(response_id, entries)
+        return await self._queue(_Write("append", response_id, entries=entries))
 
     async def renew(self, response_id: str) -> bool:
-        return await self._queue(response_id, None)
+        return await self._queue(_Write("renew", response_id))
 
-    async def _queue(self, response_id: str, entries: list[StoreEntry] | None) -> bool:
-        # The appends and lease renewals of every reply of this process that arrive while a
-        # pipeline is out go together in the next one: one round trip, one write and one
-        # connection for all of them (a pipeline of its own per reply ran out of connections
-        # at 1,000 concurrent replies, and starved the renewals).
+    async def end(self, chat_id: str, response_id: str) -> None:
+        await self._queue(_Write("end", response_id, chat_id))
+
+    async def _queue(self, write: _Write) -> bool:
+        # The writes of every reply of this process (starts, appends, lease renewals, ends)
+        # that arrive while a pipeline is out go together in the next one: one round trip,
+        # one write and one connection for all of them (a pipeline of its own per reply ran
+        # out of connections at 1,000 concurrent replies, and starved the renewals; a start
+        # of its own each left a reply unknown to the other workers for seconds).
         future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
-        self._queued.append((response_id, entries, future))
+        self._queued.append((write, future))
         if self._flusher is None or self._flusher.done():
             self._flusher = asyncio.get_running_loop().create_task(self._flush())
         return await future
@@ -196,44 +201,68 @@ class RedisStreamStore(StreamStore):
             batch, self._queued = self._queued, []
             try:
                 async with self._redis.pipeline(transaction=False) as pipe:
-                    counts = [self._add(pipe, rid, entries) for rid, entries, _ in batch]
+                    counts = [self._add(pipe, write) for write, _ in batch]
                     results = await pipe.execute(raise_on_error=False)
             except (RedisError, OSError) as exc:
                 error = self._failed(exc)
-                for _, _, future in batch:
+                for _, future in batch:
                     if not future.done():
                         future.set_exception(error)
                 continue
             self._ok()
             at = 0
-            for (rid, entries, future), count in zip(batch, counts, strict=True):
+            for (write, future), count in zip(batch, counts, strict=True):
                 mine = results[at : at + count]
                 at += count
-                if entries is None:  # a renewal: whether a stop was requested
-                    outcome = bool(mine[-1]) if not isinstance(mine[-1], Exception) else False
+                if future.done():  # (a writer cancelled meanwhile no longer waits)
+                    continue
+                if write.kind == "append":
+                    future.set_result(self._appended(write, mine))
+                elif write.kind == "renew":  # whether a stop was requested
+                    future.set_result(bool(mine[-1]) if not isinstance(mine[-1], Exception) else False)
                 else:
-                    refused = [r for r in mine[: len(entries)] if not _added(r)]
-                    if refused:
-                        logger.warning(
-                            "Redis refused chunks %d-%d of %s: %s",
-                            entries[0].seq,
-                            entries[-1].seq,
-                            rid,
-                            "the stream is gone" if refused[0] is None else refused[0],
-                        )
-                    outcome = not refused
-                if not future.done():  # (a writer cancelled meanwhile no longer waits)
-                    future.set_result(outcome)
+                    failed = next((r for r in mine if isinstance(r, Exception)), None)
+                    if failed is None:
+                        future.set_result(True)
+                    else:
+                        future.set_exception(self._failed(failed))
 
-    def _add(self, pipe: Any, response_id: str, entries: list[StoreEntry] | None) -> int:
-        """Queue one append (or, for None, one renewal) on ``pipe``; the number of commands."""
-        key = self._key("reply", response_id)
-        if entries is None:
-            pipe.set(self._key("lease", response_id), b"1", px=self._ms)
+    def _appended(self, write: _Write, results: list[Any]) -> bool:
+        entries = write.entries or []
+        refused = [r for r in results[: len(entries)] if not _added(r)]
+        if refused:
+            logger.warning(
+                "Redis refused chunks %d-%d of %s: %s",
+                entries[0].seq,
+                entries[-1].seq,
+                write.response_id,
+                "the stream is gone" if refused[0] is None else refused[0],
+            )
+        return not refused
+
+    def _add(self, pipe: Any, write: _Write) -> int:
+        """Queue the commands of one write on ``pipe``; the number of commands."""
+        rid = write.response_id
+        key = self._key("reply", rid)
+        if write.kind == "start":
+            pipe.set(self._key("owner", rid), write.chat_id, px=self._keep_ms)
+            pipe.set(self._key("chat", write.chat_id), rid, px=self._keep_ms)
+            pipe.set(self._key("lease", rid), b"1", px=self._ms)
+            return 3
+        if write.kind == "renew":
+            pipe.set(self._key("lease", rid), b"1", px=self._ms)
             pipe.pexpire(key, self._keep_ms)
-            pipe.pexpire(self._key("owner", response_id), self._keep_ms)
-            pipe.exists(self._key("stop", response_id))
+            pipe.pexpire(self._key("owner", rid), self._keep_ms)
+            pipe.exists(self._key("stop", rid))
             return 4
+        if write.kind == "end":
+            ttl_ms = int(self.ttl * 1000)
+            pipe.pexpire(key, ttl_ms)
+            pipe.pexpire(self._key("owner", rid), ttl_ms)
+            pipe.delete(self._key("lease", rid), self._key("stop", rid))
+            pipe.eval(_END_SCRIPT, 1, self._key("chat", write.chat_id), rid)
+            return 4
+        entries = write.entries or []
         for entry in entries:
             fields: dict[str, bytes | int] = {"s": entry.seq, "d": entry.data}
             if entry.final:
@@ -248,22 +277,10 @@ class RedisStreamStore(StreamStore):
                 approximate=True,
                 nomkstream=entry.seq != 0,
             )
-        if entries[0].seq == 0:
+        if entries and entries[0].seq == 0:
             pipe.pexpire(key, self._keep_ms)
             return len(entries) + 1
         return len(entries)
-
-    async def end(self, chat_id: str, response_id: str) -> None:
-        ttl_ms = int(self.ttl * 1000)
-        try:
-            async with self._redis.pipeline(transaction=True) as pipe:
-                pipe.pexpire(self._key("reply", response_id), ttl_ms)
-                pipe.pexpire(self._key("owner", response_id), ttl_ms)
-                pipe.delete(self._key("lease", response_id), self._key("stop", response_id))
-                pipe.eval(_END_SCRIPT, 1, self._key("chat", chat_id), response_id)
-                await pipe.execute()
-        except (RedisError, OSError) as exc:
-            raise self._failed(exc) from exc
 
     async def listen(self, handler: StopHandler) -> None:
         while True:
