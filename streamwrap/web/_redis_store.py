@@ -145,7 +145,7 @@ class RedisStreamStore(StreamStore):
         # long, and a renewal that comes late under load loses nothing.
         self._keep_ms = int((self.ttl + 3 * self.lease) * 1000)
         self._down = False
-        # Appends waiting for the next pipeline, and the task that sends them.
+        # Writes waiting for the next pipeline, and the task that sends them.
         self._queued: list[tuple[_Write, asyncio.Future[bool]]] = []
         self._flusher: asyncio.Task[None] | None = None
         self._tails = _Tails(self._redis)
@@ -323,14 +323,14 @@ class RedisStreamStore(StreamStore):
         wait = max(0.05, min(self.lease / 2, 5.0))
         quiet = False
         with self._tails.follow(key, last) as tail:
-            handed = False  # whether `last` is the end of a batch the XREAD BLOCK handed out
+            handed = False  # whether the last entries came from the XREAD BLOCK's batch
             while True:
                 seen = tail.version
                 entries = tail.batch_after(last)
                 try:
                     if entries is None:
-                        if handed:
-                            # The XREAD BLOCK reads on from where its batch ended: what comes
+                        if handed and tail.last == last:
+                            # The XREAD BLOCK reads on from where this reader is: what comes
                             # next bumps the version, no need to look.
                             entries = []
                         else:
