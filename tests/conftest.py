@@ -9,6 +9,7 @@ import pytest
 
 import streamwrap
 from streamwrap.testing import Emulator
+from tests.support import google_auth
 from tests.support.providers import make_model
 from tests.support.recordings import MISSING, RECORDINGS
 
@@ -53,3 +54,20 @@ def recordings() -> Path:
     if not RECORDINGS.is_dir():
         pytest.skip(MISSING)
     return RECORDINGS
+
+
+# -- Google credentials: a generated service-account key and a local token endpoint ---------
+
+
+@pytest.fixture(scope="module")
+def key_pair() -> tuple[str, bytes]:
+    """A new RSA key: (its private PEM, its public PEM)."""
+    return google_auth.new_key()
+
+
+@pytest.fixture
+def token_server(key_pair: tuple[str, bytes]) -> Iterator[google_auth.TokenServer]:
+    """Google's OAuth token endpoint on 127.0.0.1, accepting JWTs signed with ``key_pair``."""
+    server = google_auth.TokenServer(public_pem=key_pair[1]).start()
+    yield server
+    server.stop()

@@ -42,18 +42,6 @@ REPLY = Reply(
 )
 
 
-@pytest.fixture(scope="module")
-def key_pair() -> tuple[str, bytes]:
-    return google_auth.new_key()
-
-
-@pytest.fixture
-def token_server(key_pair: tuple[str, bytes]) -> Iterator[google_auth.TokenServer]:
-    server = google_auth.TokenServer(public_pem=key_pair[1]).start()
-    yield server
-    server.stop()
-
-
 @pytest.fixture
 def credentials(tmp_path: Path, key_pair: tuple[str, bytes], token_server: google_auth.TokenServer) -> Any:
     from google.oauth2 import service_account

@@ -10,7 +10,6 @@ environment variables, and the config errors follow google-genai's ``Client(vert
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -63,18 +62,6 @@ def _clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
 
 
 # -- credentials: a generated service-account key and a local token endpoint ------------------
-
-
-@pytest.fixture(scope="module")
-def key_pair() -> tuple[str, bytes]:
-    return google_auth.new_key()
-
-
-@pytest.fixture
-def token_server(key_pair: tuple[str, bytes]) -> Iterator[google_auth.TokenServer]:
-    server = google_auth.TokenServer(public_pem=key_pair[1]).start()
-    yield server
-    server.stop()
 
 
 @pytest.fixture
