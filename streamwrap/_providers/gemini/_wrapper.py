@@ -65,7 +65,7 @@ from ..._transport._httpx_client import make_httpx_client, post_json
 from ..._wrapper import ChatRequest, ModelWrapper, Upstream
 from ._wire import GeminiStreamMapper, response_deltas
 
-__all__ = ["GeminiChatWrapper", "build_request_body", "refine_http_error"]
+__all__ = ["GeminiChatWrapper", "api_key_client", "build_request_body", "refine_http_error"]
 
 DEFAULT_BASE_URL = "https://generativelanguage.googleapis.com"
 DEFAULT_API_VERSION = "v1beta"
@@ -111,6 +111,19 @@ def _camel(name: str) -> str:
     return head + "".join(word[:1].upper() + word[1:] for word in rest)
 
 
+def api_key_client(wrapper: ModelWrapper, key: Secret | None) -> Any:
+    """The httpx client of ``wrapper`` that sends ``key`` as Google's ``x-goog-api-key``
+    header (the Gemini API's, and Vertex AI's express mode)."""
+    return make_httpx_client(
+        extra=wrapper.extra,
+        timeout=wrapper.timeout,
+        client_args=wrapper.client_args,
+        secret=key,
+        key_header="x-goog-api-key",
+        key_prefix="",
+    )
+
+
 class GeminiChatWrapper(ModelWrapper):
     """The Gemini API over its native ``streamGenerateContent`` protocol.
 
@@ -153,14 +166,7 @@ class GeminiChatWrapper(ModelWrapper):
             self._api_key = Secret(self._api_key.reveal().strip())
 
     def _make_client(self) -> Any:
-        return make_httpx_client(
-            extra=self.extra,
-            timeout=self.timeout,
-            client_args=self.client_args,
-            secret=self._api_key,
-            key_header="x-goog-api-key",
-            key_prefix="",
-        )
+        return api_key_client(self, self._api_key)
 
     def _server_url(self) -> str:
         return self.base_url or DEFAULT_BASE_URL

@@ -57,10 +57,10 @@ from typing import Any, ClassVar
 
 from ..._errors import ConfigError, ProviderHTTPError
 from ..._secret import Secret
-from ..._transport._httpx_client import make_httpx_client, post_json
+from ..._transport._httpx_client import post_json
 from ..._wrapper import ChatRequest, ModelWrapper, Upstream
 from ..gemini._wire import GeminiStreamMapper, response_deltas
-from ..gemini._wrapper import build_request_body, refine_http_error
+from ..gemini._wrapper import api_key_client, build_request_body, refine_http_error
 from ._auth import GoogleCredentials
 
 __all__ = ["VertexGeminiChatWrapper"]
@@ -170,14 +170,7 @@ class VertexGeminiChatWrapper(ModelWrapper):
         return None if self._auth is None else self._auth.credentials
 
     def _make_client(self) -> Any:
-        return make_httpx_client(
-            extra=self.extra,
-            timeout=self.timeout,
-            client_args=self.client_args,
-            secret=self._api_key,
-            key_header="x-goog-api-key",
-            key_prefix="",
-        )
+        return api_key_client(self, self._api_key)
 
     def _project(self) -> str | None:
         """The project: configured, or (with credentials) the one the credentials name."""
