@@ -32,7 +32,7 @@ from ._upstream import BodyMapper, BodyUpstream, RedactingUpstream, StaticUpstre
 if TYPE_CHECKING:
     import httpx
 
-__all__ = ["body_chunks", "make_httpx_client", "post_json", "whole_body"]
+__all__ = ["body_chunks", "make_httpx_client", "post_json", "status_error", "whole_body"]
 
 
 def make_httpx_client(
@@ -124,7 +124,7 @@ async def post_json(
     if response.status_code >= 400:
         # (Read and parsed in a helper: the raw body may echo the key, and no frame the
         # error passes through may hold it in a local.)
-        raise await _status_error(response, provider, secret)
+        raise await status_error(response, provider, secret)
     if stream:
         return RedactingUpstream(
             BodyUpstream(body_chunks(response), mapper(), response.aclose, provider), secret
@@ -137,8 +137,9 @@ async def post_json(
     raise redact_error(error, secret)
 
 
-async def _status_error(response: Any, provider: str, secret: Secret | None) -> ProviderHTTPError:
-    """The typed error of a non-2xx response (its body read, scrubbed of the key)."""
+async def status_error(response: Any, provider: str, secret: Secret | None) -> ProviderHTTPError:
+    """The typed error of a non-2xx streamed response (its body read, the response closed,
+    the body scrubbed of ``secret``)."""
     import httpx
 
     try:

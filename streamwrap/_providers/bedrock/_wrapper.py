@@ -81,8 +81,7 @@ from ..._errors import (
     StreamwrapError,
 )
 from ..._secret import Secret, redact_error
-from ..._transport._http_error import http_error
-from ..._transport._httpx_client import body_chunks, make_httpx_client, whole_body
+from ..._transport._httpx_client import body_chunks, make_httpx_client, status_error, whole_body
 from ..._transport._upstream import BodyMapper, BodyUpstream, RedactingUpstream, StaticUpstream, Upstream
 from ..._wrapper import ChatRequest, ModelWrapper
 from ._auth import SigV4Signer, default_region
@@ -325,18 +324,8 @@ def _redacted(error: _E, secrets: tuple[Secret, ...]) -> _E:
 async def _status_error(response: Any, provider: str) -> ProviderHTTPError:
     """The typed error of a non-2xx response: its type from ``x-amzn-ErrorType`` (or the
     body's ``__type``), its message from the body (scrubbed of the key)."""
-    import httpx
-
-    try:
-        content = await response.aread()
-    except httpx.TransportError:
-        content = b""
-    finally:
-        await response.aclose()
     # (The secrets are scrubbed by the caller: there may be two.)
-    error = http_error(
-        provider=provider, status_code=response.status_code, body=content, headers=response.headers
-    )
+    error = await status_error(response, provider, None)
     kind = error_type(response.headers.get("x-amzn-errortype"))
     if kind is None and isinstance(error.body, Mapping) and isinstance(error.body.get("__type"), str):
         kind = error.body["__type"].rpartition("#")[2] or None  # (the JSON protocol's form)
