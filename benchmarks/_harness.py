@@ -37,6 +37,16 @@ TARGET_VS_FLOOR = 3.0
 # --------------------------------------------------------------------------------------
 
 
+def stop_process(proc: subprocess.Popen[Any]) -> None:
+    """Ask a child process to end (SIGTERM); kill it if it has not within 10 s."""
+    proc.terminate()
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
 class EmulatorProcess:
     """``python -m streamwrap.testing`` in a child process, serving one fixed reply.
 
@@ -78,12 +88,7 @@ class EmulatorProcess:
         proc, self._proc = self._proc, None
         if proc is None:
             return
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_process(proc)
 
     @property
     def base_url(self) -> str:

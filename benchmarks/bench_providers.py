@@ -204,6 +204,11 @@ def gemini_sdk(url: str, expected: str) -> Contender:
     from google import genai
 
     client = genai.Client(api_key="bench", http_options={"base_url": url, "api_version": "v1beta"})
+    return _genai_contender(client, expected, "google-genai", "google-genai generate_content_stream")
+
+
+def _genai_contender(client: Any, expected: str, who: str, label: str) -> Contender:
+    """google-genai's ``generate_content_stream``, its answer parts read as a user does."""
 
     async def consume() -> None:
         parts: list[str] = []
@@ -212,12 +217,12 @@ def gemini_sdk(url: str, expected: str) -> Contender:
                 for part in (candidate.content.parts if candidate.content else None) or ():
                     if part.text and not part.thought:
                         parts.append(part.text)
-        check("".join(parts), expected, "google-genai")
+        check("".join(parts), expected, who)
 
     async def aclose() -> None:
         await client.aio.aclose()
 
-    return Contender("sdk", "google-genai generate_content_stream", consume, aclose)
+    return Contender("sdk", label, consume, aclose)
 
 
 # Vertex AI: Google Cloud credentials with a fixed token (a bearer header, no refresh), the
@@ -241,20 +246,9 @@ def vertex_sdk(url: str, expected: str) -> Contender:
         credentials=_vertex_credentials(),
         http_options={"base_url": url},
     )
-
-    async def consume() -> None:
-        parts: list[str] = []
-        async for chunk in await client.aio.models.generate_content_stream(model=MODEL, contents="hi"):
-            for candidate in chunk.candidates or ():
-                for part in (candidate.content.parts if candidate.content else None) or ():
-                    if part.text and not part.thought:
-                        parts.append(part.text)
-        check("".join(parts), expected, "google-genai (Vertex AI)")
-
-    async def aclose() -> None:
-        await client.aio.aclose()
-
-    return Contender("sdk", "google-genai Vertex AI generate_content_stream", consume, aclose)
+    return _genai_contender(
+        client, expected, "google-genai (Vertex AI)", "google-genai Vertex AI generate_content_stream"
+    )
 
 
 def ollama_sdk(url: str, expected: str) -> Contender:

@@ -43,7 +43,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from _harness import log, markdown_table, run_meta
+from _harness import log, markdown_table, run_meta, stop_process
 
 ROOT = Path(__file__).resolve().parents[1]
 # "redis-elsewhere": each client leaves after the first event and resumes on the next worker.
@@ -114,12 +114,7 @@ class Processes:
         return process, line[len(first_line) :].strip()
 
     def stop(self, process: subprocess.Popen[str]) -> None:
-        process.terminate()
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_process(process)
         self.all.remove(process)
 
     def close(self) -> None:

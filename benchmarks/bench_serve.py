@@ -245,12 +245,7 @@ class Child:
         return json.loads(answer)  # type: ignore[no-any-return]
 
     def close(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+        harness.stop_process(self.proc)
 
 
 def uvicorn_http() -> str:

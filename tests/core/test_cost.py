@@ -45,6 +45,13 @@ _OPENAI_CHAT = {
     "prompt_tokens_details": {"cached_tokens": 200},
     "completion_tokens_details": {"reasoning_tokens": 100},
 }
+_GEMINI_USAGE = {
+    "promptTokenCount": 1000,
+    "candidatesTokenCount": 400,
+    "thoughtsTokenCount": 100,
+    "cachedContentTokenCount": 200,
+    "totalTokenCount": 1500,
+}
 _CACHED_AND_REASONING = usd((800, INPUT), (200, CACHED), (400, OUTPUT), (100, REASONING))
 USAGE_SHAPES: dict[str, tuple[dict[str, Any], Decimal]] = {
     "openai_chat": (_OPENAI_CHAT, _CACHED_AND_REASONING),
@@ -62,27 +69,9 @@ USAGE_SHAPES: dict[str, tuple[dict[str, Any], Decimal]] = {
         _CACHED_AND_REASONING,
     ),
     # Gemini counts thoughts apart from the answer: streamwrap's output holds both.
-    "gemini_chat": (
-        {
-            "promptTokenCount": 1000,
-            "candidatesTokenCount": 400,
-            "thoughtsTokenCount": 100,
-            "cachedContentTokenCount": 200,
-            "totalTokenCount": 1500,
-        },
-        _CACHED_AND_REASONING,
-    ),
+    "gemini_chat": (_GEMINI_USAGE, _CACHED_AND_REASONING),
     # Vertex AI reports as the Gemini API does.
-    "vertex_gemini_chat": (
-        {
-            "promptTokenCount": 1000,
-            "candidatesTokenCount": 400,
-            "thoughtsTokenCount": 100,
-            "cachedContentTokenCount": 200,
-            "totalTokenCount": 1500,
-        },
-        _CACHED_AND_REASONING,
-    ),
+    "vertex_gemini_chat": (_GEMINI_USAGE, _CACHED_AND_REASONING),
     # Anthropic counts the uncached input apart from the cache's reads and writes.
     "anthropic_chat": (
         {
