@@ -487,7 +487,7 @@ PROVIDERS = {
         _gemini_text,
         vertex_sdk,
         lambda url: url,
-        lambda: {
+        sw_config=lambda: {
             "api_key": None,
             "project": _VERTEX_PROJECT,
             "location": _VERTEX_LOCATION,
